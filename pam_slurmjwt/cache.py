@@ -1,0 +1,238 @@
+"""The per-user token store: where it lives, atomic writes, safe reads.
+
+Format 1 (docs/internals.md): a `token` line a POSIX shell reads with the
+`read` builtin, a `token.csh` line tcsh can `source`, and an empty `.clock`
+file. Everything runs as the user; every open is relative to a directory
+descriptor checked for owner and mode, and refuses symlinks.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+
+from pam_slurmjwt.errors import CacheUnsafe
+from pam_slurmjwt.protocol import Grant
+
+FORMAT = "slurmjwt1"
+FALLBACK_BASE = "/run/slurmjwt/users"
+TOKEN_FILE = "token"
+CSH_FILE = "token.csh"
+CLOCK_FILE = ".clock"
+SAFETY = 5  # seconds before exp at which a cached token counts as expired
+MAX_FILE = 4096
+
+
+class Entry:
+    """A cached token: its expiry (epoch), export flag and the token."""
+
+    __slots__ = ("exp", "export", "token")
+
+    def __init__(self, exp: int, export: bool, token: str) -> None:
+        self.exp = exp
+        self.export = export
+        self.token = token
+
+
+def cache_dir(uid: int, env: dict[str, str] | None = None) -> str:
+    """Given a uid and an environment, return the cache directory path
+    (docs/internals.md: SLURMJWT_CACHE_DIR, XDG_RUNTIME_DIR, /run fallback)."""
+    if env is None:
+        env = dict(os.environ)
+    if env.get("SLURMJWT_CACHE_DIR"):
+        return env["SLURMJWT_CACHE_DIR"]
+    runtime = env.get("XDG_RUNTIME_DIR")
+    if runtime and runtime.startswith("/"):
+        try:
+            st = os.stat(runtime)
+        except OSError:
+            st = None
+        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
+            return os.path.join(runtime, "slurmjwt")
+    return os.path.join(FALLBACK_BASE, str(uid))
+
+
+def _uptime() -> float:
+    with open("/proc/uptime", "rb") as fh:
+        return float(fh.read().split()[0])
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id", "rb") as fh:
+        return fh.read().decode("ascii").strip()
+
+
+def format_lines(entry: Entry, margin: int, now: float, uptime: float,
+                 boot_id: str) -> tuple[str, str]:
+    """Return the `token` and `token.csh` contents for an entry."""
+    up = int(uptime)
+    refresh_up = up + (entry.exp - margin - int(now))
+    expire_up = up + (entry.exp - SAFETY - int(now))
+    fields = (f"{FORMAT} {boot_id} {refresh_up} {expire_up} {entry.exp} "
+              f"{int(entry.export)} {entry.token}")
+    return fields + "\n", f"set _slurmjwt_c=({fields})\n"
+
+
+def parse_line(text: str) -> Entry:
+    """Given the `token` file's text, return its Entry; raise ValueError."""
+    words = text.split()
+    if len(words) != 7 or words[0] != FORMAT or not text.endswith("\n"):
+        raise ValueError("malformed cache line")
+    _fmt, _boot, refresh_up, expire_up, exp, export, token = words
+    if not (refresh_up.lstrip("-").isdigit() and expire_up.lstrip("-").isdigit()
+            and exp.isdigit() and export in ("0", "1")):
+        raise ValueError("malformed cache fields")
+    if token.count(".") != 2:
+        raise ValueError("malformed cached token")
+    return Entry(int(exp), export == "1", token)
+
+
+class Cache:
+    """One user's cache directory, opened and checked once per use."""
+
+    def __init__(self, path: str, uid: int | None = None) -> None:
+        self.path = path
+        self.uid = os.getuid() if uid is None else uid
+
+    @classmethod
+    def for_user(cls) -> Cache:
+        uid = os.getuid()
+        return cls(cache_dir(uid), uid)
+
+    def _unsafe(self, what: str, fix: str) -> CacheUnsafe:
+        return CacheUnsafe(f'token cache "{self.path}" {what}; {fix}')
+
+    def open_dir(self, create: bool) -> int | None:
+        """Return a descriptor of the checked cache directory, creating it if
+        asked; None when it does not exist; raise CacheUnsafe when unsafe."""
+        if create:
+            try:
+                os.mkdir(self.path, 0o700)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:
+                raise self._unsafe("cannot be created (its parent does not exist)",
+                                   "ask an admin to install the tmpfiles.d entry "
+                                   "for /run/slurmjwt") from None
+            except PermissionError:
+                raise self._unsafe("cannot be created (permission denied)",
+                                   "ask an admin to check /run/slurmjwt/users") from None
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise self._unsafe("is a symlink or not a directory",
+                                   f'remove it: rm "{self.path}"') from None
+            raise self._unsafe(f"cannot be opened ({err.strerror})", "check it") from None
+        self._check(fd, "directory")
+        return fd
+
+    def _check(self, fd: int, kind: str, name: str = "") -> None:
+        st = os.fstat(fd)
+        where = os.path.join(self.path, name) if name else self.path
+        problem = None
+        if st.st_uid != self.uid:
+            problem = (f"is owned by uid {st.st_uid}, not by you (uid {self.uid})",
+                       f'remove it or ask an admin to: rm -r "{where}"')
+        elif st.st_mode & 0o077:
+            mode = stat.S_IMODE(st.st_mode)
+            want = "0700" if kind == "directory" else "0600"
+            problem = (f"has mode {mode:04o}", f'run chmod {want} "{where}"')
+        elif kind == "file" and not stat.S_ISREG(st.st_mode):
+            problem = ("is not a regular file", f'remove it: rm "{where}"')
+        if problem:
+            os.close(fd)
+            what, fix = problem
+            raise CacheUnsafe(f'token cache "{where}" {what}; {fix}')
+
+    def load(self, now: float | None = None) -> tuple[Entry | None, str]:
+        """Return (entry, "") for a cached token that has not expired, or
+        (None, reason); raise CacheUnsafe when the cache is unsafe."""
+        dfd = self.open_dir(create=False)
+        if dfd is None:
+            return None, "no cache directory"
+        try:
+            try:
+                fd = os.open(TOKEN_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+                             | os.O_CLOEXEC, dir_fd=dfd)
+            except FileNotFoundError:
+                return None, "no cached token"
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise self._unsafe("holds a symlink named token",
+                                       f'remove it: rm "{self.path}/token"') from None
+                raise
+            self._check(fd, "file", TOKEN_FILE)
+            try:
+                data = os.read(fd, MAX_FILE)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dfd)
+        try:
+            entry = parse_line(data.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return None, "cached token is corrupt"
+        if entry.exp - SAFETY <= (time.time() if now is None else now):
+            return None, "cached token has expired"
+        return entry, ""
+
+    def store(self, entry: Entry, margin: int) -> None:
+        """Write entry atomically (temp file, fsync, rename) with mode 0600."""
+        dfd = self.open_dir(create=True)
+        if dfd is None:
+            raise self._unsafe("vanished while being created", "try again")
+        try:
+            line, csh = format_lines(entry, margin, time.time(), _uptime(), _boot_id())
+            _replace(dfd, TOKEN_FILE, line)
+            _replace(dfd, CSH_FILE, csh)
+            _touch(dfd, CLOCK_FILE)
+        finally:
+            os.close(dfd)
+
+    def remove(self) -> None:
+        dfd = self.open_dir(create=False)
+        if dfd is None:
+            return
+        try:
+            for name in (TOKEN_FILE, CSH_FILE):
+                try:
+                    os.unlink(name, dir_fd=dfd)
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(dfd)
+
+
+def _replace(dfd: int, name: str, text: str) -> None:
+    tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dfd)
+    try:
+        data = text.encode("ascii")
+        if os.write(fd, data) != len(data):
+            raise OSError(errno.ENOSPC, "short write")
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp, dir_fd=dfd)
+        raise
+    os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def _touch(dfd: int, name: str) -> None:
+    try:
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=dfd)
+    except OSError:
+        return  # only the csh shim's clock; a failure costs it a refresh, nothing more
+    os.close(fd)
+
+
+def entry_from_grant(grant: Grant) -> Entry:
+    return Entry(grant.exp, grant.export, grant.token)

@@ -1,0 +1,297 @@
+"""slurmjwt: the user and admin command (mint, decode, status, token, exec, ping).
+
+Each subcommand parses its words, calls one function that does the work,
+and maps SlurmJwtError to the documented exit status here and only here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from pam_slurmjwt import __version__, protocol
+from pam_slurmjwt.cache import Cache, Entry
+from pam_slurmjwt.config import load_config
+from pam_slurmjwt.errors import EXIT_ERROR, EXIT_OK, Refused, SlurmJwtError, UsageError
+from pam_slurmjwt.log import Log, complain
+from pam_slurmjwt.refresh import Options, refresh
+from pam_slurmjwt.token import fingerprint, inspect, slurm_claims
+
+PROG = "slurmjwt"
+
+
+# ----------------------------------------------------------------- helpers
+
+def _when(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(seconds: int) -> str:
+    seconds = abs(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _left(exp: int) -> str:
+    left = exp - int(time.time())
+    return f"{_duration(left)} left" if left > 0 else f"EXPIRED {_duration(left)} ago"
+
+
+def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
+    """Return a valid cached token, refreshing it when inside the margin."""
+    opts = Options()
+    opts.if_needed = lifespan is None
+    opts.lifespan = lifespan
+    opts.config = config
+    return refresh(opts, load_config(config), Cache.for_user())
+
+
+# ----------------------------------------------------------------- mint
+
+def _mint_words(words: list[str]) -> tuple[str | None, int | None]:
+    user, lifespan = None, None
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key.lower() not in ("username", "lifespan"):
+            raise UsageError(f"unknown word {word!r}; expected username=NAME or lifespan=SECONDS")
+        if key.lower() == "username":
+            user = value
+        elif value.isdigit() and 0 < int(value) < 10**8:
+            lifespan = int(value)
+        else:
+            raise UsageError(f"lifespan={value} is not a number of seconds")
+    return user, lifespan
+
+
+def cmd_mint(args: argparse.Namespace) -> int:
+    """Like `scontrol token`, signed locally with the key: root or SlurmUser only."""
+    from pam_slurmjwt.helper import Policy
+    from pam_slurmjwt.keyfile import load_key
+    from pam_slurmjwt.slurmconf import parse_slurm_conf
+    from pam_slurmjwt.token import HS256Signer, make_claims
+
+    user, lifespan = _mint_words(args.words)
+    user = args.user or user
+    lifespan = args.lifespan or lifespan
+    cfg = load_config(args.config)
+    slurm = parse_slurm_conf(cfg.slurm_conf_path())
+    policy = Policy(cfg, slurm.slurm_user)
+    caller = os.getuid()
+    admin = caller == 0 or caller == policy.slurm_uid
+    entry = policy.resolve(0 if admin else caller, user or protocol.SELF)
+    lifespan = lifespan or cfg.lifespan
+    if lifespan > cfg.max_lifespan:
+        raise UsageError(f"lifespan={lifespan} exceeds MaxLifespan={cfg.max_lifespan}")
+    key = load_key(cfg.jwt_key or slurm.jwt_key_path(), slurm.slurm_user)
+    token = HS256Signer(key).sign(make_claims(entry.pw_name, lifespan))
+    Log(PROG, use_syslog=True, use_stderr=False).info(
+        f"mint (user {entry.pw_name}) uid={entry.pw_uid} by uid={caller} lifespan={lifespan} "
+        f"fp={fingerprint(token)}")
+    print(f"SLURM_JWT={token}")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- decode
+
+def describe(token: str) -> dict[str, Any]:
+    """Given a token, return what `decode` shows; raise UsageError."""
+    try:
+        header, claims = inspect(token)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    out: dict[str, Any] = {"header": header, "claims": claims,
+                           "fingerprint": fingerprint(token), "verified": False}
+    try:
+        slurm = slurm_claims(token)
+    except ValueError as err:
+        out["problem"] = str(err)
+    else:
+        out["user"] = slurm.sun
+        out["expires"] = slurm.exp
+        out["seconds_left"] = slurm.exp - int(time.time())
+    return out
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    """Show a token's claims without verifying it. Exit 0 valid, 1 expired."""
+    if args.token == "-":
+        token = sys.stdin.read(8192).strip()
+    else:
+        token = args.token or os.environ.get("SLURM_JWT", "")
+    if not token:
+        raise UsageError("no token: SLURM_JWT is not set; pass - to read one on stdin")
+    info = describe(token)
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(f"user:        {info.get('user', '?')}")
+        iat = info["claims"].get("iat")
+        if isinstance(iat, int):
+            print(f"issued:      {_when(iat)}")
+        if "expires" in info:
+            print(f"expires:     {_when(info['expires'])} ({_left(info['expires'])})")
+        if "problem" in info:
+            print(f"problem:     {info['problem']}")
+        print(f"algorithm:   {info['header'].get('alg', '?')}")
+        print(f"fingerprint: {info['fingerprint']}")
+        print("signature:   not verified (only slurmctld can tell)")
+    return EXIT_OK if info.get("seconds_left", 0) > 0 else EXIT_ERROR
+
+
+# ----------------------------------------------------------------- status
+
+def status_report(config: str | None) -> dict[str, Any]:
+    cache = Cache.for_user()
+    report: dict[str, Any] = {"user": pwd.getpwuid(os.getuid()).pw_name,
+                              "cache": cache.path}
+    entry, why = cache.load()
+    report["valid"] = entry is not None
+    if entry is None:
+        report["problem"] = why
+    else:
+        report.update(expires=entry.exp, seconds_left=entry.exp - int(time.time()),
+                      export=entry.export, fingerprint=fingerprint(entry.token))
+        margin = load_config(config).refresh_margin
+        report["refresh_due"] = entry.exp - int(time.time()) <= margin
+    env = os.environ.get("SLURM_JWT")
+    if env is None:
+        report["environment"] = "unset"
+    elif entry is not None and env == entry.token:
+        report["environment"] = "same as cache"
+    else:
+        try:
+            left = slurm_claims(env).exp - int(time.time())
+            report["environment"] = "expired" if left <= 0 else f"other token, {left}s left"
+        except ValueError:
+            report["environment"] = "not a valid token"
+    return report
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show the cached token's state. Exit 0 if a valid token is cached."""
+    report = status_report(args.config)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        print(f"user:        {report['user']}")
+        print(f"cache:       {report['cache']}")
+        if report["valid"]:
+            print(f"expires:     {_when(report['expires'])} ({_left(report['expires'])})")
+            print(f"exported:    {'yes' if report['export'] else 'no (Export policy)'}")
+            print(f"fingerprint: {report['fingerprint']}")
+        else:
+            print(f"token:       none ({report['problem']})")
+        print(f"SLURM_JWT:   {report['environment']}")
+    return EXIT_OK if report["valid"] else EXIT_ERROR
+
+
+# ----------------------------------------------------------------- token, exec, ping
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a valid token (refreshing if needed), or REST headers for curl -H @-."""
+    entry = fresh_entry(args.config, args.lifespan)
+    if args.header:
+        user = pwd.getpwuid(os.getuid()).pw_name
+        print(f"X-SLURM-USER-NAME: {user}")
+        print(f"X-SLURM-USER-TOKEN: {entry.token}")
+    elif args.bearer:
+        print(f"Authorization: Bearer {entry.token}")
+    else:
+        print(entry.token)
+    return EXIT_OK
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command with a fresh SLURM_JWT in its environment."""
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("exec needs a command: slurmjwt exec -- COMMAND [ARGS...]")
+    entry = fresh_entry(args.config, args.lifespan)
+    env = dict(os.environ, SLURM_JWT=entry.token)
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as err:
+        complain(PROG, f"cannot run {command[0]!r}: {err.strerror}")
+        return 127
+    return EXIT_ERROR  # not reached
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """Check that the helper answers; print its version."""
+    cfg = load_config(args.config)
+    print(protocol.ping(cfg.helper_socket, cfg.helper_timeout))
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------- entry point
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Slurm JSON Web Tokens on login nodes.",
+        epilog="Exit status: 0 ok, 1 error (expired, no token), 2 usage, 3 configuration, "
+               "4 helper unreachable, 5 refused by policy, 6 cache unsafe, 7 mint failed.")
+    parser.add_argument("-c", "--config", help="slurmjwt.conf (default /etc/slurm/slurmjwt.conf)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
+    sub.required = True
+
+    mint = sub.add_parser("mint", help="admin: make a token like `scontrol token`")
+    mint.add_argument("words", nargs="*", help="username=NAME lifespan=SECONDS")
+    mint.add_argument("--user", help="user to mint for (default: yourself)")
+    mint.add_argument("--lifespan", type=int, help="seconds (default Lifespan)")
+    mint.set_defaults(func=cmd_mint)
+
+    decode = sub.add_parser("decode", help="show a token's claims (not verified)")
+    decode.add_argument("token", nargs="?", help="token, or - for stdin (default $SLURM_JWT)")
+    decode.add_argument("--json", action="store_true")
+    decode.set_defaults(func=cmd_decode)
+
+    status = sub.add_parser("status", help="show your cached token")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    token = sub.add_parser("token", help="print a valid token, refreshing if needed")
+    form = token.add_mutually_exclusive_group()
+    form.add_argument("--header", action="store_true",
+                      help="print X-SLURM-USER-NAME/-TOKEN headers for `curl -H @-`")
+    form.add_argument("--bearer", action="store_true",
+                      help="print an Authorization: Bearer header (slurmrestd >= 23.02)")
+    token.add_argument("--lifespan", type=int, help="ask for a new token of this lifespan")
+    token.set_defaults(func=cmd_token)
+
+    run = sub.add_parser("exec", help="run a command with a fresh SLURM_JWT")
+    run.add_argument("--lifespan", type=int, help="ask for a new token of this lifespan")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
+    run.set_defaults(func=cmd_exec)
+
+    ping = sub.add_parser("ping", help="check that slurmjwt-helper answers")
+    ping.set_defaults(func=cmd_ping)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except Refused as err:
+        complain(PROG, f"refused: {err}")
+        return err.exit_code
+    except SlurmJwtError as err:
+        complain(PROG, str(err))
+        return err.exit_code
+    except BrokenPipeError:
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""slurmjwt.conf: every option in one table, and the parser for the file.
+
+The file uses slurm.conf syntax (`Key=Value`, keys case-insensitive, `#`
+comments). Every key is optional; the man page and README reference are
+generated from OPTIONS, so this table is the single source of truth.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pam_slurmjwt.errors import ConfigError
+
+# No dataclasses or typing at run time: slurmjwt-refresh imports this module
+# on every refresh, and each of those imports costs more than our own work.
+
+DEFAULT_PATH = "/etc/slurm/slurmjwt.conf"
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class Option:
+    """One configuration key: name as written in the file, kind ("seconds",
+    "int", "path", "list", "choice", "bool"), default, one line of help."""
+
+    __slots__ = ("attr", "choices", "default", "help", "kind", "minimum", "name")
+
+    def __init__(self, name: str, kind: str, default: object, help: str,
+                 choices: tuple[str, ...] = (), minimum: int = 0) -> None:
+        self.name = name
+        self.kind = kind
+        self.default = default
+        self.help = help
+        self.choices = choices
+        self.minimum = minimum
+        self.attr = _snake(name)
+
+
+def _snake(name: str) -> str:
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("JwtKey", "path", None,
+           "Signing key file. Default: AuthAltParameters=jwt_key= from slurm.conf, "
+           "else StateSaveLocation/jwt_hs256.key."),
+    Option("SlurmConf", "path", None,
+           "slurm.conf to read. Default: $SLURM_CONF, else /etc/slurm/slurm.conf."),
+    Option("Backend", "choice", "auto",
+           "How tokens are made: key (sign with JwtKey), scontrol (run `scontrol token` "
+           "as SlurmUser), auto (key if the key file exists, else scontrol).",
+           choices=("auto", "key", "scontrol")),
+    Option("Lifespan", "seconds", 1800, "Lifespan of a token, in seconds.", minimum=10),
+    Option("MaxLifespan", "seconds", 86400,
+           "Longest lifespan a caller may ask for; longer requests are capped.", minimum=10),
+    Option("RefreshMargin", "seconds", 600,
+           "Refresh a cached token when it has less than this left. Must exceed any "
+           "clock skew between this host and slurmctld.", minimum=1),
+    Option("Export", "choice", "auto",
+           "Put SLURM_JWT in the environment: always, never, or auto (only when this "
+           "host has no munge socket, i.e. JWT is the only way to reach Slurm).",
+           choices=("auto", "always", "never")),
+    Option("HelperSocket", "path", "/run/slurmjwt/helper.sock",
+           "Unix socket of slurmjwt-helper."),
+    Option("HelperTimeout", "seconds", 3,
+           "How long clients wait for the helper before giving up.", minimum=1),
+    Option("ReadTimeout", "seconds", 2,
+           "How long the helper waits for a client's request line.", minimum=1),
+    Option("MaxConnections", "int", 256,
+           "Connections the helper serves at once; more are refused with `busy`.", minimum=1),
+    Option("MaxConnectionsPerUser", "int", 8,
+           "Connections one non-root uid may hold at once.", minimum=1),
+    Option("MinUid", "int", 1000,
+           "Users with a smaller uid (system accounts) get no token."),
+    Option("DenyUsers", "list", (), "Comma-separated user names that never get a token."),
+    Option("AllowPrivileged", "list", (),
+           "Comma-separated names of root, SlurmUser or system accounts that may get a "
+           "token anyway. Empty by default: a token for root is root on the cluster."),
+    Option("MungeSocket", "path", "/run/munge/munge.socket.2",
+           "munged's socket; with Export=auto its presence means munge works here."),
+    Option("Scontrol", "path", "/usr/bin/scontrol", "scontrol used by Backend=scontrol."),
+    Option("Debug", "bool", False, "Log debug lines."),
+)
+
+BY_KEY = {opt.name.lower(): opt for opt in OPTIONS}
+
+
+class Config:
+    """Parsed settings: one attribute per option, named in snake case
+    (RefreshMargin -> refresh_margin), plus `path` and `warnings`."""
+
+    jwt_key: str | None
+    slurm_conf: str | None
+    backend: str
+    lifespan: int
+    max_lifespan: int
+    refresh_margin: int
+    export: str
+    helper_socket: str
+    helper_timeout: int
+    read_timeout: int
+    max_connections: int
+    max_connections_per_user: int
+    min_uid: int
+    deny_users: tuple[str, ...]
+    allow_privileged: tuple[str, ...]
+    munge_socket: str
+    scontrol: str
+    debug: bool
+
+    def __init__(self, path: str | None = None, warnings: tuple[str, ...] = (),
+                 **values: object) -> None:
+        for opt in OPTIONS:
+            setattr(self, opt.attr, values.pop(opt.attr, opt.default))
+        if values:
+            raise TypeError(f"unknown options {sorted(values)}")
+        self.path = path
+        self.warnings = warnings
+
+    def slurm_conf_path(self) -> str:
+        return self.slurm_conf or os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
+
+
+def read_pairs(text: str) -> list[tuple[int, str, str]]:
+    """Given slurm.conf-style text, return (line number, key, value) for each
+    `Key=Value` line; comments and blank lines are skipped, keys keep case."""
+    pairs = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep and " " in key:
+            # "Include /path" style lines: keyword, space, argument.
+            key, _, value = key.partition(" ")
+            sep = "="
+        pairs.append((number, key, value.strip() if sep else ""))
+    return pairs
+
+
+def _convert(opt: Option, raw: str, where: str) -> object:
+    value = raw.strip().strip('"')
+    if opt.kind in ("seconds", "int"):
+        if not value.isdigit() or len(value) > 9:
+            raise ConfigError(f"{where}: {opt.name}={raw!s} is not a whole number")
+        number = int(value)
+        if number < opt.minimum:
+            raise ConfigError(f"{where}: {opt.name}={number} is below the minimum {opt.minimum}")
+        return number
+    if opt.kind == "list":
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if opt.kind == "choice":
+        if value.lower() not in opt.choices:
+            raise ConfigError(
+                f"{where}: {opt.name}={value} is not one of {', '.join(opt.choices)}")
+        return value.lower()
+    if opt.kind == "bool":
+        if value.lower() in ("yes", "true", "1", "on"):
+            return True
+        if value.lower() in ("no", "false", "0", "off"):
+            return False
+        raise ConfigError(f"{where}: {opt.name}={value} is not yes or no")
+    if not value.startswith("/"):
+        raise ConfigError(f"{where}: {opt.name}={value} must be an absolute path")
+    return value
+
+
+def parse_config(text: str, path: str = DEFAULT_PATH) -> Config:
+    """Given the text of a slurmjwt.conf, return a Config; raise ConfigError
+    when a known key has a bad value. Unknown keys become warnings."""
+    values: dict[str, object] = {}
+    warnings = []
+    for number, key, raw in read_pairs(text):
+        where = f"{path}:{number}"
+        opt = BY_KEY.get(key.lower())
+        if opt is None:
+            warnings.append(f"{where}: unknown key {key!r} ignored")
+            continue
+        values[opt.attr] = _convert(opt, raw, where)
+    cfg = Config(path, tuple(warnings), **values)
+    check_consistency(cfg)
+    return cfg
+
+
+def check_consistency(cfg: Config) -> None:
+    """Raise ConfigError when options contradict each other."""
+    where = cfg.path or "configuration"
+    if cfg.refresh_margin >= cfg.lifespan:
+        raise ConfigError(
+            f"{where}: RefreshMargin={cfg.refresh_margin} must be smaller than "
+            f"Lifespan={cfg.lifespan}, or every token would need refreshing at once")
+    if cfg.lifespan > cfg.max_lifespan:
+        raise ConfigError(
+            f"{where}: Lifespan={cfg.lifespan} exceeds MaxLifespan={cfg.max_lifespan}")
+
+
+def read_admin_file(path: str, what: str, max_bytes: int = MAX_CONFIG_BYTES) -> str | None:
+    """Given the path of a file only admins may write, return its text, or
+    None if it does not exist; raise ConfigError when it is not a regular
+    file, has an unexpected owner or is writable by group or others."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == 40:  # ELOOP: the path is a symlink
+            raise ConfigError(f'cannot use {what} "{path}": it is a symlink; '
+                              f"replace it with the real file") from None
+        raise ConfigError(f'cannot read {what} "{path}": {err.strerror}') from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f'cannot use {what} "{path}": not a regular file')
+        if st.st_uid != 0:
+            raise ConfigError(f'cannot use {what} "{path}": owned by uid {st.st_uid}, '
+                              f'not root; run chown root: "{path}"')
+        if st.st_mode & 0o022:
+            raise ConfigError(
+                f'cannot use {what} "{path}": mode {stat.S_IMODE(st.st_mode):04o} lets '
+                f'others change it; run chmod go-w "{path}"')
+        data = os.read(fd, max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ConfigError(f'cannot use {what} "{path}": larger than {max_bytes} bytes')
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f'cannot use {what} "{path}": not UTF-8 text') from None
+
+
+def load_config(path: str | None = None) -> Config:
+    """Given a path (default: $SLURMJWT_CONF, else /etc/slurm/slurmjwt.conf),
+    return its Config; a missing file gives the defaults."""
+    path = path or os.environ.get("SLURMJWT_CONF") or DEFAULT_PATH
+    text = read_admin_file(path, "configuration")
+    if text is None:
+        return Config()
+    return parse_config(text, path)
+
+
+def export_wanted(cfg: Config) -> bool:
+    """Return the Export policy's answer for this host: always, never, or
+    (auto) only when munged's socket is absent, i.e. JWT is the only way in."""
+    if cfg.export == "always":
+        return True
+    if cfg.export == "never":
+        return False
+    try:
+        return not stat.S_ISSOCK(os.stat(cfg.munge_socket).st_mode)
+    except OSError:
+        return True

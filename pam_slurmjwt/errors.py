@@ -1,0 +1,74 @@
+"""The project's exceptions and the exit codes they map to.
+
+Code raises these; only entry points (cli.py, refresh.py, helper.py) turn
+them into exit statuses, messages or wire-protocol refusals.
+"""
+
+from __future__ import annotations
+
+# Documented exit codes (docs/internals.md, man pages).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+EXIT_UNREACHABLE = 4
+EXIT_REFUSED = 5
+EXIT_CACHE = 6
+EXIT_MINT = 7
+
+
+class SlurmJwtError(Exception):
+    """Base of every error this project reports to a person."""
+
+    exit_code = EXIT_ERROR
+
+
+class UsageError(SlurmJwtError):
+    """Raised when a command line is malformed."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(SlurmJwtError):
+    """Raised when slurmjwt.conf or slurm.conf is unreadable, unsafe or invalid."""
+
+    exit_code = EXIT_CONFIG
+
+
+class KeyFileError(ConfigError):
+    """Raised when the signing key is missing, unsafe or unreadable."""
+
+
+class HelperUnreachable(SlurmJwtError):
+    """Raised when the helper cannot be reached, times out or answers nonsense."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class Refused(SlurmJwtError):
+    """Raised when policy refuses a token (denied user, no such user, ...).
+
+    `code` is the wire-protocol reason code (docs/internals.md).
+    """
+
+    exit_code = EXIT_REFUSED
+
+    def __init__(self, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.code = code
+
+
+class MintFailed(SlurmJwtError):
+    """Raised when a token could not be made (signing or scontrol failed)."""
+
+    exit_code = EXIT_MINT
+
+    def __init__(self, sentence: str, code: str = "backend") -> None:
+        super().__init__(sentence)
+        self.code = code
+
+
+class CacheUnsafe(SlurmJwtError):
+    """Raised when the token cache has a wrong owner, mode or a symlink."""
+
+    exit_code = EXIT_CACHE

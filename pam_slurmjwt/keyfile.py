@@ -1,0 +1,82 @@
+"""Loading and checking the signing key the way munged checks its key:
+a regular file, not a symlink, owned by root or SlurmUser, no group or
+other permission bits, in a directory others cannot write.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+
+from pam_slurmjwt.errors import KeyFileError
+
+MAX_KEY_BYTES = 64 * 1024
+MIN_KEY_BYTES = 16
+
+
+def _owner_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def load_key(path: str, slurm_user: str) -> bytes:
+    """Given the key path and SlurmUser's name, return the key bytes exactly
+    as slurmctld reads them (trailing newline included); raise KeyFileError
+    naming the file and the fix when it is missing or unsafe."""
+    try:
+        slurm_uid = pwd.getpwnam(slurm_user).pw_uid
+    except KeyError:
+        slurm_uid = 0
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise KeyFileError(f'cannot use key "{path}": it is a symlink; '
+                               f"point JwtKey at the real file") from None
+        if err.errno == errno.ENOENT:
+            raise KeyFileError(f'cannot read key "{path}": no such file; set JwtKey in '
+                               f"slurmjwt.conf or AuthAltParameters=jwt_key= in "
+                               f"slurm.conf") from None
+        raise KeyFileError(f'cannot read key "{path}": {err.strerror}') from None
+    try:
+        st = os.fstat(fd)
+        _check_stat(path, st, slurm_uid, slurm_user)
+        _check_directory(path)
+        data = os.read(fd, MAX_KEY_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_KEY_BYTES:
+        raise KeyFileError(f'cannot use key "{path}": larger than {MAX_KEY_BYTES} bytes')
+    if len(data) < MIN_KEY_BYTES:
+        raise KeyFileError(f'cannot use key "{path}": only {len(data)} bytes; make a new '
+                           f"one with: dd if=/dev/random of={path} bs=32 count=1")
+    return data
+
+
+def _check_stat(path: str, st: os.stat_result, slurm_uid: int, slurm_user: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f'cannot use key "{path}": not a regular file')
+    if st.st_uid not in (0, slurm_uid):
+        raise KeyFileError(
+            f'cannot use key "{path}": owned by {_owner_name(st.st_uid)}, not root or '
+            f'SlurmUser {slurm_user}; run chown {slurm_user}: "{path}"')
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise KeyFileError(
+            f'cannot use key "{path}": mode {mode:04o} allows group or others; '
+            f'run chmod 0600 "{path}"')
+
+
+def _check_directory(path: str) -> None:
+    # A key in a directory others can write could be swapped under us.
+    directory = os.path.dirname(os.path.abspath(path))
+    st = os.stat(directory)
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        raise KeyFileError(
+            f'cannot use key "{path}": its directory "{directory}" is writable by '
+            f'others; run chmod go-w "{directory}"')

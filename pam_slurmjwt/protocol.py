@@ -1,0 +1,208 @@
+"""The helper's wire protocol, version 1 (docs/internals.md), both ends.
+
+One request line, one response line, plain ASCII, bounded sizes, so that
+pam_slurmjwt.so speaks it with fixed buffers and no parser library.
+"""
+
+from __future__ import annotations
+
+import _socket  # not `socket`: its enum import alone costs more than a refresh
+import time
+
+from pam_slurmjwt.errors import HelperUnreachable, MintFailed, Refused
+
+VERSION = "SLURMJWT/1"
+MAX_REQUEST = 256
+MAX_RESPONSE = 1024
+SELF = "-"
+
+# Refusal codes and what a client should make of them.
+POLICY_CODES = ("denied", "no-user")
+CODES = ("bad-request", "too-long", "bad-version", "no-user", "denied", "busy",
+         "timeout", "backend", "internal")
+
+_ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+TOKEN_CHARS = _ALNUM | frozenset("_.-")
+FIELD_CHARS = TOKEN_CHARS | frozenset("@$")
+
+
+def _only(text: str, allowed: frozenset[str], longest: int) -> bool:
+    return 0 < len(text) <= longest and all(ch in allowed for ch in text)
+
+
+class ProtocolError(Exception):
+    """Raised when a request line is malformed; `code` is the reason code."""
+
+    def __init__(self, code: str, sentence: str) -> None:
+        super().__init__(sentence)
+        self.code = code
+
+
+class Request:
+    """A parsed request: command, user (`-` = caller) and lifespan (None = default)."""
+
+    __slots__ = ("command", "lifespan", "user")
+
+    def __init__(self, command: str, user: str = SELF, lifespan: int | None = None) -> None:
+        self.command = command
+        self.user = user
+        self.lifespan = lifespan
+
+
+class Grant:
+    """A token the helper handed out, with its expiry and the export policy."""
+
+    __slots__ = ("exp", "export", "token")
+
+    def __init__(self, exp: int, export: bool, token: str) -> None:
+        self.exp = exp
+        self.export = export
+        self.token = token
+
+
+def format_request(user: str = SELF, lifespan: int | None = None) -> bytes:
+    life = SELF if lifespan is None else str(int(lifespan))
+    line = f"{VERSION} TOKEN {user} {life}\n".encode("ascii")
+    if len(line) > MAX_REQUEST:
+        raise ValueError("request too long")
+    return line
+
+
+def parse_request(line: bytes) -> Request:
+    """Given one request line (with its newline), return a Request; raise
+    ProtocolError with the wire reason code when it is malformed."""
+    if len(line) > MAX_REQUEST:
+        raise ProtocolError("too-long", f"request longer than {MAX_REQUEST} bytes")
+    if not line.endswith(b"\n"):
+        raise ProtocolError("bad-request", "request line not terminated")
+    try:
+        text = line[:-1].decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("bad-request", "request is not ASCII") from None
+    words = text.split(" ")
+    if not words or words[0] != VERSION:
+        raise ProtocolError("bad-version", f"this helper speaks {VERSION} only")
+    if words[1:] == ["PING"]:
+        return Request("PING")
+    if len(words) != 4 or words[1] != "TOKEN":
+        raise ProtocolError("bad-request", f"expected: {VERSION} TOKEN <user> <lifespan>")
+    user, life = words[2], words[3]
+    if user != SELF and not _only(user, FIELD_CHARS, 64):
+        raise ProtocolError("bad-request", "user field has characters a user name cannot have")
+    if life == SELF:
+        return Request("TOKEN", user, None)
+    if not life.isdigit() or len(life) > 9 or int(life) == 0:
+        raise ProtocolError("bad-request", "lifespan must be a positive number of seconds")
+    return Request("TOKEN", user, int(life))
+
+
+def format_ok(grant: Grant) -> bytes:
+    return f"{VERSION} OK {grant.exp} {int(grant.export)} {grant.token}\n".encode("ascii")
+
+
+def format_err(code: str, sentence: str) -> bytes:
+    sentence = " ".join(sentence.split())  # one line, single spaces
+    line = f"{VERSION} ERR {code} {sentence}".encode("ascii", "replace")[: MAX_RESPONSE - 1]
+    return line + b"\n"
+
+
+def format_pong(version: str) -> bytes:
+    return f"{VERSION} PONG {version}\n".encode("ascii")
+
+
+def parse_grant(words: list[str]) -> Grant:
+    """Given the words after `SLURMJWT/1 OK`, return a Grant; raise ValueError."""
+    if len(words) != 3:
+        raise ValueError("OK line needs exp, export and token")
+    exp, export, token = words
+    if (not exp.isdigit() or len(exp) > 12 or export not in ("0", "1")
+            or not _only(token, TOKEN_CHARS, 900)):
+        raise ValueError("OK line has a malformed field")
+    return Grant(int(exp), export == "1", token)
+
+
+def parse_response(line: bytes) -> Grant:
+    """Given a response line, return the Grant; raise Refused for a policy
+    refusal, MintFailed for other refusals, HelperUnreachable for nonsense."""
+    if not line.endswith(b"\n") or len(line) > MAX_RESPONSE:
+        raise HelperUnreachable("the helper sent an incomplete or oversized answer")
+    try:
+        words = line[:-1].decode("ascii").split(" ")
+    except UnicodeDecodeError:
+        raise HelperUnreachable("the helper sent a non-ASCII answer") from None
+    if len(words) < 2 or words[0] != VERSION:
+        raise HelperUnreachable("the helper answered in an unknown protocol version")
+    if words[1] == "OK":
+        try:
+            return parse_grant(words[2:])
+        except ValueError as err:
+            raise HelperUnreachable(f"the helper sent a malformed answer ({err})") from None
+    if words[1] == "ERR" and len(words) >= 3:
+        code, sentence = words[2], " ".join(words[3:]) or words[2]
+        if code in POLICY_CODES:
+            raise Refused(code, sentence)
+        raise MintFailed(f"the helper could not make a token: {sentence}", code=code)
+    raise HelperUnreachable("the helper sent an answer this client does not understand")
+
+
+def exchange(path: str, request: bytes, timeout: float) -> bytes:
+    """Given the socket path, send one request and return the response line;
+    raise HelperUnreachable when the helper is absent, slow or too chatty.
+    `timeout` bounds the whole exchange, not each step."""
+    deadline = time.monotonic() + timeout
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise HelperUnreachable(f"no helper socket at {path}; is slurmjwt-helper "
+                                    f"running?") from None
+        except (ConnectionRefusedError, PermissionError, _socket.timeout) as err:
+            raise HelperUnreachable(f"cannot reach the helper at {path}: "
+                                    f"{err.strerror or 'timed out'}") from None
+        except OSError as err:
+            raise HelperUnreachable(f"cannot reach the helper at {path}: "
+                                    f"{err.strerror}") from None
+        return _talk(sock, request, deadline)
+    finally:
+        sock.close()
+
+
+def _talk(sock: _socket.socket, request: bytes, deadline: float) -> bytes:
+    buf = b""
+    try:
+        sock.sendall(request)
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _socket.timeout
+            sock.settimeout(left)
+            chunk = sock.recv(MAX_RESPONSE + 1 - len(buf))
+            if not chunk:
+                break
+            buf += chunk
+            if len(buf) > MAX_RESPONSE:
+                raise HelperUnreachable("the helper sent an oversized answer")
+    except _socket.timeout:  # TimeoutError on 3.10+, its own class on 3.9
+        raise HelperUnreachable("the helper did not answer in time") from None
+    except OSError as err:
+        raise HelperUnreachable(f"lost the helper connection: {err.strerror}") from None
+    line, newline, _rest = buf.partition(b"\n")
+    return line + newline
+
+
+def request_token(path: str, user: str = SELF, lifespan: int | None = None,
+                  timeout: float = 3.0) -> Grant:
+    """Ask the helper at `path` for a token; return the Grant or raise
+    Refused, MintFailed or HelperUnreachable."""
+    return parse_response(exchange(path, format_request(user, lifespan), timeout))
+
+
+def ping(path: str, timeout: float = 3.0) -> str:
+    """Return the helper's version string; raise HelperUnreachable."""
+    line = exchange(path, f"{VERSION} PING\n".encode("ascii"), timeout)
+    words = line.decode("ascii", "replace").split()
+    if len(words) != 3 or words[0] != VERSION or words[1] != "PONG":
+        raise HelperUnreachable("the helper sent a malformed PING answer")
+    return words[2]

@@ -1,0 +1,197 @@
+"""slurmjwt-refresh: fetch a token from the helper into the user's cache.
+
+It starts on every refresh (shims, the user timer, the PAM hand-off), so
+it imports only the standard library's cheapest modules; signing happens
+in the helper. It never reads SLURM_JWT: a refresh must not depend on the
+old token being valid.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from pam_slurmjwt import protocol
+from pam_slurmjwt.cache import SAFETY, Cache, Entry
+from pam_slurmjwt.config import Config, export_wanted, load_config
+from pam_slurmjwt.errors import EXIT_OK, SlurmJwtError, UsageError
+from pam_slurmjwt.log import complain
+
+PROG = "slurmjwt-refresh"
+SHELLS = ("sh", "csh", "fish")
+MAX_STDIN = 2048
+
+USAGE = f"""usage: {PROG} [--if-needed] [--lifespan N] [--print-env sh|csh|fish] [--quiet]
+       {PROG} --store-stdin
+Get a fresh Slurm token from slurmjwt-helper and store it in your token cache.
+
+  --if-needed       only if the cached token is missing or expires within
+                    RefreshMargin; otherwise exit 0 quietly
+  --lifespan N      ask for N seconds (capped by the helper's MaxLifespan)
+  --print-env SHELL print what to eval: sh, csh or fish. Stdout always holds
+                    the right thing to eval, even on failure (an unset when
+                    there is no valid token)
+  --store-stdin     store the token (or helper answer line) read on stdin;
+                    used by pam_slurmjwt.so, never takes a token as argument
+  -q, --quiet       no message on stderr
+  -c, --config FILE slurmjwt.conf to read (default /etc/slurm/slurmjwt.conf)
+  -h, --help        show this help
+
+Exit status: 0 ok, 2 usage, 3 configuration, 4 helper unreachable,
+5 refused by policy, 6 cache unsafe, 7 the helper could not make a token.
+"""
+
+
+class Options:
+    __slots__ = ("config", "if_needed", "lifespan", "print_env", "quiet", "store_stdin")
+
+    def __init__(self) -> None:
+        self.if_needed = False
+        self.store_stdin = False
+        self.quiet = False
+        self.lifespan: int | None = None
+        self.print_env: str | None = None
+        self.config: str | None = None
+
+
+def parse_args(argv: list[str]) -> Options | None:
+    """Given argv without the program name, return Options, or None for
+    --help; raise UsageError. Hand-rolled: argparse costs a refresh 30 %."""
+    opts = Options()
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in ("-h", "--help"):
+            return None
+        if arg == "--if-needed":
+            opts.if_needed = True
+        elif arg == "--store-stdin":
+            opts.store_stdin = True
+        elif arg in ("-q", "--quiet"):
+            opts.quiet = True
+        elif arg in ("--lifespan", "--print-env", "-c", "--config") or "=" in arg:
+            name, _, value = arg.partition("=")
+            if not _:
+                if not args:
+                    raise UsageError(f"{name} needs a value")
+                value = args.pop(0)
+            _set_valued(opts, name, value)
+        else:
+            raise UsageError(f"unknown argument {arg!r}; see {PROG} --help")
+    if opts.store_stdin and (opts.if_needed or opts.lifespan):
+        raise UsageError("--store-stdin takes no --if-needed or --lifespan")
+    return opts
+
+
+def _set_valued(opts: Options, name: str, value: str) -> None:
+    if name == "--lifespan":
+        if not value.isdigit() or not 0 < int(value) < 10**8:
+            raise UsageError(f"--lifespan wants a number of seconds, not {value!r}")
+        opts.lifespan = int(value)
+    elif name == "--print-env":
+        if value not in SHELLS:
+            raise UsageError(f"--print-env wants one of {', '.join(SHELLS)}, not {value!r}")
+        opts.print_env = value
+    elif name in ("-c", "--config"):
+        opts.config = value
+    else:
+        raise UsageError(f"unknown argument {name!r}; see {PROG} --help")
+
+
+def env_lines(shell: str, entry: Entry | None) -> str:
+    """Return what a shell should eval: export the token, or unset it."""
+    if entry is None or not entry.export:
+        return {"sh": "unset SLURM_JWT;", "csh": "unsetenv SLURM_JWT;",
+                "fish": "set -e SLURM_JWT;"}[shell] + "\n"
+    tok = entry.token  # [A-Za-z0-9_.-] only: safe inside single quotes
+    return {"sh": f"SLURM_JWT='{tok}'; export SLURM_JWT;",
+            "csh": f"setenv SLURM_JWT '{tok}';",
+            "fish": f"set -gx SLURM_JWT '{tok}';"}[shell] + "\n"
+
+
+def entry_from_text(text: str, cfg: Config, user: str) -> Entry:
+    """Given a token or a helper OK line, return the Entry to cache; raise
+    UsageError when it is not an unexpired token for `user`."""
+    # Imported here: only the PAM hand-off needs to look inside a token.
+    from pam_slurmjwt.token import slurm_claims
+
+    line = text.strip()
+    if line.startswith(protocol.VERSION + " OK "):
+        try:
+            grant = protocol.parse_grant(line.split(" ")[2:])
+        except ValueError as err:
+            raise UsageError(f"stdin: {err}") from None
+        token, export = grant.token, grant.export
+    else:
+        token, export = line, export_wanted(cfg)
+    try:
+        claims = slurm_claims(token)
+    except ValueError as err:
+        raise UsageError(f"stdin: {err}") from None
+    if claims.sun != user:
+        raise UsageError(f"stdin: the token is for {claims.sun!r}, not for you ({user})")
+    if claims.exp - SAFETY <= time.time():
+        raise UsageError("stdin: the token has expired")
+    return Entry(claims.exp, export, token)
+
+
+def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
+    """Return a valid entry, from the cache when --if-needed allows it, else
+    from the helper (and stored); raise SlurmJwtError."""
+    if opts.store_stdin:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+        entry = entry_from_text(sys.stdin.read(MAX_STDIN), cfg, user)
+        cache.store(entry, cfg.refresh_margin)
+        return entry
+    if opts.if_needed:
+        cached, _why = cache.load()
+        if cached is not None and cached.exp - time.time() > cfg.refresh_margin:
+            return cached
+    grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
+                                   cfg.helper_timeout)
+    entry = Entry(grant.exp, grant.export, grant.token)
+    cache.store(entry, cfg.refresh_margin)
+    return entry
+
+
+def still_valid(cache: Cache) -> Entry | None:
+    """After a failed refresh: the cached token if it has not expired yet."""
+    try:
+        return cache.load()[0]
+    except SlurmJwtError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        opts = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as err:
+        complain(PROG, str(err))
+        return err.exit_code
+    if opts is None:
+        sys.stdout.write(USAGE)
+        return EXIT_OK
+    entry: Entry | None = None
+    code = EXIT_OK
+    try:
+        cfg = load_config(opts.config)
+        cache = Cache.for_user()
+        try:
+            entry = refresh(opts, cfg, cache)
+        except SlurmJwtError:
+            entry = still_valid(cache)
+            raise
+    except SlurmJwtError as err:
+        if not opts.quiet:
+            complain(PROG, str(err))
+        code = err.exit_code
+    if opts.print_env:
+        sys.stdout.write(env_lines(opts.print_env, entry))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Slurm JWT claims, signing and inspection.
+
+Claims are exactly what slurmctld accepts: integer `iat` and `exp`, `sun` =
+user name. Signing is behind the small Signer interface (HS256 today,
+RS256 with a JWKS next). Inspection never verifies and imports no JWT
+library, so slurmjwt-refresh stays lean.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
+
+from pam_slurmjwt.errors import MintFailed
+
+TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
+MAX_TOKEN_BYTES = 900  # fits the 1024-byte protocol line with room to spare
+USER_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.@-]{0,63}\$?\Z")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a token says: user, issued-at and expiry (epoch seconds)."""
+
+    sun: str
+    iat: int
+    exp: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"exp": self.exp, "iat": self.iat, "sun": self.sun}
+
+
+def make_claims(user: str, lifespan: int, clock: Clock = time.time) -> Claims:
+    """Given a user name and a lifespan in seconds, return claims issued now."""
+    now = int(clock())
+    return Claims(sun=user, iat=now, exp=now + int(lifespan))
+
+
+class Signer(Protocol):
+    """Turns claims into a signed token; raises MintFailed when it cannot."""
+
+    def sign(self, claims: Claims) -> str: ...
+
+
+class HS256Signer:
+    """Signs with the raw bytes of the key file, as slurmctld verifies."""
+
+    def __init__(self, key: bytes) -> None:
+        # Imported here, not at module level: slurmjwt-refresh imports this
+        # module for inspection only and must not pay for PyJWT.
+        import jwt
+
+        self._jwt = jwt
+        self._key = key
+
+    def sign(self, claims: Claims) -> str:
+        try:
+            token = self._jwt.encode(claims.as_dict(), self._key,  # type: ignore[arg-type]
+                                     algorithm="HS256",
+                                     headers={"typ": "JWT"})
+        except Exception as err:  # noqa: BLE001 - any library failure is a mint failure
+            raise MintFailed(f"signing failed: {type(err).__name__}") from None
+        return token if isinstance(token, str) else token.decode("ascii")
+
+
+def _b64json(part: str) -> Any:
+    padded = part + "=" * (-len(part) % 4)
+    return json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+
+
+def inspect(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Given a token, return (header, claims) WITHOUT verifying the
+    signature; raise ValueError when it is not a well-formed JWT."""
+    if len(token) > MAX_TOKEN_BYTES * 4 or not TOKEN_RE.match(token):
+        raise ValueError("not a JWT (expected three base64url parts)")
+    header_b64, claims_b64, _sig = token.split(".")
+    try:
+        header, claims = _b64json(header_b64), _b64json(claims_b64)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise ValueError("not a JWT (header or claims are not base64url JSON)") from None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("not a JWT (header or claims are not JSON objects)")
+    return header, claims
+
+
+def slurm_claims(token: str) -> Claims:
+    """Given a token, return its Slurm claims (unverified); raise ValueError
+    when it lacks an integer exp or a string sun, as slurmctld would."""
+    _header, claims = inspect(token)
+    sun, exp, iat = claims.get("sun"), claims.get("exp"), claims.get("iat", 0)
+    if not isinstance(sun, str) or not sun:
+        raise ValueError("token has no user name (sun claim)")
+    # bool is an int in Python; slurmctld wants a JSON integer.
+    if not isinstance(exp, int) or isinstance(exp, bool):
+        raise ValueError("token has no integer exp claim (slurmctld treats it as expired)")
+    if not isinstance(iat, int) or isinstance(iat, bool):
+        iat = 0
+    return Claims(sun=sun, iat=iat, exp=exp)
+
+
+def fingerprint(token: str) -> str:
+    """Return a short, non-reversible tag for logs: FNV-1a 64 of the token in
+    hex, the same function pam_slurmjwt.so uses, so lines can be matched."""
+    value = 0xCBF29CE484222325
+    for byte in token.encode("ascii", "replace"):
+        value ^= byte
+        value = (value * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{value:016x}"
+
+
+def is_plain_user_name(name: str) -> bool:
+    """True for a name slurmctld would resolve with getpwnam alone: not all
+    digits (a numeric `sun` is taken as a uid: "0" is root)."""
+    return bool(USER_RE.match(name)) and not name.isdigit()
+
+
+def time_left(claims: Claims, clock: Optional[Clock] = None) -> int:
+    return claims.exp - int((clock or time.time)())
