@@ -1,0 +1,221 @@
+"""The helper's policy and its server loop, in process, on a real unix socket."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import jwt
+import pytest
+
+from pam_slurmjwt import protocol
+from pam_slurmjwt.config import parse_config
+from pam_slurmjwt.errors import Refused
+from pam_slurmjwt.helper import KeyMinter, Policy, Server, State
+from pam_slurmjwt.log import Log
+from pam_slurmjwt.slurmconf import SlurmConf
+
+KEY = b"unit-test-key-0123456789abcdef!!"
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+# ----------------------------------------------------------------- policy
+
+def _policy(text: str = "", slurm_user: str = "nobody") -> Policy:
+    return Policy(parse_config(text, "/c"), slurm_user)
+
+
+def _refusal(policy: Policy, caller: int, name: str) -> tuple[str, str]:
+    with pytest.raises(Refused) as err:
+        policy.resolve(caller, name)
+    return err.value.code, str(err.value)
+
+
+def test_root_may_ask_for_an_ordinary_user() -> None:
+    policy = _policy("MinUid=0", slurm_user="daemon")
+    assert policy.resolve(0, "nobody").pw_name == "nobody"
+
+
+def test_a_user_gets_only_their_own_token() -> None:
+    assert _refusal(_policy("MinUid=0"), 65534, "root") == (
+        "denied", "uid 65534 may only ask for its own token")
+
+
+def test_nobody_gets_a_token_for_root_or_slurm_user() -> None:
+    assert _refusal(_policy(), 0, "root") == (
+        "denied", "root is root; tokens for root are off (AllowPrivileged)")
+    assert _refusal(_policy(), 0, "-") == (
+        "denied", "root is root; tokens for root are off (AllowPrivileged)")
+    code, why = _refusal(_policy("MinUid=0", slurm_user="daemon"), 0, "daemon")
+    assert code == "denied" and "SlurmUser" in why
+
+
+def test_system_accounts_and_deny_users_are_refused() -> None:
+    assert _refusal(_policy(), 0, "daemon")[1].startswith("daemon is a system account (uid")
+    assert _refusal(_policy("MinUid=0\nDenyUsers=nobody", slurm_user="daemon"), 0, "nobody") == (
+        "denied", "nobody is in DenyUsers")
+
+
+@pytest.mark.parametrize("name", ["0", "65534", "1", "-rf", "no such", "root\n"])
+def test_numeric_and_odd_names_are_never_resolved(name: str) -> None:
+    assert _refusal(_policy("MinUid=0\nAllowPrivileged=root"), 0, name)[0] == "no-user"
+
+
+def test_unknown_user_is_no_user() -> None:
+    assert _refusal(_policy(), 0, "nosuchuser4711") == ("no-user", "no such user 'nosuchuser4711'")
+
+
+def test_allow_privileged_is_the_explicit_opt_in() -> None:
+    assert _policy("AllowPrivileged=root").resolve(0, "root").pw_uid == 0
+
+
+# ----------------------------------------------------------------- server
+
+class Running:
+    """A Server on its own event loop thread, bound to a socket in a temp dir."""
+
+    def __init__(self, tmp: Path, conf: str) -> None:
+        self.path = str(tmp / "helper.sock")
+        cfg = parse_config(conf, "/c")
+        state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
+                      Policy(cfg, "nobody"), KeyMinter(KEY), "key")
+        self.server = Server(state, Log("test", use_syslog=False, use_stderr=False), None)
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server.stopping = asyncio.Event()
+
+        async def main() -> None:
+            listener = await asyncio.start_unix_server(self.server.handle, path=self.path,
+                                                       limit=protocol.MAX_REQUEST)
+            self.ready.set()
+            async with listener:
+                assert self.server.stopping is not None
+                await self.server.stopping.wait()
+
+        self.loop.run_until_complete(main())
+
+    def stop(self) -> None:
+        assert self.server.stopping is not None
+        self.loop.call_soon_threadsafe(self.server.stopping.set)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    conf = getattr(request, "param", "")
+    server = Running(tmp_path, f"MinUid=0\nAllowPrivileged={ME}\nReadTimeout=3\n{conf}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _raw(path: str, data: bytes, timeout: float = 10, half_close: bool = False) -> bytes:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(4096):
+            out += chunk
+        return out
+
+
+def test_grant_is_a_token_slurmctld_would_accept(running: Running) -> None:
+    before = int(time.time())
+    grant = protocol.request_token(running.path, lifespan=120)
+    claims = jwt.decode(grant.token, KEY, algorithms=["HS256"])
+    assert claims["sun"] == ME
+    assert before + 120 <= claims["exp"] <= int(time.time()) + 120 == claims["iat"] + 120
+    assert grant.exp == claims["exp"]
+
+
+@pytest.mark.parametrize("running", ["Lifespan=300\nMaxLifespan=300\nRefreshMargin=60"],
+                         indirect=True)
+def test_lifespan_is_capped_by_max_lifespan(running: Running) -> None:
+    grant = protocol.request_token(running.path, lifespan=99999)
+    claims = jwt.decode(grant.token, KEY, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == 300
+
+
+def test_malformed_and_oversized_requests_get_reasons(running: Running) -> None:
+    assert _raw(running.path, b"hello\n").startswith(b"SLURMJWT/1 ERR bad-version ")
+    assert _raw(running.path, b"SLURMJWT/1 TOKEN\n").startswith(b"SLURMJWT/1 ERR bad-request ")
+    assert _raw(running.path, b"x" * 100_000).startswith(b"SLURMJWT/1 ERR too-long ")
+    assert _raw(running.path, b"SLURMJWT/1 TOKEN - 60", half_close=True).startswith(
+        b"SLURMJWT/1 ERR bad-request ")  # EOF before the newline
+    assert protocol.request_token(running.path).token  # and it still serves
+
+
+def test_stalled_clients_do_not_delay_others(running: Running) -> None:
+    stalled = []
+    for i in range(40):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(running.path)
+        if i % 2:
+            sock.sendall(b"SLURMJWT/1 TOK")  # a slow-loris half line
+        stalled.append(sock)
+    try:
+        start = time.monotonic()
+        assert protocol.request_token(running.path, timeout=10).token
+        # ReadTimeout is 3 s: being served sooner proves nobody waited on them.
+        assert time.monotonic() - start < 2.5
+        stalled[0].settimeout(10)
+        assert stalled[0].recv(1024).startswith(b"SLURMJWT/1 ERR timeout ")
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+@pytest.mark.parametrize("running", ["MaxConnections=4"], indirect=True)
+def test_connections_beyond_the_limit_are_told_busy(running: Running) -> None:
+    held = [socket.socket(socket.AF_UNIX) for _ in range(4)]
+    for sock in held:
+        sock.connect(running.path)
+    try:
+        # The accept of the 4 is asynchronous: poll until the server counts them.
+        deadline = time.monotonic() + 5
+        while running.server.active < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _raw(running.path, b"SLURMJWT/1 PING\n").startswith(b"SLURMJWT/1 ERR busy ")
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while running.server.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert running.server.active == 0 and running.server.per_uid == {}
+
+
+def test_many_concurrent_callers_all_get_tokens(running: Running) -> None:
+    with ThreadPoolExecutor(64) as pool:
+        grants = list(pool.map(lambda _: protocol.request_token(running.path, timeout=10),
+                               range(300)))
+    assert len({g.token for g in grants}) >= 1
+    assert all(jwt.decode(g.token, KEY, algorithms=["HS256"])["sun"] == ME for g in grants)
+
+
+def test_reload_keeps_old_state_when_new_config_is_broken(running: Running,
+                                                          tmp_path: Path) -> None:
+    bad = tmp_path / "bad.conf"
+    bad.write_text("Lifespan=ten\n")
+    running.server.config_path = str(bad)
+    old = running.server.state
+    running.server.reload()
+    assert running.server.state is old
+    assert protocol.request_token(running.path).token
