@@ -59,7 +59,7 @@ def test_key_owned_by_a_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_key_says_where_to_configure_it(tmp_path: Path) -> None:
-    with pytest.raises(KeyFileError, match="no such file; set JwtKey in slurmjwt.conf"):
+    with pytest.raises(KeyFileError, match=r"no such file; set JwtKey in slurmjwt\.conf"):
         load_key(str(tmp_path / "none.key"), "slurm")
 
 
