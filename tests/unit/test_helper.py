@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import pwd
 import socket
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,13 +13,8 @@ import pytest
 from pam_slurmjwt import protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
-from pam_slurmjwt.helper import KeyMinter, Policy, Server, State
-from pam_slurmjwt.log import Log
-from pam_slurmjwt.slurmconf import SlurmConf
-
-KEY = b"unit-test-key-0123456789abcdef!!"
-ME = pwd.getpwuid(os.getuid()).pw_name
-
+from pam_slurmjwt.helper import Policy
+from tests.unit.inprocess import KEY, ME, Running
 
 # ----------------------------------------------------------------- policy
 
@@ -77,51 +67,6 @@ def test_allow_privileged_is_the_explicit_opt_in() -> None:
 
 
 # ----------------------------------------------------------------- server
-
-class Running:
-    """A Server on its own event loop thread, bound to a socket in a temp dir."""
-
-    def __init__(self, tmp: Path, conf: str) -> None:
-        self.path = str(tmp / "helper.sock")
-        cfg = parse_config(conf, "/c")
-        state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
-                      Policy(cfg, "nobody"), KeyMinter(KEY), "key")
-        self.server = Server(state, Log("test", use_syslog=False, use_stderr=False), None)
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server.stopping = asyncio.Event()
-
-        async def main() -> None:
-            listener = await asyncio.start_unix_server(self.server.handle, path=self.path,
-                                                       limit=protocol.MAX_REQUEST)
-            self.ready.set()
-            async with listener:
-                assert self.server.stopping is not None
-                await self.server.stopping.wait()
-
-        self.loop.run_until_complete(main())
-
-    def stop(self) -> None:
-        assert self.server.stopping is not None
-        self.loop.call_soon_threadsafe(self.server.stopping.set)
-        self.thread.join(10)
-
-
-@pytest.fixture
-def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
-    conf = getattr(request, "param", "")
-    server = Running(tmp_path, f"MinUid=0\nAllowPrivileged={ME}\nReadTimeout=3\n{conf}")
-    try:
-        yield server
-    finally:
-        server.stop()
-
 
 def _raw(path: str, data: bytes, timeout: float = 10, half_close: bool = False) -> bytes:
     with socket.socket(socket.AF_UNIX) as sock:
