@@ -163,13 +163,25 @@ def load_state(config_path: Optional[str]) -> State:
     key_path = cfg.jwt_key or slurm.jwt_key_path()
     backend = cfg.backend
     if backend == "auto":
-        backend = "key" if os.path.lexists(key_path) else "scontrol"
+        backend = "key" if _key_present(key_path) else "scontrol"
     minter: Minter
     if backend == "key":
         minter = KeyMinter(load_key(key_path, slurm.slurm_user))
     else:
         minter = ScontrolMinter(cfg.scontrol, cfg.slurm_conf_path())
     return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend)
+
+
+def _key_present(path: str) -> bool:
+    """Backend=auto: a key we cannot even stat (EACCES) is still a key that
+    is there; falling back to scontrol would hide the misconfiguration."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 # ----------------------------------------------------------------- server

@@ -42,6 +42,8 @@ def load_key(path: str, slurm_user: str) -> bytes:
             raise KeyFileError(f'cannot read key "{path}": no such file; set JwtKey in '
                                f"slurmjwt.conf or AuthAltParameters=jwt_key= in "
                                f"slurm.conf") from None
+        if err.errno == errno.EACCES:
+            _explain_denied(path, slurm_uid, slurm_user)
         raise KeyFileError(f'cannot read key "{path}": {err.strerror}') from None
     try:
         st = os.fstat(fd)
@@ -56,6 +58,20 @@ def load_key(path: str, slurm_user: str) -> bytes:
         raise KeyFileError(f'cannot use key "{path}": only {len(data)} bytes; make a new '
                            f"one with: dd if=/dev/random of={path} bs=32 count=1")
     return data
+
+
+def _explain_denied(path: str, slurm_uid: int, slurm_user: str) -> None:
+    # The helper reads the key as SlurmUser: "permission denied" nearly always
+    # means a wrong owner; say which, and how to fix it.
+    try:
+        st = os.lstat(path)
+    except OSError:
+        st = None
+    if st is not None:
+        _check_stat(path, st, slurm_uid, slurm_user)
+    raise KeyFileError(f'cannot read key "{path}": permission denied for '
+                       f"{_owner_name(os.geteuid())}; run chown {slurm_user}: \"{path}\" and "
+                       f"make sure its directory is reachable")
 
 
 def _check_stat(path: str, st: os.stat_result, slurm_uid: int, slurm_user: str) -> None:

@@ -1,0 +1,304 @@
+"""The real slurmjwt-helper against a real slurmctld (root: users, setuid, daemons).
+
+Tokens come from the installed helper, are fetched by the installed
+slurmjwt-refresh running as the user, and are judged by slurmctld and
+slurmrestd themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.integration.fixtures.cluster import Cluster
+from tests.integration.fixtures.helperd import HelperProcess, start_helper
+from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.users import TestUser
+
+
+def as_user(user: str, argv: list[str], env: dict[str, str],
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run argv as user with exactly env (plus PATH)."""
+    full = {"PATH": "/usr/bin:/bin", **env}
+    return subprocess.run(["setpriv", "--reuid", user, "--regid", user, "--init-groups",
+                           "env", "-i", *[f"{k}={v}" for k, v in full.items()], *argv],
+                          capture_output=True, text=True, input=stdin, timeout=60)
+
+
+@pytest.fixture
+def cache_root() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="slurmjwt-caches-"))
+    root.chmod(0o1777)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def user_env(helper: HelperProcess, cache_root: Path, user: str) -> dict[str, str]:
+    return {**helper.env, "SLURMJWT_CACHE_DIR": str(cache_root / user)}
+
+
+def fetch(installed: Installed, helper: HelperProcess, cache_root: Path, user: str) -> str:
+    """As user, run slurmjwt-refresh then slurmjwt token; return the token."""
+    env = user_env(helper, cache_root, user)
+    out = as_user(user, [installed.cmd("slurmjwt-refresh")], env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ""  # refresh is silent unless --print-env
+    out = as_user(user, [installed.cmd("slurmjwt"), "token"], env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_helper_token_is_accepted_by_squeue_sbatch_and_slurmrestd(
+        installed: Installed, helper: HelperProcess, cluster: Cluster,
+        test_users: dict[str, TestUser], cache_root: Path) -> None:
+    token = fetch(installed, helper, cache_root, "alice")
+    claims = jwt.decode(token, cluster.key_path.read_bytes(), algorithms=["HS256"])
+    assert claims["sun"] == "alice" and claims["exp"] - claims["iat"] == 1800
+
+    squeue = cluster.run(["squeue", "--noheader"], user="alice", env_extra={"SLURM_JWT": token})
+    assert squeue.returncode == 0, squeue.stderr
+    sbatch = cluster.run(["sbatch", "--parsable", "--wrap", "id -un"], user="alice",
+                         env_extra={"SLURM_JWT": token})
+    assert sbatch.returncode == 0, sbatch.stderr
+    assert cluster.wait_job(sbatch.stdout.strip().split(";")[0]) == "COMPLETED"
+
+    status, body = cluster.restd_get(f"/slurm/{cluster.restd_api}/jobs", {
+        "X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": token})
+    assert status == 200, body
+
+
+def test_token_from_a_helper_with_another_key_is_refused_by_slurmctld(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser],
+        cache_root: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-other-"))
+    work.chmod(0o755)
+    other = work / "other.key"
+    other.write_bytes(os.urandom(32))
+    shutil.chown(other, "slurm", "slurm")
+    other.chmod(0o600)
+    rogue = start_helper(installed, cluster.slurm_conf, work, extra=f"JwtKey={other}\n")
+    try:
+        token = fetch(installed, rogue, cache_root, "alice")
+        assert "backend=key" in rogue.log_text()
+    finally:
+        rogue.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    out = cluster.run(["squeue"], user="alice", env_extra={"SLURM_JWT": token})
+    assert out.returncode != 0
+    assert "jwt_decode failure" in cluster.slurmctld_log.read_text()
+
+
+def test_expired_helper_token_is_refused_by_slurmctld(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-short-"))
+    short = start_helper(installed, cluster.slurm_conf, work,
+                         extra="Lifespan=10\nRefreshMargin=5\n")
+    try:
+        line = short.ask(b"SLURMJWT/1 TOKEN alice -\n")
+    finally:
+        short.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    token = line.split()[-1].decode()
+    assert cluster.run(["squeue"], user="alice",
+                       env_extra={"SLURM_JWT": token}).returncode == 0
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    while time.time() <= exp + 1:  # wait for expiry by polling the clock, not a fixed sleep
+        time.sleep(0.2)
+    out = cluster.run(["squeue"], user="alice", env_extra={"SLURM_JWT": token})
+    assert out.returncode != 0
+    assert "token expired" in cluster.slurmctld_log.read_text()
+
+
+def test_bob_cannot_get_alices_token_and_nobody_gets_root_or_slurm(
+        helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
+    bob = test_users["bob"].uid
+    assert helper.ask(b"SLURMJWT/1 TOKEN alice -\n", as_uid=bob) == (
+        b"SLURMJWT/1 ERR denied uid %d may only ask for its own token\n" % bob)
+    assert helper.ask(b"SLURMJWT/1 TOKEN root -\n", as_uid=bob).startswith(
+        b"SLURMJWT/1 ERR denied ")
+    for name in (b"root", b"slurm", b"0", b"64030", b"sysjwt", b"daemon"):
+        answer = helper.ask(b"SLURMJWT/1 TOKEN %s -\n" % name)  # as root, who may ask for others
+        assert answer.startswith(b"SLURMJWT/1 ERR "), (name, answer)
+        assert b" OK " not in answer
+    # and the helper itself, as root asking for itself:
+    assert helper.ask(b"SLURMJWT/1 TOKEN - -\n").startswith(b"SLURMJWT/1 ERR denied root is root")
+    log = helper.log_text()
+    assert f"refuse (user alice) by uid={bob}" in log
+
+
+def test_grants_are_logged_with_a_fingerprint_never_the_token(
+        helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
+    from pam_slurmjwt.token import fingerprint
+
+    token = helper.ask(b"SLURMJWT/1 TOKEN carol 60\n").split()[-1].decode()
+    log = helper.log_text()
+    assert f"fp={fingerprint(token)}" in log
+    assert token not in log and token.split(".")[2] not in log
+    line = next(li for li in log.splitlines() if fingerprint(token) in li)
+    assert f"grant (user carol) uid={test_users['carol'].uid} by uid=0 pid=" in line
+    assert "lifespan=60 exp=" in line
+
+
+def test_helper_runs_as_slurm_user_and_is_not_dumpable(helper: HelperProcess) -> None:
+    status = Path(f"/proc/{helper.proc.pid}/status").read_text()
+    uids = next(li for li in status.splitlines() if li.startswith("Uid:")).split()[1:]
+    slurm_uid = int(subprocess.run(["id", "-u", "slurm"], capture_output=True,
+                                   text=True).stdout)
+    assert {int(u) for u in uids} == {slurm_uid}  # real, effective, saved, fs: no way back
+    # A non-dumpable process's /proc files belong to root, not to its own uid,
+    # so neither slurm's other processes nor a core dump can read the key.
+    assert os.stat(f"/proc/{helper.proc.pid}/environ").st_uid == 0
+    assert Path(f"/proc/{helper.proc.pid}/limits").read_text().split("Max core file size")[1]\
+        .split()[0] == "0"
+
+
+@pytest.mark.parametrize(("mode", "owner", "message"), [
+    (0o640, "slurm", 'mode 0640 allows group or others; run chmod 0600 "{key}"'),
+    (0o604, "slurm", 'mode 0604 allows group or others; run chmod 0600 "{key}"'),
+    (0o600, "alice", 'owned by alice, not root or SlurmUser slurm; run chown slurm: "{key}"'),
+])
+def test_insecure_key_makes_the_helper_refuse_to_start(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser],
+        mode: int, owner: str, message: str) -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="slurmjwt-badkey-"))  # SlurmUser must reach it
+    tmp_path.chmod(0o755)
+    key = tmp_path / "jwt.key"
+    key.write_bytes(os.urandom(32))
+    shutil.chown(key, owner, owner)
+    key.chmod(mode)
+    conf = tmp_path / "slurmjwt.conf"
+    conf.write_text(f"SlurmConf={cluster.slurm_conf}\nHelperSocket={tmp_path}/h.sock\n"
+                    f"JwtKey={key}\n")
+    out = subprocess.run([installed.cmd("slurmjwt-helper"), "-c", str(conf)],
+                         capture_output=True, text=True, timeout=30)
+    shutil.rmtree(tmp_path)
+    assert not (tmp_path / "h.sock").exists()
+    assert out.returncode == 3
+    assert out.stderr == f'slurmjwt-helper: cannot use key "{key}": ' + \
+        message.format(key=key) + "\n"
+
+
+def test_stalled_malformed_and_oversized_callers_do_not_stop_others(
+        helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
+    import socket
+
+    stalled = []
+    try:
+        for i in range(30):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(helper.socket))
+            if i % 3 == 1:
+                sock.sendall(b"SLURMJWT/1 TOKEN ali")  # a slow-loris half line
+            stalled.append(sock)
+        assert helper.ask(b"x" * 70000).startswith(b"SLURMJWT/1 ERR too-long")
+        assert helper.ask(b"\x00\xff garbage\n").startswith(b"SLURMJWT/1 ERR bad-request")
+        assert helper.ask(b"GET / HTTP/1.0\n").startswith(b"SLURMJWT/1 ERR bad-version")
+        start = time.monotonic()
+        answers = []
+
+        def one(_: int) -> None:
+            answers.append(helper.ask(b"SLURMJWT/1 TOKEN alice 60\n"))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # ReadTimeout is 2 s: all served sooner means none waited behind a staller.
+        assert time.monotonic() - start < 1.5
+        assert len(answers) == 20 and all(a.startswith(b"SLURMJWT/1 OK ") for a in answers)
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
+def test_sighup_reloads_config_without_dropping_requests(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-hup-"))
+    proc = start_helper(installed, cluster.slurm_conf, work, extra="Lifespan=900\n")
+    failures: list[bytes] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            answer = proc.ask(b"SLURMJWT/1 TOKEN alice -\n")
+            if not answer.startswith(b"SLURMJWT/1 OK "):
+                failures.append(answer)
+
+    worker = threading.Thread(target=hammer)
+    worker.start()
+    try:
+        proc.config.write_text(proc.config.read_text().replace("Lifespan=900", "Lifespan=700"))
+        proc.reload()
+        deadline = time.monotonic() + 10
+        lifespan = 0
+        while time.monotonic() < deadline and lifespan != 700:
+            token = proc.ask(b"SLURMJWT/1 TOKEN alice -\n").split()[-1]
+            claims = jwt.decode(token, options={"verify_signature": False})
+            lifespan = claims["exp"] - claims["iat"]
+        assert lifespan == 700
+        assert "reloaded configuration" in proc.log_text()
+    finally:
+        stop.set()
+        worker.join()
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    assert failures == []
+
+
+def test_scontrol_backend_tokens_work_too(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-sc-"))
+    proc = start_helper(installed, cluster.slurm_conf, work, extra="Backend=scontrol\n")
+    try:
+        line = proc.ask(b"SLURMJWT/1 TOKEN bob 600\n", timeout=30)
+        assert line.startswith(b"SLURMJWT/1 OK "), line
+        assert "backend=scontrol" in proc.log_text()
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    token = line.split()[-1].decode()
+    claims = jwt.decode(token, cluster.key_path.read_bytes(), algorithms=["HS256"])
+    assert claims["sun"] == "bob"
+    assert cluster.run(["squeue"], user="bob", env_extra={"SLURM_JWT": token}).returncode == 0
+
+
+def test_admin_mint_is_accepted_and_refuses_root(
+        installed: Installed, helper: HelperProcess, cluster: Cluster,
+        test_users: dict[str, TestUser]) -> None:
+    env = {**os.environ, **helper.env}
+    out = subprocess.run([installed.cmd("slurmjwt"), "mint", "username=carol", "lifespan=120"],
+                         capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("SLURM_JWT=") and out.stdout.count("\n") == 1
+    token = out.stdout.strip().split("=", 1)[1]
+    assert cluster.run(["squeue"], user="carol", env_extra={"SLURM_JWT": token}).returncode == 0
+    out = subprocess.run([installed.cmd("slurmjwt"), "mint", "username=root"],
+                         capture_output=True, text=True, env=env)
+    assert (out.returncode, out.stdout) == (5, "")
+    assert out.stderr == ("slurmjwt: refused: root is root; tokens for root are off "
+                          "(AllowPrivileged)\n")
+    # An ordinary user cannot read the key, so cannot mint at all.
+    out = as_user("alice", [installed.cmd("slurmjwt"), "mint"], helper.env)
+    assert out.returncode == 3 and "cannot read key" in out.stderr
+
+
+def test_decode_shows_claims_without_the_signature(
+        installed: Installed, helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
+    token = helper.ask(b"SLURMJWT/1 TOKEN alice 300\n").split()[-1].decode()
+    out = subprocess.run([installed.cmd("slurmjwt"), "decode", "-"], input=token,
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "user:        alice" in out.stdout and "left)" in out.stdout
+    assert token not in out.stdout and token.split(".")[2] not in out.stdout
