@@ -71,10 +71,14 @@ OPTIONS: tuple[Option, ...] = (
            "How long clients wait for the helper before giving up.", minimum=1),
     Option("ReadTimeout", "seconds", 2,
            "How long the helper waits for a client's request line.", minimum=1),
+    Option("Workers", "int", 2,
+           "Helper processes serving the socket; more use more cores during login bursts.",
+           minimum=1),
     Option("MaxConnections", "int", 256,
-           "Connections the helper serves at once; more are refused with `busy`.", minimum=1),
+           "Connections each helper process serves at once; more are refused with `busy`.",
+           minimum=1),
     Option("MaxConnectionsPerUser", "int", 8,
-           "Connections one non-root uid may hold at once.", minimum=1),
+           "Connections one non-root uid may hold at once in each helper process.", minimum=1),
     Option("MinUid", "int", 1000,
            "Users with a smaller uid (system accounts) get no token."),
     Option("DenyUsers", "list", (), "Comma-separated user names that never get a token."),
@@ -104,6 +108,7 @@ class Config:
     helper_socket: str
     helper_timeout: int
     read_timeout: int
+    workers: int
     max_connections: int
     max_connections_per_user: int
     min_uid: int

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import os
 import pwd
@@ -20,6 +21,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 from dataclasses import dataclass
 from typing import Optional, Protocol
 
@@ -29,13 +31,19 @@ from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
 from pam_slurmjwt.keyfile import load_key
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
-from pam_slurmjwt.token import HS256Signer, fingerprint, is_plain_user_name, make_claims
+from pam_slurmjwt.token import (
+    HS256Signer,
+    fingerprint,
+    is_plain_user_name,
+    make_claims,
+    slurm_claims,
+)
 
 PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
 SCONTROL_TIMEOUT = 10.0
 SCONTROL_PARALLEL = 4
-WRITE_TIMEOUT = 2.0
+LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
 
 
 # ----------------------------------------------------------------- policy
@@ -101,17 +109,24 @@ class Policy:
 # ----------------------------------------------------------------- minting
 
 class Minter(Protocol):
-    async def mint(self, user: str, lifespan: int) -> str: ...
+    """Makes a token for a user; returns (token, exp) or raises MintFailed."""
+
+    async def mint(self, user: str, lifespan: int) -> tuple[str, int]: ...
 
 
 class KeyMinter:
-    """Signs locally with the key file (Backend=key)."""
+    """Signs locally with the key file (Backend=key). Signing takes
+    microseconds, so the server calls sign() inline, without a task."""
 
     def __init__(self, key: bytes) -> None:
         self.signer = HS256Signer(key)
 
-    async def mint(self, user: str, lifespan: int) -> str:
-        return self.signer.sign(make_claims(user, lifespan))
+    def sign(self, user: str, lifespan: int) -> tuple[str, int]:
+        claims = make_claims(user, lifespan)
+        return self.signer.sign(claims), claims.exp
+
+    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
+        return self.sign(user, lifespan)
 
 
 class ScontrolMinter:
@@ -124,7 +139,7 @@ class ScontrolMinter:
         self.env["SLURM_CONF"] = slurm_conf
         self.gate = asyncio.Semaphore(SCONTROL_PARALLEL)
 
-    async def mint(self, user: str, lifespan: int) -> str:
+    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
         async with self.gate:
             proc = await asyncio.create_subprocess_exec(
                 self.scontrol, "token", f"username={user}", f"lifespan={lifespan}",
@@ -140,7 +155,8 @@ class ScontrolMinter:
         if proc.returncode != 0 or not text.startswith("SLURM_JWT="):
             reason = err.decode("utf-8", "replace").strip().splitlines()
             raise MintFailed(f"scontrol token failed: {reason[-1] if reason else 'no output'}")
-        return text[len("SLURM_JWT="):]
+        token = text[len("SLURM_JWT="):]
+        return token, _exp_of(token)
 
 
 # ----------------------------------------------------------------- state
@@ -194,7 +210,12 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 
 
 class Server:
-    """The helper's event loop state: connections, limits, current State."""
+    """The helper's event-loop state: connection limits and the current State.
+
+    Connections are asyncio Protocols, not streams: a request is one short
+    line answered inline (the key backend signs in microseconds), so there
+    is no task per connection, and a staller costs one timer and a slot.
+    """
 
     def __init__(self, state: State, log: Log, config_path: Optional[str]) -> None:
         self.state = state
@@ -204,7 +225,7 @@ class Server:
         self.per_uid: dict[int, int] = {}
         self.stopping: Optional[asyncio.Event] = None
 
-    def _admit(self, uid: int) -> bool:
+    def admit(self, uid: int) -> bool:
         cfg = self.state.cfg
         limit = cfg.max_connections if uid == 0 else cfg.max_connections_per_user
         if self.active >= cfg.max_connections or self.per_uid.get(uid, 0) >= limit:
@@ -213,7 +234,7 @@ class Server:
         self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
         return True
 
-    def _release(self, uid: int) -> None:
+    def release(self, uid: int) -> None:
         self.active -= 1
         left = self.per_uid[uid] - 1
         if left:
@@ -221,82 +242,67 @@ class Server:
         else:
             del self.per_uid[uid]
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            pid, uid, _gid = peer_credentials(writer.get_extra_info("socket"))
-        except OSError:
-            writer.close()
-            return
-        if not self._admit(uid):
-            self.log.warning(f"refuse uid={uid} pid={pid} reason=busy")
-            await self._send(writer, protocol.format_err("busy", "too many connections; "
-                                                                  "try again"))
-            return
-        try:
-            answer = await self._serve(reader, pid, uid)
-            await self._send(writer, answer)
-        finally:
-            self._release(uid)
+    def connection(self) -> Connection:
+        return Connection(self)
 
-    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+    def answer(self, conn: Connection, line: bytes) -> None:
+        """Given a complete request line, answer it (inline, or via a task
+        for Backend=scontrol)."""
+        who = f"uid={conn.uid} pid={conn.pid}"
         try:
-            writer.write(data)
-            await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        except (OSError, asyncio.TimeoutError):
-            pass
-        finally:
-            writer.close()
-
-    async def _read_request(self, reader: asyncio.StreamReader) -> protocol.Request:
-        try:
-            line = await asyncio.wait_for(reader.readuntil(b"\n"),
-                                          self.state.cfg.read_timeout)
-        except asyncio.LimitOverrunError:
-            raise protocol.ProtocolError(
-                "too-long", f"request longer than {protocol.MAX_REQUEST} bytes") from None
-        except asyncio.IncompleteReadError as err:
-            if len(err.partial) >= protocol.MAX_REQUEST:
-                raise protocol.ProtocolError("too-long", "request too long") from None
-            raise protocol.ProtocolError("bad-request", "request line not terminated") from None
-        except asyncio.TimeoutError:
-            raise protocol.ProtocolError("timeout", "no complete request line in "
-                                                    "time") from None
-        return protocol.parse_request(line)
-
-    async def _serve(self, reader: asyncio.StreamReader, pid: int, uid: int) -> bytes:
-        who = f"uid={uid} pid={pid}"
-        try:
-            request = await self._read_request(reader)
+            request = protocol.parse_request(line)
         except protocol.ProtocolError as err:
             self.log.warning(f"refuse {who} reason={err.code}: {err}")
-            return protocol.format_err(err.code, str(err))
+            conn.respond(protocol.format_err(err.code, str(err)))
+            return
         if request.command == "PING":
             self.log.debug(f"ping {who}")
-            return protocol.format_pong(__version__)
-        return await self._grant(request, who, uid)
-
-    async def _grant(self, request: protocol.Request, who: str, uid: int) -> bytes:
+            conn.respond(protocol.format_pong(__version__))
+            return
         state = self.state  # one consistent snapshot even if SIGHUP swaps it
-        cfg = state.cfg
         try:
-            entry = state.policy.resolve(uid, request.user)
+            entry = state.policy.resolve(conn.uid, request.user)
         except Refused as err:
             self.log.notice(f"refuse (user {request.user}) by {who} reason={err.code}: {err}")
-            return protocol.format_err(err.code, str(err))
-        lifespan = min(request.lifespan or cfg.lifespan, cfg.max_lifespan)
-        user = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
+            conn.respond(protocol.format_err(err.code, str(err)))
+            return
+        lifespan = min(request.lifespan or state.cfg.lifespan, state.cfg.max_lifespan)
+        subject = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
+        if isinstance(state.minter, KeyMinter):
+            try:
+                result = state.minter.sign(entry.pw_name, lifespan)
+            except MintFailed as err:
+                conn.respond(self._failed(subject, err))
+                return
+            conn.respond(self._granted(state, subject, lifespan, result))
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._mint_async(conn, state, subject, entry.pw_name, lifespan))
+        conn.task = task
+
+    async def _mint_async(self, conn: Connection, state: State, subject: str, user: str,
+                          lifespan: int) -> None:
         try:
-            token = await state.minter.mint(entry.pw_name, lifespan)
-            exp = _exp_of(token)
+            result = await state.minter.mint(user, lifespan)
         except MintFailed as err:
-            self.log.error(f"refuse {user} reason={err.code}: {err}")
-            return protocol.format_err(err.code, str(err))
+            conn.respond(self._failed(subject, err))
+            return
         except Exception as err:  # noqa: BLE001 - never let one request kill the helper
-            self.log.error(f"refuse {user} reason=internal: {type(err).__name__}")
-            return protocol.format_err("internal", "internal error; see the helper's log")
-        self.log.info(f"grant {user} lifespan={lifespan} exp={exp} backend={state.backend} "
+            self.log.error(f"refuse {subject} reason=internal: {type(err).__name__}")
+            conn.respond(protocol.format_err("internal", "internal error; see the helper's log"))
+            return
+        conn.respond(self._granted(state, subject, lifespan, result))
+
+    def _failed(self, subject: str, err: MintFailed) -> bytes:
+        self.log.error(f"refuse {subject} reason={err.code}: {err}")
+        return protocol.format_err(err.code, str(err))
+
+    def _granted(self, state: State, subject: str, lifespan: int,
+                 result: tuple[str, int]) -> bytes:
+        token, exp = result
+        self.log.info(f"grant {subject} lifespan={lifespan} exp={exp} backend={state.backend} "
                       f"fp={fingerprint(token)}")
-        return protocol.format_ok(protocol.Grant(exp, export_wanted(cfg), token))
+        return protocol.format_ok(protocol.Grant(exp, export_wanted(state.cfg), token))
 
     def reload(self) -> None:
         """SIGHUP: re-read everything; keep serving with the old state on error."""
@@ -311,9 +317,104 @@ class Server:
         self.log.notice(f"reloaded configuration (backend={new.backend})")
 
 
-def _exp_of(token: str) -> int:
-    from pam_slurmjwt.token import slurm_claims
+class Connection(asyncio.Protocol):
+    """One caller: identified by SO_PEERCRED at accept, one bounded request
+    line within ReadTimeout, one answer, then closed."""
 
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: Optional[asyncio.Transport] = None
+        self.buf = b""
+        self.uid = -1
+        self.pid = 0
+        self.admitted = False
+        self.answered = False
+        self.timer: Optional[asyncio.TimerHandle] = None
+        self.task: Optional[asyncio.Task[None]] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        try:
+            self.pid, self.uid, _gid = peer_credentials(transport.get_extra_info("socket"))
+        except OSError:
+            transport.abort()
+            self.answered = True
+            return
+        if not self.server.admit(self.uid):
+            self.server.log.warning(f"refuse uid={self.uid} pid={self.pid} reason=busy")
+            self.respond(protocol.format_err("busy", "too many connections; try again"))
+            return
+        self.admitted = True
+        timeout = self.server.state.cfg.read_timeout
+        self.timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered or self.task is not None:
+            return  # read and dropped: unread data would turn our close into a reset
+        self.buf += data
+        newline = self.buf.find(b"\n")
+        if 0 <= newline < protocol.MAX_REQUEST:
+            self._stop_timer()
+            self.server.answer(self, self.buf[:newline + 1])
+        elif len(self.buf) >= protocol.MAX_REQUEST:
+            self._refuse("too-long", f"request longer than {protocol.MAX_REQUEST} bytes")
+
+    def eof_received(self) -> bool:
+        if self.answered:
+            self._close()  # the caller has read our answer and hung up
+        elif self.task is None:
+            self._refuse("bad-request", "request line not terminated")
+        return True  # keep the transport open for the answer; respond() closes it
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if not self.answered and self.task is None:
+            self._refuse("timeout", "no complete request line in time")
+
+    def _refuse(self, code: str, sentence: str) -> None:
+        self.server.log.warning(f"refuse uid={self.uid} pid={self.pid} reason={code}: "
+                                f"{sentence}")
+        self.respond(protocol.format_err(code, sentence))
+
+    def respond(self, data: bytes) -> None:
+        """Send the one answer and half-close. Closing at once would reset
+        the connection if the caller's bytes are still unread (a `busy`
+        answer before its request arrived), losing our answer; so we linger
+        until the caller hangs up, at most LINGER seconds. The kernel buffer
+        takes 1 KiB at once: a caller that never reads cannot hold us."""
+        if self.answered or self.transport is None:
+            return
+        self.answered = True
+        self._stop_timer()
+        if self.transport.is_closing():
+            return
+        self.transport.write(data)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.timer = asyncio.get_running_loop().call_later(LINGER, self._close)
+
+    def _close(self) -> None:
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._stop_timer()
+        self.answered = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if self.admitted:
+            self.admitted = False
+            self.server.release(self.uid)
+
+
+def _exp_of(token: str) -> int:
     try:
         return slurm_claims(token).exp
     except ValueError as err:
@@ -422,9 +523,69 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"configuration OK (backend={state.backend})")
         return 0
     log.debug(f"debug on; backend={state.backend}")
-    server = Server(state, log, args.config)
-    asyncio.run(serve(server, sock))
-    return 0
+    if state.cfg.workers == 1:
+        asyncio.run(serve(Server(state, log, args.config), sock))
+        return 0
+    return Supervisor(state, log, args.config, sock).run()
+
+
+class Supervisor:
+    """Workers=N: N forked processes serve the one socket, each its own event
+    loop, so a login burst uses every core; this parent only forwards
+    signals and restarts a worker that dies."""
+
+    RESTART_BACKOFF = 1.0
+
+    def __init__(self, state: State, log: Log, config_path: Optional[str],
+                 sock: socket.socket) -> None:
+        self.state = state
+        self.log = log
+        self.config_path = config_path
+        self.sock = sock
+        self.children: set[int] = set()
+        self.stopping = False
+
+    def spawn(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 0
+            try:
+                asyncio.run(serve(Server(self.state, self.log, self.config_path), self.sock))
+            except BaseException as err:  # noqa: BLE001 - report, then leave without cleanup
+                self.log.error(f"worker failed: {type(err).__name__}: {err}")
+                code = 1
+            os._exit(code)
+        self.children.add(pid)
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        if signum == signal.SIGHUP:
+            # Reload here too, so a worker started later gets the new state.
+            try:
+                self.state = load_state(self.config_path)
+            except SlurmJwtError as err:
+                self.log.error(f"reload failed in the supervisor: {err}")
+        else:
+            self.stopping = True
+        for pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM if signum != signal.SIGHUP else signum)
+
+    def run(self) -> int:
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._forward)
+        for _ in range(self.state.cfg.workers):
+            self.spawn()
+        while self.children:
+            pid, status = os.wait()
+            self.children.discard(pid)
+            if self.stopping:
+                continue
+            self.log.error(f"worker {pid} exited ({status:#x}); starting another")
+            time.sleep(self.RESTART_BACKOFF)  # a crash loop must not spin
+            self.spawn()
+        return 0
 
 
 async def serve(server: Server, sock: socket.socket) -> None:
@@ -434,8 +595,7 @@ async def serve(server: Server, sock: socket.socket) -> None:
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     loop.add_signal_handler(signal.SIGTERM, server.stopping.set)
     loop.add_signal_handler(signal.SIGINT, server.stopping.set)
-    listener = await asyncio.start_unix_server(server.handle, sock=sock,
-                                               limit=protocol.MAX_REQUEST)
+    listener = await loop.create_unix_server(server.connection, sock=sock)
     server.log.notice(f"serving as uid {os.getuid()} (backend={server.state.backend}, "
                       f"version {__version__})")
     async with listener:

@@ -70,6 +70,7 @@ def test_fingerprint_is_short_stable_and_not_the_token() -> None:
     assert len(fp) == 16 and fp == fingerprint(token)
     assert fp not in token
     assert fingerprint("abc") == "e71fa2190541574b"  # FNV-1a 64, same as the C module
+    assert fingerprint("x.y.abc") == fingerprint("abc")  # of the signature part only
 
 
 @pytest.mark.parametrize(("name", "plain"), [
