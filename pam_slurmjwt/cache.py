@@ -49,7 +49,9 @@ def cache_dir(uid: int, env: dict[str, str] | None = None) -> str:
             st = os.stat(runtime)
         except OSError:
             st = None
-        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == uid and not st.st_mode & 0o077:
+        # Chosen exactly as the shell shims choose it (they cannot see mode
+        # bits); the modes of our own subdirectory are checked on every use.
+        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
             return os.path.join(runtime, "slurmjwt")
     return os.path.join(FALLBACK_BASE, str(uid))
 

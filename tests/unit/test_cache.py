@@ -25,8 +25,9 @@ def test_cache_dir_prefers_override_then_runtime_dir_then_run(tmp_path: Path) ->
     runtime.mkdir(mode=0o700)
     assert cache_dir(uid, {"SLURMJWT_CACHE_DIR": "/x"}) == "/x"
     assert cache_dir(uid, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{runtime}/slurmjwt"
-    runtime.chmod(0o755)  # not a private runtime dir: do not trust it
-    assert cache_dir(uid, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{FALLBACK_BASE}/{uid}"
+    # A runtime dir owned by someone else is never used.
+    assert cache_dir(uid + 1, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{FALLBACK_BASE}/{uid + 1}"
+    assert cache_dir(uid, {"XDG_RUNTIME_DIR": "relative"}) == f"{FALLBACK_BASE}/{uid}"
     assert cache_dir(uid, {}) == f"{FALLBACK_BASE}/{uid}"
 
 
