@@ -7,6 +7,7 @@
 #                the C module with -Werror
 #   make bench   throughput/latency of the helper vs `scontrol token`, shell
 #                start-up, refresh and ssh login cost (needs root)
+#   make install the whole system integration (root; PREFIX, DESTDIR honoured)
 
 SHELL := /bin/bash
 PYTHON_SYSTEM := /usr/bin/python3
@@ -17,10 +18,27 @@ PYTEST_ARGS ?=
 RUFF_VERSION := 0.17.6
 MYPY_VERSION := 2.4.1
 
+# Where `make install` puts things. The Python package goes into a private
+# directory run by the system interpreter in isolated mode (-I), so neither
+# a virtualenv nor PYTHONPATH can change what runs as SlurmUser or in PAM.
+PREFIX ?= /usr
+BINDIR ?= $(PREFIX)/bin
+SBINDIR ?= $(PREFIX)/sbin
+LIBDIR ?= $(PREFIX)/lib/slurmjwt
+MANDIR ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR ?= /usr/lib/systemd/system
+USERUNITDIR ?= /usr/lib/systemd/user
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSTEM_PYTHON ?= /usr/bin/python3
+# PAM modules: /usr/lib64/security on RHEL, the multiarch directory on Debian.
+PAMDIR ?= $(shell for d in /usr/lib64/security /usr/lib/$$($(CC) -print-multiarch 2>/dev/null)/security /lib/$$($(CC) -print-multiarch 2>/dev/null)/security /usr/lib/security; do if [ -d "$$d" ]; then echo "$$d"; break; fi; done)
+INSTALL := install
+
 include mk/pam.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
-	test-integration bench demo clean
+	test-integration bench demo clean install uninstall man
 
 all: pam
 
@@ -39,7 +57,7 @@ $(VENV)/.stamp: Makefile
 	touch $@
 
 lint: venv
-	$(VENV)/bin/ruff check pam_slurmjwt tests
+	$(VENV)/bin/ruff check pam_slurmjwt tests packaging
 
 typecheck: venv
 	$(VENV)/bin/mypy pam_slurmjwt
@@ -51,8 +69,7 @@ shellcheck:
 	@for f in $$(find packaging -name '*.sh' 2>/dev/null); do shellcheck "$$f" || exit 1; done
 
 units:
-	@units=$$(find packaging/systemd -name '*.service' -o -name '*.socket' -o -name '*.timer' 2>/dev/null); \
-	if [ -n "$$units" ]; then systemd-analyze verify $$units; fi
+	sh packaging/systemd/verify-units.sh
 
 check: lint typecheck shellcheck units pam
 
@@ -72,6 +89,63 @@ demo:
 	@echo "make demo: the two-host container demo is coming (issue: install, packages, demo)."
 	@echo "Until then, 'make test' brings up a real slurmctld, the helper and sshd and proves"
 	@echo "the whole chain; see README.md."
+
+man:
+	$(SYSTEM_PYTHON) -I packaging/man/generate.py build/man
+
+# Wrappers: the system interpreter, isolated, with the private library first.
+define wrapper
+printf '#!%s -I\n# %s: installed by pam-slurmjwt\nimport sys\nsys.path.insert(0, "%s")\nfrom %s import main\nsys.exit(main())\n' \
+	"$(SYSTEM_PYTHON)" "$(1)" "$(LIBDIR)" "$(2)" > "$(DESTDIR)$(3)/$(1)"
+chmod 0755 "$(DESTDIR)$(3)/$(1)"
+endef
+
+install: pam man
+	@test -n "$(PAMDIR)" || { echo "make install: no PAM module directory found; set PAMDIR=" >&2; exit 1; }
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(BINDIR)" \
+		"$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(PAMDIR)" "$(DESTDIR)$(SYSCONFDIR)/profile.d" \
+		"$(DESTDIR)$(SYSCONFDIR)/pam.d" "$(DESTDIR)$(SYSCONFDIR)/slurm" "$(DESTDIR)$(UNITDIR)" \
+		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
+		"$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
+	$(INSTALL) -m 0644 pam_slurmjwt/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/"
+	$(SYSTEM_PYTHON) -I -m compileall -q -d "$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/pam_slurmjwt"
+	$(call wrapper,slurmjwt,pam_slurmjwt.cli,$(BINDIR))
+	$(call wrapper,slurmjwt-refresh,pam_slurmjwt.refresh,$(BINDIR))
+	$(call wrapper,slurmjwt-helper,pam_slurmjwt.helper,$(SBINDIR))
+	$(INSTALL) -m 0644 $(PAM_SO) "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so"
+	$(INSTALL) -m 0644 profile.d/slurmjwt.sh profile.d/slurmjwt.csh "$(DESTDIR)$(SYSCONFDIR)/profile.d/"
+	$(INSTALL) -m 0644 packaging/pam.d/slurmjwt "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt"
+	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
+	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
+	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper.service "$(DESTDIR)$(UNITDIR)/"
+	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-refresh.service packaging/systemd/slurmjwt-refresh.timer "$(DESTDIR)$(USERUNITDIR)/"
+	$(INSTALL) -m 0644 packaging/tmpfiles.d/slurmjwt.conf "$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf"
+	$(INSTALL) -m 0644 build/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	$(INSTALL) -m 0644 build/man/*.5 "$(DESTDIR)$(MANDIR)/man5/"
+	$(INSTALL) -m 0644 build/man/*.8 "$(DESTDIR)$(MANDIR)/man8/"
+	$(INSTALL) -m 0644 build/man/slurmjwt.conf.sample "$(DESTDIR)$(LIBDIR)/slurmjwt.conf.sample"
+	@# Never overwrite an admin's configuration.
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ]; then \
+		echo "make install: keeping existing $(SYSCONFDIR)/slurm/slurmjwt.conf"; \
+	else $(INSTALL) -m 0644 build/man/slurmjwt.conf.sample "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; fi
+
+uninstall: man
+	rm -rf "$(DESTDIR)$(LIBDIR)"
+	rm -f "$(DESTDIR)$(BINDIR)/slurmjwt" "$(DESTDIR)$(BINDIR)/slurmjwt-refresh" \
+		"$(DESTDIR)$(SBINDIR)/slurmjwt-helper" "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so" \
+		"$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.sh" "$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.csh" \
+		"$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
+		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
+		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
+		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \
+		"$(DESTDIR)$(MANDIR)/man1/slurmjwt.1" "$(DESTDIR)$(MANDIR)/man1/slurmjwt-refresh.1" \
+		"$(DESTDIR)$(MANDIR)/man5/slurmjwt.conf.5" "$(DESTDIR)$(MANDIR)/man8/slurmjwt-helper.8" \
+		"$(DESTDIR)$(MANDIR)/man8/pam_slurmjwt.8"
+	@# The configuration goes only if it is still the untouched sample.
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ] && cmp -s build/man/slurmjwt.conf.sample "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; then \
+		rm -f "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; \
+	elif [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ]; then \
+		echo "make uninstall: keeping $(SYSCONFDIR)/slurm/slurmjwt.conf (it was edited)"; fi
 
 clean: pam-clean
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

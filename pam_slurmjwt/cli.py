@@ -232,6 +232,16 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check the whole chain; exit 0 when every check passed."""
+    from pam_slurmjwt.doctor import run_doctor
+
+    if args.user and os.geteuid() != 0:
+        raise UsageError("--user is for root; run slurmjwt doctor as yourself")
+    ok = run_doctor(args.config, args.user, print)
+    return EXIT_OK if ok else EXIT_ERROR
+
+
 # ----------------------------------------------------------------- entry point
 
 def build_parser() -> argparse.ArgumentParser:
@@ -252,11 +262,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     decode = sub.add_parser("decode", help="show a token's claims (not verified)")
     decode.add_argument("token", nargs="?", help="token, or - for stdin (default $SLURM_JWT)")
-    decode.add_argument("--json", action="store_true")
+    decode.add_argument("--json", action="store_true", help="print the claims as JSON")
     decode.set_defaults(func=cmd_decode)
 
     status = sub.add_parser("status", help="show your cached token")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
     status.set_defaults(func=cmd_status)
 
     token = sub.add_parser("token", help="print a valid token, refreshing if needed")
@@ -275,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ping = sub.add_parser("ping", help="check that slurmjwt-helper answers")
     ping.set_defaults(func=cmd_ping)
+
+    doctor = sub.add_parser("doctor", help="check the whole chain and say how to fix it")
+    doctor.add_argument("--user", help="root: prove slurmctld accepts a token for this user")
+    doctor.set_defaults(func=cmd_doctor)
     return parser
 
 

@@ -91,6 +91,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("Debug", "bool", False, "Log debug lines."),
 )
 
+# Topics for the man page and README reference; every option in exactly one.
+GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Tokens", ("Lifespan", "MaxLifespan", "RefreshMargin", "Export")),
+    ("Signing", ("Backend", "JwtKey", "SlurmConf", "Scontrol")),
+    ("Who may have a token", ("MinUid", "DenyUsers", "AllowPrivileged")),
+    ("The helper", ("HelperSocket", "HelperTimeout", "ReadTimeout", "Workers",
+                    "MaxConnections", "MaxConnectionsPerUser", "MungeSocket", "Debug")),
+)
+
 BY_KEY = {opt.name.lower(): opt for opt in OPTIONS}
 
 

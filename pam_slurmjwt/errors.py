@@ -16,6 +16,18 @@ EXIT_REFUSED = 5
 EXIT_CACHE = 6
 EXIT_MINT = 7
 
+# What each code means, for --help, the man pages and the README.
+EXIT_CODES = (
+    (EXIT_OK, "success (or nothing needed)"),
+    (EXIT_ERROR, "other error (slurmjwt status/decode: no valid token)"),
+    (EXIT_USAGE, "usage error"),
+    (EXIT_CONFIG, "configuration error: slurmjwt.conf, slurm.conf or the key"),
+    (EXIT_UNREACHABLE, "the helper is unreachable, timed out or answered nonsense"),
+    (EXIT_REFUSED, "refused by the helper's policy (denied, no such user)"),
+    (EXIT_CACHE, "the token cache is unsafe (owner, mode, symlink)"),
+    (EXIT_MINT, "the helper could not make a token (key, scontrol, busy)"),
+)
+
 
 class SlurmJwtError(Exception):
     """Base of every error this project reports to a person."""

@@ -491,7 +491,7 @@ def make_undumpable() -> None:
     libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
-def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Mint Slurm JWTs for local users over a unix socket.")
     parser.add_argument("-c", "--config", help="slurmjwt.conf to use "
@@ -503,7 +503,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true",
                         help="check configuration and key, then exit")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Verify the shipped systemd units with systemd-analyze, as `make check` does.
+# systemd-analyze insists that ExecStart programs exist, so the units are
+# checked as installed: into a temporary DESTDIR, with the program paths
+# pointed there. Man page references are not checked (--man=no).
+set -eu
+top=$(cd "$(dirname "$0")/../.." && pwd)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+make -s -C "$top" install DESTDIR="$tmp/root" >/dev/null
+mkdir -p "$tmp/units"
+for unit in "$tmp"/root/usr/lib/systemd/system/slurmjwt-* "$tmp"/root/usr/lib/systemd/user/slurmjwt-*; do
+    sed -e "s|/usr/sbin/slurmjwt-helper|$tmp/root/usr/sbin/slurmjwt-helper|g" \
+        -e "s|/usr/bin/slurmjwt-refresh|$tmp/root/usr/bin/slurmjwt-refresh|g" \
+        "$unit" >"$tmp/units/$(basename "$unit")"
+done
+systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper.service
+systemd-analyze --man=no verify "$tmp"/units/slurmjwt-refresh.service "$tmp"/units/slurmjwt-refresh.timer
+echo "verify-units: all units pass systemd-analyze verify"

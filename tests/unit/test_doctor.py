@@ -1,0 +1,81 @@
+"""slurmjwt doctor's checks that need no daemon: the sshd PAM stack order,
+the export explanation, the TaskProlog advice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pam_slurmjwt.config import parse_config
+from pam_slurmjwt.doctor import Doctor
+from pam_slurmjwt.slurmconf import SlurmConf
+
+
+def _doctor(tmp_path: Path, sshd: str) -> Doctor:
+    path = tmp_path / "sshd"
+    path.write_text(sshd)
+    return Doctor(None, None, sshd_pam=str(path))
+
+
+def test_hook_after_common_session_passes(tmp_path: Path) -> None:
+    check = _doctor(tmp_path, "@include common-auth\n@include common-session\n"
+                              "@include slurmjwt\n").pam_stack()
+    assert check.status == "OK"
+
+
+def test_hook_before_common_session_fails_with_the_fix(tmp_path: Path) -> None:
+    check = _doctor(tmp_path, "@include slurmjwt\n@include common-session\n").pam_stack()
+    assert check.status == "FAIL" and "move `@include slurmjwt` after them" in check.message
+
+
+def test_rhel_style_stack_with_direct_module_line(tmp_path: Path) -> None:
+    check = _doctor(tmp_path, "session include password-auth\n"
+                              "session optional pam_slurmjwt.so timeout=1500\n").pam_stack()
+    assert check.status == "OK"
+
+
+def test_missing_hook_and_commented_hook_fail(tmp_path: Path) -> None:
+    for text in ("@include common-session\n", "@include common-session\n# @include slurmjwt\n"):
+        check = _doctor(tmp_path, text).pam_stack()
+        assert check.status == "FAIL" and "does not use the hook" in check.message
+
+
+@pytest.mark.parametrize(("conf", "munge", "expect"), [
+    ("Export=auto", False, "no munge socket here: JWT is the only way in"),
+    ("Export=auto", True, "munge works here"),
+    ("Export=never", False, "Export=never: SLURM_JWT is not exported"),
+    ("Export=always", True, "exported although munge works here"),
+])
+def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bool,
+                                            expect: str) -> None:
+    import socket
+
+    sock_path = tmp_path / "munge.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    if munge:
+        sock.bind(str(sock_path))
+    try:
+        doctor = Doctor(None, None)
+        doctor.cfg = parse_config(f"{conf}\nMungeSocket={sock_path}\n", "/c")
+        assert expect in doctor.export().message
+    finally:
+        sock.close()
+
+
+def test_task_prolog_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pam_slurmjwt.doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda: (22, 5))
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("SlurmUser=slurm\n")
+    doctor = Doctor(None, None)
+    doctor.slurm = SlurmConf(str(conf))
+    assert doctor.task_prolog().status == "WARN"
+    prolog = tmp_path / "prolog.sh"
+    prolog.write_text("#!/bin/sh\necho 'unset SLURM_JWT'\n")
+    conf.write_text(f"TaskProlog={prolog}\n")
+    assert doctor.task_prolog().status == "OK"
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda: (26, 5))
+    conf.write_text("SlurmUser=slurm\n")
+    assert doctor.task_prolog().status == "OK"
