@@ -38,7 +38,7 @@ INSTALL := install
 include mk/pam.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
-	test-integration bench demo clean install uninstall man
+	test-integration bench demo clean install uninstall man deb rpm dist
 
 all: pam
 
@@ -146,6 +146,42 @@ uninstall: man
 		rm -f "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; \
 	elif [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ]; then \
 		echo "make uninstall: keeping $(SYSCONFDIR)/slurm/slurmjwt.conf (it was edited)"; fi
+
+VERSION := $(shell sed -n 's/^version = //p' setup.cfg)
+DEB_ARCH = $(shell dpkg --print-architecture)
+DEB := build/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb
+
+# A Debian package from packaging/debian: make install into a staging root,
+# control files beside it, dpkg-deb. Depends on Debian's own python3-jwt.
+deb: pam man
+	rm -rf build/deb
+	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr \
+		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security
+	mkdir -p build/deb/DEBIAN
+	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
+		packaging/debian/control.in > build/deb/DEBIAN/control
+	install -m 0644 packaging/debian/conffiles build/deb/DEBIAN/conffiles
+	install -m 0755 packaging/debian/postinst packaging/debian/prerm build/deb/DEBIAN/
+	find build/deb -name __pycache__ -prune -exec rm -rf {} +
+	dpkg-deb --root-owner-group --build build/deb $(DEB)
+
+# A source tarball, and an RPM built from it with packaging/rpm's spec. On
+# Debian (no RHEL build roots) the systemd macros are defined by hand and
+# build dependencies are not checked: it proves the spec and file list.
+dist:
+	mkdir -p build
+	git archive --format=tar.gz --prefix=pam-slurmjwt-$(VERSION)/ \
+		--add-file=packaging/rpm/pam-slurmjwt.spec -o build/pam-slurmjwt-$(VERSION).tar.gz HEAD
+
+rpm: dist
+	rpmbuild -tb --nodeps build/pam-slurmjwt-$(VERSION).tar.gz \
+		--define "_topdir $(CURDIR)/build/rpm" \
+		--define "_unitdir /usr/lib/systemd/system" \
+		--define "_userunitdir /usr/lib/systemd/user" \
+		--define "_tmpfilesdir /usr/lib/tmpfiles.d" \
+		--define "tmpfiles_create() :" --define "systemd_post() :" \
+		--define "systemd_preun() :" --define "systemd_postun_with_restart() :" \
+		--define "systemd_requires %{nil}"
 
 clean: pam-clean
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -193,6 +193,8 @@ class Doctor:
         except OSError as err:
             return Check("FAIL", "sshd pam", f"cannot read {self.sshd_pam}: {err.strerror}")
         ours = _first(lines, lambda w: w[:2] == ["@include", "slurmjwt"]
+                      or w[:3] in (["session", "include", "slurmjwt"],
+                                   ["session", "substack", "slurmjwt"])
                       or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2]))
         if ours is None:
             return Check("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook; add the "

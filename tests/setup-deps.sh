@@ -11,7 +11,7 @@ python3-jwt python3-venv python3-pip python3-pypamtest
 libpam-wrapper libpam0g-dev shellcheck
 zsh ksh tcsh dash fish
 strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix
-python3-pam clang libclang-rt-14-dev man-db
+python3-pam clang libclang-rt-14-dev man-db rpm
 "
 POLICY=/usr/sbin/policy-rc.d
 

@@ -4,6 +4,7 @@ usage text (refresh.py), the exit codes (errors.py) and the PAM module's
 argument list (pam/pam_slurmjwt.c). So the manual cannot drift.
 
 Usage: python3 -I packaging/man/generate.py OUTDIR
+       python3 -I packaging/man/generate.py --readme   (README reference table)
 """
 
 from __future__ import annotations
@@ -299,7 +300,23 @@ def pam_page() -> str:
     return "\n".join(out) + "\n"
 
 
+def readme_reference() -> str:
+    """The README's configuration reference, from the same table."""
+    out = []
+    for title, names in GROUPS:
+        out += [f"**{title}**", "", "| key | default | meaning |", "| --- | --- | --- |"]
+        for name in names:
+            opt = BY_KEY[name.lower()]
+            kind = option_kind(opt).replace("|", "\\|")
+            out.append(f"| `{name}={kind}` | `{option_default(opt)}` | {opt.help} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def main() -> int:
+    if sys.argv[1:] == ["--readme"]:
+        sys.stdout.write(readme_reference())
+        return 0
     outdir = Path(sys.argv[1] if len(sys.argv) > 1 else "build/man")
     outdir.mkdir(parents=True, exist_ok=True)
     pages = {"slurmjwt.1": slurmjwt_page(), "slurmjwt-refresh.1": refresh_page(),

@@ -35,6 +35,12 @@ def test_rhel_style_stack_with_direct_module_line(tmp_path: Path) -> None:
     assert check.status == "OK"
 
 
+def test_rhel_style_include_line(tmp_path: Path) -> None:
+    check = _doctor(tmp_path, "session include password-auth\n"
+                              "session include slurmjwt\n").pam_stack()
+    assert check.status == "OK"
+
+
 def test_missing_hook_and_commented_hook_fail(tmp_path: Path) -> None:
     for text in ("@include common-session\n", "@include common-session\n# @include slurmjwt\n"):
         check = _doctor(tmp_path, text).pam_stack()

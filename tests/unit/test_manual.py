@@ -103,3 +103,12 @@ def test_pages_render_without_warnings(pages: dict[str, str], tmp_path: Path) ->
                              capture_output=True, text=True, env={"MANWIDTH": "80",
                                                                   "PATH": "/usr/bin:/bin"})
         assert out.returncode == 0 and out.stderr == "", (name, out.stderr)
+
+
+def test_readme_reference_is_the_generated_one() -> None:
+    generated = subprocess.run([sys.executable, str(REPO / "packaging/man/generate.py"),
+                                "--readme"], capture_output=True, text=True, check=True).stdout
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- reference:begin -->\n", 1)[1].split("<!-- reference:end -->")[0]
+    assert section == generated, "README reference is stale: regenerate it with " \
+        "python3 packaging/man/generate.py --readme"

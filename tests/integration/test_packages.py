@@ -1,0 +1,60 @@
+"""The Debian package and the RPM build from the tree (root: dpkg-deb
+--root-owner-group and rpmbuild run as root here). Installing the .deb on a
+clean system and logging in through it is the demo's job (test_demo.py)."""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = ("/usr/bin/slurmjwt", "/usr/bin/slurmjwt-refresh", "/usr/sbin/slurmjwt-helper",
+           "/etc/pam.d/slurmjwt", "/etc/profile.d/slurmjwt.sh", "/etc/profile.d/slurmjwt.csh",
+           "/etc/slurm/slurmjwt.conf", "/usr/lib/slurmjwt/pam_slurmjwt/helper.py",
+           "/usr/lib/slurmjwt/taskprolog.sh", "/usr/lib/systemd/system/slurmjwt-helper.socket",
+           "/usr/lib/systemd/user/slurmjwt-refresh.timer", "/usr/lib/tmpfiles.d/slurmjwt.conf",
+           "/usr/share/man/man8/pam_slurmjwt.8")
+
+
+def make(target: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "-s", "-C", str(REPO), target], capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
+    out = make("deb")
+    assert out.returncode == 0, out.stderr
+    (deb,) = glob.glob(str(REPO / "build" / "pam-slurmjwt_*.deb"))
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
+    files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
+    for path in SHIPPED:
+        assert path in files, path
+    assert any(p.endswith("/security/pam_slurmjwt.so") for p in files)
+    owners = {line.split()[1] for line in listing.splitlines()}
+    assert owners == {"root/root"}
+    assert not any("__pycache__" in p for p in files)  # compiled by postinst instead
+    fields = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
+                            text=True).stdout
+    assert "python3-jwt" in fields and "libpam0g" in fields
+    conffiles = subprocess.run(["dpkg-deb", "-I", deb, "conffiles"], capture_output=True,
+                               text=True).stdout.split()
+    assert "/etc/slurm/slurmjwt.conf" in conffiles and "/etc/pam.d/slurmjwt" in conffiles
+
+
+@pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild not installed")
+def test_rpm_spec_builds_with_the_same_file_list() -> None:
+    out = make("rpm")
+    assert out.returncode == 0, out.stderr[-2000:]
+    (rpm,) = glob.glob(str(REPO / "build" / "rpm" / "RPMS" / "*" / "pam-slurmjwt-*.rpm"))
+    files = set(subprocess.run(["rpm", "-qlp", rpm], capture_output=True,
+                               text=True).stdout.split())
+    for path in SHIPPED:
+        if not path.startswith("/usr/lib/tmpfiles"):
+            assert path in files or path + ".gz" in files, path
+    requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True,
+                              text=True).stdout
+    assert "python3-pyjwt" in requires
