@@ -302,3 +302,78 @@ def test_decode_shows_claims_without_the_signature(
     assert out.returncode == 0
     assert "user:        alice" in out.stdout and "left)" in out.stdout
     assert token not in out.stdout and token.split(".")[2] not in out.stdout
+
+
+def test_one_user_flooding_cannot_take_the_slots_of_others(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-flood-"))
+    proc = start_helper(installed, cluster.slurm_conf, work,
+                        extra="Workers=1\nMaxConnectionsPerUser=3\nReadTimeout=10\n")
+    bob = test_users["bob"].uid
+    try:
+        # SO_PEERCRED records who connected: bob's flood runs as bob, holding
+        # its three connections open without sending anything.
+        flood = subprocess.Popen(
+            ["setpriv", "--reuid", "bob", "--regid", "bob", "--init-groups",
+             "/usr/bin/python3", "-c",
+             "import socket,sys,time\n"
+             "s=[socket.socket(socket.AF_UNIX) for _ in range(3)]\n"
+             "[x.connect(sys.argv[1]) for x in s]\n"
+             "print('held', flush=True)\n"
+             "sys.stdin.read()\n", str(proc.socket)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert flood.stdout is not None and flood.stdout.readline() == "held\n"
+        deadline = time.monotonic() + 5
+        answer = b""
+        while time.monotonic() < deadline:  # the helper accepts asynchronously
+            answer = proc.ask(b"SLURMJWT/1 TOKEN - -\n", as_uid=bob)
+            if answer.startswith(b"SLURMJWT/1 ERR busy "):
+                break
+        assert answer.startswith(b"SLURMJWT/1 ERR busy "), answer
+        alice = test_users["alice"].uid
+        assert proc.ask(b"SLURMJWT/1 TOKEN - -\n", as_uid=alice).startswith(b"SLURMJWT/1 OK ")
+        assert proc.ask(b"SLURMJWT/1 TOKEN carol -\n").startswith(b"SLURMJWT/1 OK ")
+        assert f"refuse uid={bob} " in proc.log_text() and "reason=busy" in proc.log_text()
+        assert flood.stdin is not None
+        flood.stdin.close()
+        flood.wait(10)
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_doctor_proves_the_chain_and_catches_a_wrong_key(
+        installed: Installed, helper: HelperProcess, cluster: Cluster,
+        test_users: dict[str, TestUser]) -> None:
+    env = {**os.environ, **helper.env, "SLURM_CONF": str(cluster.slurm_conf)}
+    env.pop("SLURM_JWT", None)
+    out = subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    lines = out.stdout.splitlines()
+    for name in ("config", "slurm.conf", "auth/jwt", "key", "helper", "slurmctld accepts",
+                 "clock", "export"):
+        assert any(line.startswith("OK") and f" {name}: " in line for line in lines), \
+            (name, out.stdout)
+    # As alice: the checks that concern her, and nothing about the key.
+    user = as_user("alice", [installed.cmd("slurmjwt"), "doctor"],
+                   {**helper.env, "SLURM_CONF": str(cluster.slurm_conf),
+                    "SLURMJWT_CACHE_DIR": "/nonexistent/cache"})
+    assert "OK   slurmctld accepts: a token for alice" in user.stdout
+    assert " key: " not in user.stdout
+
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-doc-"))
+    work.chmod(0o755)
+    other = work / "other.key"
+    other.write_bytes(os.urandom(32))
+    shutil.chown(other, "slurm", "slurm")
+    other.chmod(0o600)
+    rogue = start_helper(installed, cluster.slurm_conf, work, extra=f"JwtKey={other}\n")
+    try:
+        out = subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice"],
+                             env={**env, **rogue.env}, capture_output=True, text=True,
+                             timeout=120)
+    finally:
+        rogue.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    assert out.returncode == 1
+    assert "FAIL slurmctld accepts: squeue with a fresh helper token failed" in out.stdout
