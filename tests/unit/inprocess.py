@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt import protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.helper import KeyMinter, Policy, Server, State
 from pam_slurmjwt.log import Log
@@ -42,8 +41,8 @@ class Running:
         self.server.stopping = asyncio.Event()
 
         async def main() -> None:
-            listener = await asyncio.start_unix_server(self.server.handle, path=self.path,
-                                                       limit=protocol.MAX_REQUEST)
+            listener = await asyncio.get_running_loop().create_unix_server(
+                self.server.connection, path=self.path)
             self.ready.set()
             async with listener:
                 assert self.server.stopping is not None

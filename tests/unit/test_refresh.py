@@ -110,9 +110,7 @@ def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
 
 
 def _token(user: str, lifespan: int = 600) -> str:
-    import asyncio
-
-    return asyncio.run(KeyMinter(KEY).mint(user, lifespan))
+    return KeyMinter(KEY).sign(user, lifespan)[0]
 
 
 def test_store_stdin_takes_a_helper_line_or_a_bare_token(tmp_path: Path,
