@@ -148,9 +148,13 @@ class ScontrolMinter:
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), SCONTROL_TIMEOUT)
             except asyncio.TimeoutError:
-                proc.kill()
-                await proc.wait()
                 raise MintFailed("scontrol token timed out") from None
+            finally:
+                # Timed out, or the caller hung up (the task is cancelled):
+                # free the slot at once, so a burst does not queue behind it.
+                if proc.returncode is None:
+                    proc.kill()
+                    await asyncio.shield(proc.wait())
         text = out.decode("ascii", "replace").strip()
         if proc.returncode != 0 or not text.startswith("SLURM_JWT="):
             reason = err.decode("utf-8", "replace").strip().splitlines()
@@ -365,6 +369,11 @@ class Connection(asyncio.Protocol):
             self._close()  # the caller has read our answer and hung up
         elif self.task is None:
             self._refuse("bad-request", "request line not terminated")
+        else:
+            # The caller hung up while we were minting (docs/internals.md:
+            # clients never half-close): stop the work, free the slot.
+            self.task.cancel()
+            self._close()
         return True  # keep the transport open for the answer; respond() closes it
 
     def _timed_out(self) -> None:

@@ -377,3 +377,37 @@ def test_doctor_proves_the_chain_and_catches_a_wrong_key(
         shutil.rmtree(work, ignore_errors=True)
     assert out.returncode == 1
     assert "FAIL slurmctld accepts: squeue with a fresh helper token failed" in out.stdout
+
+
+def test_scontrol_backend_kills_scontrol_when_the_caller_hangs_up(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-hang-"))
+    work.chmod(0o755)
+    (work / "pids").mkdir()
+    shutil.chown(work / "pids", "slurm", "slurm")  # the helper runs scontrol as slurm
+    pidfile = work / "pids" / "scontrol.pid"
+    fake = work / "scontrol"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    fake.chmod(0o755)
+    proc = start_helper(installed, cluster.slurm_conf, work,
+                        extra=f"Backend=scontrol\nScontrol={fake}\nWorkers=1\n")
+    try:
+        import socket
+
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(proc.socket))
+            sock.sendall(b"SLURMJWT/1 TOKEN alice -\n")
+            deadline = time.monotonic() + 10
+            while not pidfile.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert pidfile.exists(), proc.log_text()
+        # The caller is gone: the helper must kill its scontrol, not wait 10 s.
+        pid = int(pidfile.read_text())
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
