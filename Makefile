@@ -1,6 +1,7 @@
 # pam-slurmjwt: build, check, test, benchmark, demo.
 #
 #   make demo    bring up a two-host cluster in containers and show it working
+#                (make demo-down removes it)
 #   make test    install test dependencies (root, Debian 12), run every check
 #                and every test; this is what .ci/run calls
 #   make check   static checks only: ruff, mypy, shellcheck, systemd-analyze,
@@ -38,7 +39,7 @@ INSTALL := install
 include mk/pam.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
-	test-integration bench demo clean install uninstall man deb rpm dist
+	test-integration bench demo demo-down clean install uninstall man deb rpm dist
 
 all: pam
 
@@ -85,10 +86,13 @@ test: deps check pam-test
 bench: deps pam
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
-demo:
-	@echo "make demo: the two-host container demo is coming (issue: install, packages, demo)."
-	@echo "Until then, 'make test' brings up a real slurmctld, the helper and sshd and proves"
-	@echo "the whole chain; see README.md."
+# The two-host demo in Docker (tests/demo): bookworm by default,
+# DEMO_RELEASE=trixie or sid for Slurm 24.11 or 26.05.
+demo: deps
+	$(PY) -m tests.demo up $(if $(DEMO_RELEASE),--release $(DEMO_RELEASE))
+
+demo-down: venv
+	$(PY) -m tests.demo down
 
 man:
 	$(SYSTEM_PYTHON) -I packaging/man/generate.py build/man

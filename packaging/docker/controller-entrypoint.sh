@@ -1,0 +1,29 @@
+#!/bin/sh
+# Demo controller: munged, slurmd, slurmrestd in the background, slurmctld in
+# the foreground. The JWT key was put at /etc/slurm/jwt_hs256.key before start.
+# DEMO_RESTD_PLUGINS: slurmrestd's -s argument for this Slurm version.
+set -eu
+
+# A fresh munge key per cluster: only this host uses munge.
+install -d -o munge -g munge -m 0700 /etc/munge
+install -d -o munge -g munge -m 0755 /run/munge
+dd if=/dev/urandom bs=1024 count=1 status=none > /etc/munge/munge.key
+chown munge:munge /etc/munge/munge.key
+chmod 0400 /etc/munge/munge.key
+setpriv --reuid=munge --regid=munge --clear-groups munged
+
+# Slurm >= 23.11 refuses a key with any "other" permission bit.
+chown slurm:slurm /etc/slurm/jwt_hs256.key
+chmod 0600 /etc/slurm/jwt_hs256.key
+install -d -o slurm -g slurm -m 0755 /var/lib/slurm /var/log/slurm
+install -d -o slurm -g slurm -m 0700 /var/lib/slurm/slurmctld
+install -d -o root -g root -m 0755 /var/lib/slurm/slurmd
+
+slurmd
+# slurmrestd refuses root and SlurmUser; SLURM_JWT=daemon makes it pass each
+# request's own token on to slurmctld. Its unshare() lock-down is refused by
+# Docker's seccomp profile (no CAP_SYS_ADMIN), hence SLURMRESTD_SECURITY.
+SLURM_JWT=daemon SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files setpriv --reuid=nobody --regid=nogroup --clear-groups \
+    slurmrestd -a rest_auth/jwt -s "${DEMO_RESTD_PLUGINS:-openapi/v0.0.38}" 0.0.0.0:6820 \
+    >> /var/log/slurm/slurmrestd.log 2>&1 &
+exec slurmctld -D -i

@@ -1,0 +1,18 @@
+#!/bin/sh
+# Demo login node: slurmjwt-helper in the background, sshd in the foreground.
+# No munge here. Put in place before start: /etc/slurm/jwt_hs256.key,
+# /etc/ssh/ssh_host_ed25519_key, /etc/ssh/authorized_keys/demo.
+set -eu
+
+chown slurm:slurm /etc/slurm/jwt_hs256.key
+chmod 0600 /etc/slurm/jwt_hs256.key
+if [ ! -e /etc/ssh/ssh_host_ed25519_key ]; then
+    ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
+fi
+chmod 0600 /etc/ssh/ssh_host_ed25519_key
+chmod -R go-w /etc/ssh/authorized_keys
+install -d -m 0755 /run/sshd
+
+# Started as root: it binds /run/slurmjwt/helper.sock, then drops to SlurmUser.
+slurmjwt-helper --stderr >> /var/log/slurmjwt-helper.log 2>&1 &
+exec /usr/sbin/sshd -D -e

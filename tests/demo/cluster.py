@@ -1,0 +1,245 @@
+"""The demo cluster's containers: one bridge network, a shared /home volume, the
+controller and the login node, their keys put in before they start, and the
+polls that say when each is ready. Everything carries the label LABEL, which
+is how `down` finds what to remove.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import socket
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from tests.demo.errors import DemoError, Say
+from tests.demo.images import Images
+from tests.demo.releases import Release
+
+LABEL = "io.slurmjwt.demo"
+CONTROLLER = "controller"  # host name, network alias and Slurm NodeName
+LOGIN = "login"
+DEMO_USER = "demo"
+RESTD_PORT = 6820
+READY_TIMEOUT = 90.0
+POLL_INTERVAL = 0.25
+JWT_KEY = "/etc/slurm/jwt_hs256.key"
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+AUTHORIZED_KEYS = f"/etc/ssh/authorized_keys/{DEMO_USER}"
+# Log files whose tails explain a container that did not come up.
+LOGS = {
+    CONTROLLER: ("/var/log/slurm/slurmctld.log", "/var/log/slurm/slurmd.log",
+                 "/var/log/slurm/slurmrestd.log"),
+    LOGIN: ("/var/log/slurmjwt-helper.log",),
+}
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of one release's demo objects (so releases can run side by side)."""
+
+    release: str
+
+    @property
+    def prefix(self) -> str:
+        return f"slurmjwt-demo-{self.release}"
+
+    @property
+    def network(self) -> str:
+        return self.prefix
+
+    @property
+    def home(self) -> str:
+        return f"{self.prefix}-home"
+
+    def container(self, role: str) -> str:
+        return f"{self.prefix}-{role}"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """What is put into the containers before they start (file contents)."""
+
+    jwt_key: bytes
+    host_key: bytes
+    authorized_keys: bytes
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started demo: the login node's sshd is at 127.0.0.1:ssh_port."""
+
+    names: Names
+    controller: Container
+    login: Container
+    ssh_port: int
+
+
+def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Secrets,
+          say: Say) -> Running:
+    """Create and start the release's network, home volume and both containers,
+    and wait until slurmctld sees the node idle, slurmrestd answers, the helper
+    answers and sshd greets; raise DemoError with the daemons' log tails when
+    something does not come up (what was started is left for `remove`)."""
+    names = Names(rel.codename)
+    labels = {LABEL: rel.codename}
+    say(f"starting network {names.network}, controller and login containers")
+    client.networks.create(names.network, driver="bridge", labels=labels)
+    client.volumes.create(names.home, labels=labels)
+    home = {names.home: {"bind": "/home", "mode": "rw"}}
+    controller = client.containers.create(
+        images.controller, name=names.container(CONTROLLER), hostname=CONTROLLER,
+        labels=labels, volumes=home, init=True, detach=True,
+        environment={"DEMO_RESTD_PLUGINS": rel.restd_plugins},
+        network=names.network, networking_config={
+            names.network: client.api.create_endpoint_config(aliases=[CONTROLLER])})
+    login = client.containers.create(
+        images.login, name=names.container(LOGIN), hostname=LOGIN, labels=labels,
+        volumes=home, init=True, detach=True, ports={"22/tcp": ("127.0.0.1",)},
+        network=names.network, networking_config={
+            names.network: client.api.create_endpoint_config(aliases=[LOGIN])})
+    put_file(controller, JWT_KEY, secrets.jwt_key, 0o600)
+    put_file(login, JWT_KEY, secrets.jwt_key, 0o600)
+    put_file(login, HOST_KEY, secrets.host_key, 0o600)
+    put_file(login, AUTHORIZED_KEYS, secrets.authorized_keys, 0o644)
+    controller.start()
+    login.start()
+    deadline = time.monotonic() + READY_TIMEOUT
+    wait_until(controller, "the node idle in sinfo", lambda: node_idle(controller), deadline,
+               daemons=("slurmctld", "slurmd", "munged"))
+    wait_until(controller, "slurmrestd answering", lambda: restd_answers(controller, rel),
+               deadline, daemons=("slurmrestd",))
+    wait_until(login, "slurmjwt-helper answering",
+               lambda: exec_ok(login, ["slurmjwt", "ping"]), deadline,
+               daemons=("slurmjwt-helper",))
+    port = published_port(login)
+    wait_until(login, f"sshd greeting on 127.0.0.1:{port}", lambda: sshd_greets(port), deadline)
+    return Running(names, controller, login, port)
+
+
+def put_file(container: Container, path: str, data: bytes, mode: int) -> None:
+    """Put `data` at `path` in a created (not necessarily started) container,
+    owned by root with `mode`; the entrypoints hand files to their daemons."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(os.path.basename(path))
+        info.size, info.mode, info.mtime = len(data), mode, int(time.time())
+        tar.addfile(info, io.BytesIO(data))
+    if not container.put_archive(os.path.dirname(path), buf.getvalue()):
+        raise DemoError(f"could not put {path} into {container.name}")
+
+
+def exec_out(container: Container, argv: list[str], user: str = "root") -> tuple[int, str]:
+    """Run argv in the container; return (exit status, stdout and stderr)."""
+    result = container.exec_run(argv, user=user, demux=False)
+    return int(result.exit_code), (result.output or b"").decode(errors="replace")
+
+
+def exec_ok(container: Container, argv: list[str]) -> bool:
+    return exec_out(container, argv)[0] == 0
+
+
+def node_idle(controller: Container) -> bool:
+    code, out = exec_out(controller, ["sinfo", "--noheader", "--Node", "--format=%t"])
+    return code == 0 and out.strip() == "idle"
+
+
+def restd_answers(controller: Container, rel: Release) -> bool:
+    # Any HTTP status (401 without a token) means it listens; 000 means no answer.
+    url = f"http://localhost:{RESTD_PORT}{rel.restd_ping}"
+    code, out = exec_out(controller, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                      url])
+    return code == 0 and out.strip() not in ("", "000")
+
+
+def published_port(login: Container) -> int:
+    login.reload()
+    bindings = login.attrs["NetworkSettings"]["Ports"].get("22/tcp") or []
+    for binding in bindings:
+        if binding.get("HostIp") == "127.0.0.1":
+            return int(binding["HostPort"])
+    raise DemoError(f"{login.name}: sshd's port 22 is not published on 127.0.0.1")
+
+
+def sshd_greets(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_until(container: Container, what: str, ready: Callable[[], bool],
+               deadline: float, daemons: tuple[str, ...] = ()) -> None:
+    """Poll `ready` until true; raise DemoError with the container's logs as
+    soon as it has exited or one of `daemons` (process names) is gone, or at
+    `deadline`."""
+    while True:
+        container.reload()
+        if container.status != "running":
+            raise DemoError(f"{container.name} stopped ({container.status}) while waiting "
+                            f"for {what}:\n{explain(container)}")
+        if ready():
+            return
+        for daemon in daemons:
+            # -f: the helper is a Python script, its process name is python3.
+            if not exec_ok(container, ["pgrep", "-f", f"^[^ ]*{daemon}( |$)"]) \
+                    and not exec_ok(container, ["pgrep", "-f", f"^[^ ]+ [^ ]*{daemon}( |$)"]):
+                raise DemoError(f"{container.name}: {daemon} is not running (waiting for "
+                                f"{what}):\n{explain(container)}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"{container.name}: no {what} within {READY_TIMEOUT:.0f} s:\n"
+                            f"{explain(container)}")
+        time.sleep(POLL_INTERVAL)
+
+
+def explain(container: Container, lines: int = 15) -> str:
+    """Return the tails of the container's output and its daemons' log files."""
+    parts = [f"--- {container.name} output ---",
+             container.logs(tail=lines).decode(errors="replace").rstrip()]
+    role = container.name.rsplit("-", 1)[-1]
+    if container.status == "running":
+        for log in LOGS.get(role, ()):
+            parts.append(f"--- {log} ---")
+            parts.append(exec_out(container, ["tail", "-n", str(lines), log])[1].rstrip())
+    return "\n".join(parts)
+
+
+def find(client: docker.DockerClient, release: str | None) -> dict[str, list[str]]:
+    """Return the names of the demo's containers, networks and volumes (of one
+    release, or of all when `release` is None)."""
+    label = LABEL if release is None else f"{LABEL}={release}"
+    filters = {"label": label}
+    return {
+        "containers": [c.name for c in client.containers.list(all=True, filters=filters)],
+        "networks": [n.name for n in client.networks.list(filters=filters)],
+        "volumes": [v.name for v in client.volumes.list(filters=filters)],
+    }
+
+
+def remove(client: docker.DockerClient, release: str | None, say: Say) -> None:
+    """Remove the demo's containers (killed, not stopped: nothing in them needs
+    a clean shutdown), then its networks and volumes; keep the images."""
+    label = LABEL if release is None else f"{LABEL}={release}"
+    filters = {"label": label}
+    for container in client.containers.list(all=True, filters=filters):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
+            say(f"removed container {container.name}")
+    for network in client.networks.list(filters=filters):
+        with contextlib.suppress(docker.errors.NotFound):
+            network.remove()
+            say(f"removed network {network.name}")
+    for volume in client.volumes.list(filters=filters):
+        with contextlib.suppress(docker.errors.NotFound):
+            volume.remove(force=True)
+            say(f"removed volume {volume.name}")
+
+

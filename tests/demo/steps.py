@@ -1,0 +1,116 @@
+"""The transcript: what a user of the login node types, run over real ssh as
+the demo user (one ssh session per command, SLURM_JWT from the PAM hook), with
+each command's trimmed output and the facts the test checks.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+
+from tests.demo.cluster import CONTROLLER, DEMO_USER, RESTD_PORT
+from tests.demo.keys import Keys
+from tests.demo.releases import Release
+
+SSH_TIMEOUT = 120.0  # sbatch --wait included
+SHOWN_LINES = 10  # of a longer output, this many lines and one more are shown
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command as shown, with its exit status and whole output."""
+
+    key: str
+    command: str
+    status: int
+    output: str
+    expect_ok: bool = True
+    note: str = ""
+    keep: str = "head"  # which end of a long output to show: "head" or "tail"
+
+    @property
+    def as_expected(self) -> bool:
+        return (self.status == 0) == self.expect_ok
+
+    def render(self) -> str:
+        lines = self.output.rstrip().splitlines()
+        if len(lines) > SHOWN_LINES + 1:
+            if self.keep == "tail":
+                lines = [lines[0], "  [...]", *lines[-SHOWN_LINES:]]
+            else:
+                lines = [*lines[:SHOWN_LINES], "  [...]", lines[-1]]
+        notes = [f"# {self.note}"] if self.note else []
+        return "\n".join([*notes, f"$ {self.command}", *lines])
+
+
+@dataclass(frozen=True)
+class Transcript:
+    steps: tuple[Step, ...]
+    job_id: str
+
+    def __getitem__(self, key: str) -> Step:
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise KeyError(key)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.as_expected for step in self.steps)
+
+    def render(self) -> str:
+        return "\n\n".join(step.render() for step in self.steps)
+
+
+def ssh_argv(keys: Keys, port: int, command: str) -> list[str]:
+    return ["ssh", "-F", "/dev/null", "-i", str(keys.user_key), "-p", str(port),
+            "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={keys.known_hosts}",
+            f"{DEMO_USER}@127.0.0.1", command]
+
+
+def run_step(keys: Keys, port: int, key: str, command: str, expect_ok: bool = True,
+             note: str = "", keep: str = "head") -> Step:
+    """Run `command` on the login node over ssh as the demo user; return the Step."""
+    try:
+        done = subprocess.run(ssh_argv(keys, port, command), stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=SSH_TIMEOUT, check=False)
+        status, output = done.returncode, done.stdout
+    except subprocess.TimeoutExpired as err:
+        status, output = 124, f"(no answer within {SSH_TIMEOUT:.0f} s) {err.output or ''}"
+    return Step(key, command, status, output, expect_ok, note, keep)
+
+
+def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
+    """Run the demo's commands in order; a later command that needs an earlier
+    one's result (the job id) still runs, so every failure is shown."""
+    steps = [
+        run_step(keys, port, "token", "slurmjwt decode",
+                 note="the token the PAM hook put into this ssh session (SLURM_JWT)"),
+        run_step(keys, port, "squeue", "squeue"),
+        run_step(keys, port, "script", "cat hello.sbatch",
+                 note="a batch job with a job step (srun) inside"),
+        run_step(keys, port, "sbatch", "sbatch --wait hello.sbatch"),
+    ]
+    found = re.search(r"Submitted batch job (\d+)", steps[-1].output)
+    job = found.group(1) if found else "0"
+    url = f"http://{CONTROLLER}:{RESTD_PORT}{rel.restd_ping}"
+    steps += [
+        run_step(keys, port, "output", f"cat hello-{job}.out"),
+        run_step(keys, port, "state", f"squeue --states=all --jobs={job} --format='%i %j %T'"),
+        run_step(keys, port, "rest",
+                 f"slurmjwt token --header | curl -sS -H @- -w '\\nHTTP %{{http_code}}\\n' {url}",
+                 note="slurmrestd, the token sent as headers on stdin, never on a command line",
+                 keep="tail"),
+        run_step(keys, port, "no-token", "env -u SLURM_JWT squeue", expect_ok=False,
+                 note="without the token: this host has no munge, so no way in"),
+    ]
+    return Transcript(tuple(steps), job)
+
+
+def http_status(step: Step) -> int:
+    """Given the REST step, return the HTTP status curl printed (0 if none)."""
+    found = re.search(r"HTTP (\d{3})\s*$", step.output)
+    return int(found.group(1)) if found else 0

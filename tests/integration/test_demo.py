@@ -1,0 +1,91 @@
+"""`make demo` end to end: build and start the two-host container cluster, log
+in over ssh as the demo user, check every step of the transcript, then check
+that `down` leaves no container, network or volume behind.
+
+Slow (a cold run builds images, about 2 minutes; a warm one about 15 s).
+Skipped only when no Docker engine can run on the machine at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.demo import cluster, engine, run, steps
+from tests.demo.releases import release
+
+pytestmark = [pytest.mark.slow, pytest.mark.root]
+RELEASE = "bookworm"
+
+
+@pytest.fixture(scope="module")
+def shown() -> Iterator[run.Shown]:
+    why = engine.unavailable()
+    if why is not None:
+        pytest.skip(f"the demo needs Docker: {why}")
+    said: list[str] = []
+    try:
+        up = run.up(release(RELEASE), said.append)
+    except BaseException:
+        run.down(RELEASE, said.append)
+        raise
+    yield up
+    run.down(RELEASE, said.append)
+
+
+def test_token_in_the_ssh_session_is_the_demo_users(shown: run.Shown) -> None:
+    step = shown.transcript["token"]
+    assert step.status == 0, step.output
+    assert re.search(r"^user:\s+demo$", step.output, re.M), step.output
+    left = re.search(r"\((\d+)m \d+s left\)", step.output)
+    assert left and int(left.group(1)) >= 25, step.output
+
+
+def test_squeue_works_with_the_token(shown: run.Shown) -> None:
+    step = shown.transcript["squeue"]
+    assert step.status == 0, step.output
+    assert "JOBID" in step.output
+
+
+def test_batch_job_with_srun_completes(shown: run.Shown) -> None:
+    sbatch = shown.transcript["sbatch"]
+    assert sbatch.status == 0, sbatch.output
+    assert re.search(r"Submitted batch job \d+", sbatch.output)
+    state = shown.transcript["state"]
+    assert state.status == 0, state.output
+    assert re.search(rf"^{shown.transcript.job_id} hello COMPLETED$", state.output, re.M), (
+        state.output)
+    output = shown.transcript["output"]
+    assert output.status == 0, output.output
+    # Written by the job step that srun started on the controller, with the token gone.
+    assert "step 0 ran on controller as demo; SLURM_JWT unset" in output.output
+
+
+def test_slurmrestd_accepts_the_token_headers(shown: run.Shown) -> None:
+    step = shown.transcript["rest"]
+    assert step.status == 0, step.output
+    assert steps.http_status(step) == 200, step.output
+    assert '"ping": "UP"' in step.output
+
+
+def test_without_the_token_the_login_node_cannot_reach_slurm(shown: run.Shown) -> None:
+    step = shown.transcript["no-token"]
+    assert step.status != 0
+    assert "munge" in step.output.lower(), step.output
+
+
+def test_transcript_never_shows_a_token(shown: run.Shown) -> None:
+    text = shown.transcript.render()
+    assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", text), text
+    assert shown.transcript.ok
+
+
+def test_down_removes_containers_network_and_volume(shown: run.Shown) -> None:
+    said: list[str] = []
+    run.down(RELEASE, said.append)
+    if engine.answers():
+        assert cluster.find(engine.client(), None) == {
+            "containers": [], "networks": [], "volumes": []}
+    assert not cluster.sshd_greets(shown.running.ssh_port)
