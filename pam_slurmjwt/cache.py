@@ -9,6 +9,7 @@ descriptor checked for owner and mode, and refuses symlinks.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import time
@@ -69,9 +70,11 @@ def _boot_id() -> str:
 def format_lines(entry: Entry, margin: int, now: float, uptime: float,
                  boot_id: str) -> tuple[str, str]:
     """Return the `token` and `token.csh` contents for an entry."""
-    up = int(uptime)
-    refresh_up = up + (entry.exp - margin - int(now))
-    expire_up = up + (entry.exp - SAFETY - int(now))
+    # Shims compare whole uptime seconds: round so they never see the margin
+    # before slurmjwt-refresh does (it would decline to refresh, and the
+    # prompt hook back off), nor the expiry later than exp - SAFETY.
+    refresh_up = math.ceil(entry.exp - margin - now + uptime)
+    expire_up = math.floor(entry.exp - SAFETY - now + uptime)
     fields = (f"{FORMAT} {boot_id} {refresh_up} {expire_up} {entry.exp} "
               f"{int(entry.export)} {entry.token}")
     return fields + "\n", f"set _slurmjwt_c=({fields})\n"
@@ -167,6 +170,14 @@ class Cache:
                 if err.errno == errno.ELOOP:
                     raise self._unsafe("holds a symlink named token",
                                        f'remove it: rm "{self.path}/token"') from None
+                if err.errno == errno.EACCES:
+                    # Someone else's file (or ours without a read bit): say which.
+                    fd = os.open(TOKEN_FILE, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                 dir_fd=dfd)
+                    self._check(fd, "file", TOKEN_FILE)
+                    os.close(fd)
+                    raise self._unsafe("holds a token file you cannot read",
+                                       f'run chmod 0600 "{self.path}/token"') from None
                 raise
             self._check(fd, "file", TOKEN_FILE)
             try:

@@ -15,12 +15,17 @@ import time
 from pam_slurmjwt import protocol
 from pam_slurmjwt.cache import SAFETY, Cache, Entry
 from pam_slurmjwt.config import Config, export_wanted, load_config
-from pam_slurmjwt.errors import EXIT_OK, SlurmJwtError, UsageError
+from pam_slurmjwt.errors import EXIT_OK, MintFailed, SlurmJwtError, UsageError
 from pam_slurmjwt.log import complain
 
 PROG = "slurmjwt-refresh"
 SHELLS = ("sh", "csh", "fish")
 MAX_STDIN = 2048
+# Refusals that mean "not now" (the per-user connection limit, hit by a burst
+# of this user's own refreshes, or our request arriving late on a loaded
+# host): asked again after a short pause, within HelperTimeout.
+RETRY_CODES = ("busy", "timeout")
+RETRY_PAUSE = 0.05
 
 USAGE = f"""usage: {PROG} [--if-needed] [--lifespan N] [--print-env sh|csh|fish] [--quiet]
        {PROG} --store-stdin
@@ -146,12 +151,22 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
         entry = entry_from_text(sys.stdin.read(MAX_STDIN), cfg, user)
         cache.store(entry, cfg.refresh_margin)
         return entry
-    if opts.if_needed:
-        cached, _why = cache.load()
-        if cached is not None and cached.exp - time.time() > cfg.refresh_margin:
-            return cached
-    grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
-                                   cfg.helper_timeout)
+    deadline = time.monotonic() + cfg.helper_timeout
+    while True:
+        if opts.if_needed:
+            cached, _why = cache.load()
+            if cached is not None and cached.exp - time.time() > cfg.refresh_margin:
+                return cached
+        try:
+            grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
+                                           max(deadline - time.monotonic(), 0.1))
+            break
+        except MintFailed as err:
+            # Jittered, so a burst does not come back in lockstep.
+            pause = RETRY_PAUSE * (1 + os.urandom(1)[0] / 255)
+            if err.code not in RETRY_CODES or time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
     entry = Entry(grant.exp, grant.export, grant.token)
     cache.store(entry, cfg.refresh_margin)
     return entry
