@@ -31,6 +31,7 @@
 #include "pam_slurmjwt.h"
 
 #define MAX_GROUPS 65536
+#define FALLBACK_BASE "/run/slurmjwt/users"   /* docs/internals.md, cache.py */
 #define ENV_VALUE_MAX (PATH_MAX + 32)
 
 /* Exit codes of the intermediate child, turned into log lines by the parent. */
@@ -241,6 +242,50 @@ static void become_user_and_spawn(const struct handoff *h, int in)
 }
 
 /*
+ * Without XDG_RUNTIME_DIR the cache goes to FALLBACK_BASE/UID. That parent
+ * is root's alone (0755), so no user can squat another's entry; root makes
+ * the entry here and gives it to the user. Safe as root: every step is
+ * relative to a descriptor of a directory only root can change, and nothing
+ * follows a link. Failures are logged; the login goes on regardless.
+ */
+static void make_fallback_dir(const struct session *s, const struct passwd *pw)
+{
+    char name[24];
+    struct stat st;
+    int dfd, fd;
+
+    dfd = open(FALLBACK_BASE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        say(s, LOG_DEBUG, "no %s (%s): the cache needs XDG_RUNTIME_DIR",
+            FALLBACK_BASE, strerror(errno));
+        return;
+    }
+    if (fstat(dfd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+        say(s, LOG_ERR, "%s is not root's alone; run chown root: %s && chmod 0755 %s",
+            FALLBACK_BASE, FALLBACK_BASE, FALLBACK_BASE);
+        close(dfd);
+        return;
+    }
+    snprintf(name, sizeof(name), "%lu", (unsigned long) pw->pw_uid);
+    if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
+        say(s, LOG_ERR, "cannot create %s/%s: %s", FALLBACK_BASE, name, strerror(errno));
+        close(dfd);
+        return;
+    }
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    /* Root's means made just now (or by an earlier login that crashed). */
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_uid == 0
+        && (fchown(fd, pw->pw_uid, pw->pw_gid) < 0 || fchmod(fd, 0700) < 0))
+        say(s, LOG_ERR, "cannot give %s/%s to the user: %s", FALLBACK_BASE, name,
+            strerror(errno));
+    if (fd < 0)
+        say(s, LOG_ERR, "cannot open %s/%s: %s", FALLBACK_BASE, name, strerror(errno));
+    else
+        close(fd);
+    close(dfd);
+}
+
+/*
  * The line goes into the pipe before the fork: it fits the pipe buffer, so
  * nothing blocks and no SIGPIPE can hit.
  */
@@ -254,6 +299,8 @@ void hand_off(const struct session *s, const struct passwd *pw,
     if (check_refresh_program(s, s->opt->refresh) < 0
         || prepare_handoff(s, pw, &h) < 0)
         return;
+    if (pam_getenv(s->pamh, "XDG_RUNTIME_DIR") == NULL)
+        make_fallback_dir(s, pw);
     if (pipe2(fds, O_CLOEXEC) < 0) {
         say(s, LOG_ERR, "no cache hand-off: pipe: %s", strerror(errno));
         goto out;

@@ -15,7 +15,7 @@ import stat
 import time
 
 from pam_slurmjwt.errors import CacheUnsafe
-from pam_slurmjwt.protocol import Grant
+from pam_slurmjwt.protocol import TOKEN_CHARS, Grant
 
 FORMAT = "slurmjwt1"
 FALLBACK_BASE = "/run/slurmjwt/users"
@@ -86,10 +86,13 @@ def parse_line(text: str) -> Entry:
     if len(words) != 7 or words[0] != FORMAT or not text.endswith("\n"):
         raise ValueError("malformed cache line")
     _fmt, _boot, refresh_up, expire_up, exp, export, token = words
-    if not (refresh_up.lstrip("-").isdigit() and expire_up.lstrip("-").isdigit()
-            and exp.isdigit() and export in ("0", "1")):
+    numbers = (refresh_up.lstrip("-"), expire_up.lstrip("-"), exp)
+    if not all(n.isascii() and n.isdigit() and len(n) <= 12 for n in numbers) \
+            or export not in ("0", "1"):
         raise ValueError("malformed cache fields")
-    if token.count(".") != 2:
+    # The token is eval'd by shells (--print-env): its characters are checked
+    # here as the helper's protocol checks them, not trusted from the file.
+    if token.count(".") != 2 or len(token) > 900 or not set(token) <= TOKEN_CHARS:
         raise ValueError("malformed cached token")
     return Entry(int(exp), export == "1", token)
 
@@ -123,7 +126,8 @@ class Cache:
                                    "for /run/slurmjwt") from None
             except PermissionError:
                 raise self._unsafe("cannot be created (permission denied)",
-                                   "ask an admin to check /run/slurmjwt/users") from None
+                                   "log in again over ssh (pam_slurmjwt creates it), or "
+                                   "set SLURMJWT_CACHE_DIR to a private directory") from None
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:

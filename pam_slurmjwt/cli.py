@@ -65,7 +65,7 @@ def _mint_words(words: list[str]) -> tuple[str | None, int | None]:
             raise UsageError(f"unknown word {word!r}; expected username=NAME or lifespan=SECONDS")
         if key.lower() == "username":
             user = value
-        elif value.isdigit() and 0 < int(value) < 10**8:
+        elif value.isascii() and value.isdigit() and 0 < int(value) < 10**8:
             lifespan = int(value)
         else:
             raise UsageError(f"lifespan={value} is not a number of seconds")

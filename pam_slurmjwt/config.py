@@ -81,7 +81,8 @@ OPTIONS: tuple[Option, ...] = (
            "Connections one non-root uid may hold at once in each helper process.", minimum=1),
     Option("MinUid", "int", 1000,
            "Users with a smaller uid (system accounts) get no token."),
-    Option("DenyUsers", "list", (), "Comma-separated user names that never get a token."),
+    Option("DenyUsers", "list", ("nobody",),
+           "Comma-separated user names that never get a token (checked by uid too)."),
     Option("AllowPrivileged", "list", (),
            "Comma-separated names of root, SlurmUser or system accounts that may get a "
            "token anyway. Empty by default: a token for root is root on the cluster."),
@@ -161,7 +162,7 @@ def read_pairs(text: str) -> list[tuple[int, str, str]]:
 def _convert(opt: Option, raw: str, where: str) -> object:
     value = raw.strip().strip('"')
     if opt.kind in ("seconds", "int"):
-        if not value.isdigit() or len(value) > 9:
+        if not (value.isascii() and value.isdigit()) or len(value) > 9:
             raise ConfigError(f"{where}: {opt.name}={raw!s} is not a whole number")
         number = int(value)
         if number < opt.minimum:

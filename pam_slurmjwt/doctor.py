@@ -55,6 +55,9 @@ class Doctor:
         self.cfg: Config | None = None
         self.slurm: SlurmConf | None = None
         self.helper_ok = False
+        # The helper's token from `accepted`: lets `clock` ask slurmctld on a
+        # host where JWT is the only way in (no munge).
+        self.token: str | None = None
 
     def run(self) -> Iterator[Check]:
         steps: list[Callable[[], Check]] = [self.config, self.slurm_conf, self.jwt_enabled]
@@ -62,7 +65,8 @@ class Doctor:
             steps += [self.key]
         steps += [self.helper, self.accepted, self.clock, self.export]
         if self.root:
-            steps += [self.pam_module, self.pam_stack, self.profile_d, self.task_prolog]
+            steps += [self.pam_module, self.pam_stack, self.profile_d, self.task_prolog,
+                      self.cli_filter]
         else:
             steps += [self.cache]
         for step in steps:
@@ -121,6 +125,7 @@ class Doctor:
                                        60, self.cfg.helper_timeout)
         out = self._client(["squeue", "--noheader", "--user", self.user], grant.token)
         if out.returncode == 0:
+            self.token = grant.token
             return Check("OK", "slurmctld accepts", f"a token for {self.user} from the helper "
                          "works with squeue: the helper's key is slurmctld's")
         reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -133,6 +138,9 @@ class Doctor:
         assert self.cfg is not None
         env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
         env["SLURM_CONF"] = self.cfg.slurm_conf_path()
+        # Run as root, so never from PATH: Slurm's clients beside Scontrol=.
+        env["PATH"] = f"{os.path.dirname(self.cfg.scontrol)}:/usr/bin:/bin"
+        argv = [os.path.join(os.path.dirname(self.cfg.scontrol), argv[0]), *argv[1:]]
         if token is not None:
             env["SLURM_JWT"] = token  # in the environment, never on a command line
         try:
@@ -145,7 +153,7 @@ class Doctor:
         """Skew to slurmctld, from sdiag's `sdiag output at ... (EPOCH)`."""
         assert self.cfg is not None
         before = time.time()
-        out = self._client(["sdiag"], None)
+        out = self._client(["sdiag"], self.token)
         after = time.time()
         match = re.search(r"sdiag output at .*\((\d+)\)", out.stdout)
         if out.returncode != 0 or not match:
@@ -218,7 +226,8 @@ class Doctor:
 
     def task_prolog(self) -> Check:
         assert self.slurm is not None
-        version = _slurm_version()
+        assert self.cfg is not None
+        version = _slurm_version(self.cfg.scontrol)
         if version >= (26, 5):
             return Check("OK", "task prolog", "Slurm >= 26.05 keeps SLURM_JWT out of jobs itself")
         prolog = _setting(self.slurm.path, "taskprolog")
@@ -236,6 +245,38 @@ class Doctor:
                          "SLURM_JWT; have it print `unset SLURM_JWT` (see "
                          "/usr/lib/slurmjwt/taskprolog.sh)")
         return Check("OK", "task prolog", f"TaskProlog={prolog} unsets SLURM_JWT in jobs")
+
+    def cli_filter(self) -> Check:
+        """24.11 up to 26.05: sbatch stores SLURM_JWT with the job unless the
+        project's cli_filter unsets it; before 24.11 that unset must not be
+        done (sbatch then loses its token); 26.05 scrubs it itself."""
+        assert self.slurm is not None
+        assert self.cfg is not None
+        version = _slurm_version(self.cfg.scontrol)
+        script = os.path.join(os.path.dirname(self.slurm.path), "cli_filter.lua")
+        plugins = (_setting(self.slurm.path, "clifilterplugins") or "").split(",")
+        try:
+            with open(script) as fh:
+                unsets = "SLURM_JWT" in fh.read(65536)
+        except OSError:
+            unsets = False
+        active = "cli_filter/lua" in plugins and unsets
+        if version >= (26, 5):
+            return Check("OK", "cli filter", "not needed: Slurm >= 26.05 does not store "
+                         "SLURM_JWT with jobs")
+        if version < (24, 11):
+            if active:
+                return Check("WARN", "cli filter", f"{script} unsets SLURM_JWT, which makes "
+                             "sbatch before Slurm 24.11 lose its token; remove that from it "
+                             "(the TaskProlog is enough here)")
+            return Check("OK", "cli filter", "not used before Slurm 24.11; the TaskProlog "
+                         "keeps SLURM_JWT out of tasks")
+        if not active:
+            return Check("WARN", "cli filter", "sbatch stores SLURM_JWT with each job "
+                         f"(Slurm {version[0]}.{version[1]:02d}); add CliFilterPlugins="
+                         f"cli_filter/lua to {self.slurm.path} and run ln -s /usr/lib/slurmjwt/"
+                         f"cli_filter.lua {script} (needs lua-posix)")
+        return Check("OK", "cli filter", f"{script} keeps SLURM_JWT out of stored jobs")
 
     # -- the user's side
 
@@ -276,9 +317,9 @@ def _setting(path: str, key: str) -> str | None:
     return None
 
 
-def _slurm_version() -> tuple[int, int]:
+def _slurm_version(scontrol: str = "/usr/bin/scontrol") -> tuple[int, int]:
     try:
-        out = subprocess.run(["scontrol", "--version"], capture_output=True, text=True,
+        out = subprocess.run([scontrol, "--version"], capture_output=True, text=True,
                              timeout=CLIENT_TIMEOUT).stdout
     except (OSError, subprocess.TimeoutExpired):
         return (0, 0)

@@ -44,6 +44,7 @@ SD_LISTEN_FDS_START = 3
 SCONTROL_TIMEOUT = 10.0
 SCONTROL_PARALLEL = 4
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
+BUSY_LOG_EVERY = 10.0  # seconds between `busy` log lines for one uid
 
 
 # ----------------------------------------------------------------- policy
@@ -58,6 +59,13 @@ class Policy:
             self.slurm_uid: Optional[int] = pwd.getpwnam(slurm_user).pw_uid
         except KeyError:
             self.slurm_uid = None
+        # Denied by uid too: a second name for the same uid must not slip by.
+        self.deny_uids = set()
+        for name in cfg.deny_users:
+            try:
+                self.deny_uids.add(pwd.getpwnam(name).pw_uid)
+            except KeyError:
+                pass
 
     def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
         """Given the caller's uid and the requested name (`-` = caller),
@@ -66,7 +74,11 @@ class Policy:
             try:
                 entry = pwd.getpwuid(caller_uid)
             except KeyError:
-                raise Refused("no-user", f"uid {caller_uid} has no passwd entry") from None
+                # The kernel says this uid exists; a failed lookup is a name
+                # service hiccup (or fd exhaustion), not a policy answer, so
+                # the caller is told to try again rather than to give up.
+                raise Refused("internal", f"cannot look up uid {caller_uid} right now; "
+                                          f"try again") from None
         else:
             entry = self._lookup(requested)
             if caller_uid != 0 and entry.pw_uid != caller_uid:
@@ -102,7 +114,7 @@ class Policy:
         if uid < self.cfg.min_uid and not allowed:
             raise Refused("denied", f"{name} is a system account (uid {uid} < "
                                     f"MinUid {self.cfg.min_uid})")
-        if name in self.cfg.deny_users:
+        if name in self.cfg.deny_users or uid in self.deny_uids:
             raise Refused("denied", f"{name} is in DenyUsers")
 
 
@@ -225,26 +237,48 @@ class Server:
         self.state = state
         self.log = log
         self.config_path = config_path
-        self.active = 0
+        self.active = 0  # connections of non-root callers
         self.per_uid: dict[int, int] = {}
+        self.busy_log: dict[int, tuple[float, int]] = {}
         self.stopping: Optional[asyncio.Event] = None
 
     def admit(self, uid: int) -> bool:
+        """Take a slot for uid, or return False. Root (sshd's PAM module) has
+        a pool of its own, so no number of users can crowd out logins."""
         cfg = self.state.cfg
-        limit = cfg.max_connections if uid == 0 else cfg.max_connections_per_user
-        if self.active >= cfg.max_connections or self.per_uid.get(uid, 0) >= limit:
+        held = self.per_uid.get(uid, 0)
+        if uid == 0:
+            if held >= cfg.max_connections:
+                return False
+        elif self.active >= cfg.max_connections or held >= cfg.max_connections_per_user:
             return False
-        self.active += 1
-        self.per_uid[uid] = self.per_uid.get(uid, 0) + 1
+        else:
+            self.active += 1
+        self.per_uid[uid] = held + 1
         return True
 
     def release(self, uid: int) -> None:
-        self.active -= 1
+        if uid != 0:
+            self.active -= 1
         left = self.per_uid[uid] - 1
         if left:
             self.per_uid[uid] = left
         else:
             del self.per_uid[uid]
+
+    def log_busy(self, uid: int, pid: int) -> None:
+        """One `busy` line per uid per BUSY_LOG_EVERY seconds: a flood must
+        not turn into a flood of AUTHPRIV lines."""
+        now = time.monotonic()
+        last, suppressed = self.busy_log.get(uid, (0.0, 0))
+        if now - last < BUSY_LOG_EVERY:
+            self.busy_log[uid] = (last, suppressed + 1)
+            return
+        if len(self.busy_log) > 4096:
+            self.busy_log.clear()
+        self.busy_log[uid] = (now, 0)
+        more = f" ({suppressed} more since the last line)" if suppressed else ""
+        self.log.warning(f"refuse uid={uid} pid={pid} reason=busy{more}")
 
     def connection(self) -> Connection:
         return Connection(self)
@@ -312,7 +346,7 @@ class Server:
         """SIGHUP: re-read everything; keep serving with the old state on error."""
         try:
             new = load_state(self.config_path)
-        except SlurmJwtError as err:
+        except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
             self.log.error(f"reload failed, keeping the previous configuration: {err}")
             return
         self.state = new
@@ -346,8 +380,13 @@ class Connection(asyncio.Protocol):
             self.answered = True
             return
         if not self.server.admit(self.uid):
-            self.server.log.warning(f"refuse uid={self.uid} pid={self.pid} reason=busy")
-            self.respond(protocol.format_err("busy", "too many connections; try again"))
+            # No linger for refusals: a flood must cost us one accept and one
+            # write, not a descriptor held for a second.
+            self.server.log_busy(self.uid, self.pid)
+            self.answered = True
+            _drain(transport)
+            transport.write(protocol.format_err("busy", "too many connections; try again"))
+            transport.close()
             return
         self.admitted = True
         timeout = self.server.state.cfg.read_timeout
@@ -423,6 +462,19 @@ class Connection(asyncio.Protocol):
             self.server.release(self.uid)
 
 
+def _drain(transport: asyncio.Transport) -> None:
+    """Read and drop what the caller already sent, without waiting, so that
+    closing right after a refusal does not reset the connection and lose
+    the answer (unread data turns a close into a reset)."""
+    try:
+        fd = transport.get_extra_info("socket").fileno()
+        for _ in range(4):
+            if not os.read(fd, protocol.MAX_REQUEST):
+                break
+    except OSError:
+        pass  # nothing there (EAGAIN) or already gone
+
+
 def _exp_of(token: str) -> int:
     try:
         return slurm_claims(token).exp
@@ -453,8 +505,9 @@ def bind_socket(path: str) -> socket.socket:
         os.makedirs(directory, mode=0o755, exist_ok=True)
         users = os.path.join(directory, "users")
         if directory == "/run/slurmjwt" and not os.path.lexists(users):
-            os.mkdir(users, 0o1733)
-            os.chmod(users, 0o1733)  # noqa: S103 - sticky, like /tmp, but unlistable
+            # Root-owned 0755: pam_slurmjwt.so makes each user's entry, so no
+            # user can claim (squat) another's.
+            os.mkdir(users, 0o755)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -463,12 +516,21 @@ def bind_socket(path: str) -> socket.socket:
         if not stat.S_ISSOCK(st.st_mode):
             raise ConfigError(f'cannot bind "{path}": something else is there; remove it')
         os.unlink(path)  # a stale socket from a previous run
+    st = os.stat(directory)
+    if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022
+                                              and not st.st_mode & stat.S_ISVTX):
+        raise ConfigError(f'cannot bind "{path}": its directory "{directory}" may be changed '
+                          f"by others; use a directory owned by root, e.g. /run/slurmjwt")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    # Mode 0666 comes from the umask at bind time: no chmod by path that a
+    # swapped link could redirect. Anyone may ask; SO_PEERCRED says who.
+    old_umask = os.umask(0o111)
     try:
         sock.bind(path)
     except OSError as err:
         raise ConfigError(f'cannot bind "{path}": {err.strerror}') from None
-    os.chmod(path, 0o666)  # noqa: S103 - anyone may ask; SO_PEERCRED says who
+    finally:
+        os.umask(old_umask)
     sock.listen(1024)
     return sock
 
@@ -493,11 +555,25 @@ def drop_privileges(user: str, log: Log) -> None:
 
 
 def make_undumpable() -> None:
-    """The key is in our memory: no core dumps, no ptrace by same-uid processes."""
+    """The key is in our memory: no core dumps, no ptrace by same-uid
+    processes; raise ConfigError if the kernel will not have it."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     pr_set_dumpable = 4
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
+    if libc.prctl(pr_set_dumpable, 0, 0, 0, 0) != 0:
+        raise ConfigError(f"cannot make the helper non-dumpable: "
+                          f"{os.strerror(ctypes.get_errno())}; refusing to hold the key")
+
+
+def raise_fd_limit(log: Log, cfg: Config) -> None:
+    """Use every descriptor we may: a flood must hit MaxConnections, not EMFILE."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    need = 2 * cfg.max_connections + 64
+    if hard < need:
+        log.warning(f"only {hard} file descriptors for MaxConnections={cfg.max_connections}; "
+                    f"raise LimitNOFILE or lower MaxConnections")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -531,6 +607,7 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() == 0:
         drop_privileges(slurm.slurm_user, log)
     make_undumpable()
+    raise_fd_limit(log, cfg)
     state = load_state(args.config)  # the key is read only after the drop
     if args.check or sock is None:
         log.info(f"configuration OK (backend={state.backend})")
@@ -559,10 +636,16 @@ class Supervisor:
         self.stopping = False
 
     def spawn(self) -> None:
+        # Signals are blocked across fork: a worker must neither die of a
+        # SIGHUP before its loop handles it, nor run the parent's handler.
+        signals = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # serve() installs its own
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
             code = 0
             try:
                 asyncio.run(serve(Server(self.state, self.log, self.config_path), self.sock))
@@ -571,13 +654,14 @@ class Supervisor:
                 code = 1
             os._exit(code)
         self.children.add(pid)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
 
     def _forward(self, signum: int, _frame: object) -> None:
         if signum == signal.SIGHUP:
             # Reload here too, so a worker started later gets the new state.
             try:
                 self.state = load_state(self.config_path)
-            except SlurmJwtError as err:
+            except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
                 self.log.error(f"reload failed in the supervisor: {err}")
         else:
             self.stopping = True
@@ -597,7 +681,8 @@ class Supervisor:
                 continue
             self.log.error(f"worker {pid} exited ({status:#x}); starting another")
             time.sleep(self.RESTART_BACKOFF)  # a crash loop must not spin
-            self.spawn()
+            if not self.stopping:
+                self.spawn()
         return 0
 
 

@@ -14,6 +14,7 @@ from pam_slurmjwt.errors import HelperUnreachable, MintFailed, Refused
 VERSION = "SLURMJWT/1"
 MAX_REQUEST = 256
 MAX_RESPONSE = 1024
+CONNECT_RETRY = 0.01  # seconds between connects while the accept queue is full
 SELF = "-"
 
 # Refusal codes and what a client should make of them.
@@ -154,7 +155,7 @@ def exchange(path: str, request: bytes, timeout: float) -> bytes:
     try:
         sock.settimeout(timeout)
         try:
-            sock.connect(path)
+            _connect(sock, path, deadline)
         except FileNotFoundError:
             raise HelperUnreachable(f"no helper socket at {path}; is slurmjwt-helper "
                                     f"running?") from None
@@ -169,10 +170,26 @@ def exchange(path: str, request: bytes, timeout: float) -> bytes:
         sock.close()
 
 
+def _connect(sock: _socket.socket, path: str, deadline: float) -> None:
+    """connect(), retrying while the helper's accept queue is full (EAGAIN on
+    a unix socket) until the deadline: a burst is not a failure."""
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() + CONNECT_RETRY >= deadline:
+                raise _socket.timeout from None
+            time.sleep(CONNECT_RETRY)
+
+
 def _talk(sock: _socket.socket, request: bytes, deadline: float) -> bytes:
     buf = b""
     try:
-        sock.sendall(request)
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a quick refusal (busy) may close first: its answer is still readable
         while b"\n" not in buf:
             left = deadline - time.monotonic()
             if left <= 0:

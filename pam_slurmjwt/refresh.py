@@ -91,7 +91,7 @@ def parse_args(argv: list[str]) -> Options | None:
 
 def _set_valued(opts: Options, name: str, value: str) -> None:
     if name == "--lifespan":
-        if not value.isdigit() or not 0 < int(value) < 10**8:
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 10**8:
             raise UsageError(f"--lifespan wants a number of seconds, not {value!r}")
         opts.lifespan = int(value)
     elif name == "--print-env":

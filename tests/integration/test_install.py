@@ -67,7 +67,7 @@ def test_install_puts_every_piece_in_place_with_safe_modes(root: Path) -> None:
                               capture_output=True, text=True, env={"PYTHONPATH": "/nonexistent"})
     assert help_out.returncode == 0 and help_out.stdout.startswith("usage: slurmjwt-refresh")
     tmpfiles = (root / "usr/lib/tmpfiles.d/slurmjwt.conf").read_text()
-    assert "d /run/slurmjwt/users  1733 root root -" in tmpfiles
+    assert "d /run/slurmjwt/users  0755 root root -" in tmpfiles
 
 
 def test_install_never_overwrites_an_edited_config_and_uninstall_keeps_it(root: Path) -> None:

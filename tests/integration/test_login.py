@@ -286,6 +286,25 @@ def root_target(scratch: Path) -> Path:
     return target
 
 
+def test_no_user_can_claim_another_users_fallback_cache(
+    world: World, test_users: dict[str, TestUser]
+) -> None:
+    alice, bob = test_users["alice"], test_users["bob"]
+    cache = CACHE_BASE / str(alice.uid)
+    wait_refresh_done(world.installed)
+    shutil.rmtree(cache, ignore_errors=True)
+    squat = subprocess.run(["setpriv", "--reuid", "bob", "--regid", "bob", "--init-groups",
+                            "mkdir", str(cache)], capture_output=True, text=True)
+    assert squat.returncode != 0 and "Permission denied" in squat.stderr
+    assert not cache.exists()
+    # At login, root makes it for alice (there is no XDG_RUNTIME_DIR here).
+    session_token(world.sshd.ssh("alice", "printenv SLURM_JWT"))
+    st = os.lstat(cache)
+    assert stat.S_ISDIR(st.st_mode) and (st.st_uid, st.st_gid) == (alice.uid, alice.gid)
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    assert bob.uid != alice.uid
+
+
 @pytest.mark.parametrize("where", ["xdg", "run"])
 @pytest.mark.parametrize("what", ["directory", "files"])
 def test_links_planted_in_the_cache_never_make_root_write_elsewhere(

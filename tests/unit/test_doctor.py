@@ -72,16 +72,17 @@ def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bo
 def test_task_prolog_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pam_slurmjwt.doctor as doctor_module
 
-    monkeypatch.setattr(doctor_module, "_slurm_version", lambda: (22, 5))
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (22, 5))
     conf = tmp_path / "slurm.conf"
     conf.write_text("SlurmUser=slurm\n")
     doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
     doctor.slurm = SlurmConf(str(conf))
     assert doctor.task_prolog().status == "WARN"
     prolog = tmp_path / "prolog.sh"
     prolog.write_text("#!/bin/sh\necho 'unset SLURM_JWT'\n")
     conf.write_text(f"TaskProlog={prolog}\n")
     assert doctor.task_prolog().status == "OK"
-    monkeypatch.setattr(doctor_module, "_slurm_version", lambda: (26, 5))
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (26, 5))
     conf.write_text("SlurmUser=slurm\n")
     assert doctor.task_prolog().status == "OK"
