@@ -177,6 +177,10 @@ _slurmjwt_hook() {
             _slurmjwt_next=$_slurmjwt_rup
         else
             _slurmjwt_next=$((_slurmjwt_up + 60))
+            # Never keep exporting past expiry: look again when it expires.
+            if [ "$_slurmjwt_eup" -lt "$_slurmjwt_next" ]; then
+                _slurmjwt_next=$_slurmjwt_eup
+            fi
             [ "$_slurmjwt_code" = 0 ] ||
                 _slurmjwt_v="slurmjwt: cannot refresh SLURM_JWT, keeping the current one until it expires: ${_slurmjwt_err:-exit $_slurmjwt_code}"
         fi

@@ -712,3 +712,19 @@ def test_prompt_hook_unsets_an_expired_token_when_refresh_fails(shim_env: Env) -
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_prompt_hook_after_a_failed_refresh_looks_again_at_expiry(shim_env: Env) -> None:
+    # Inside the margin from the start and refresh failing: the shim keeps the
+    # still-valid token, but must not wait its usual 60 s before looking again
+    # when the token expires sooner.
+    write_cache(shim_env, TOKEN, life=12, margin=30)
+    proc = _interactive(shim_env, "bash", FAKE_MODE="fail")
+    try:
+        show = 'printf "%s\\n" "${SLURM_JWT-<unset>}"'
+        assert _converse(proc, f"{source('bash')}; {show}", "N1") == TOKEN
+        assert _converse(proc, f"sleep 9; {show}", "N2") == TOKEN
+        assert _converse(proc, show, "N3") == "<unset>"
+    finally:
+        proc.kill()
+        proc.wait()
