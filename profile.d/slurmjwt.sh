@@ -63,10 +63,14 @@ _slurmjwt_hook() {
         return "$_slurmjwt_rc"
     fi
 
-    # Real uid from the shell's own /proc/self/status: dash and ksh have no
-    # $UID, and `id -u` would fork. Root is skipped.
+    # The real uid: bash and zsh keep it in $UID (read-only there); dash and
+    # ksh have none, so read the shell's own /proc/self/status (`id -u`
+    # would fork). Root is skipped.
     _slurmjwt_uid=
-    if { while IFS='	 ' read -r _slurmjwt_k _slurmjwt_uid _slurmjwt_v; do
+    if [ -n "${BASH_VERSION:-}${ZSH_VERSION:-}" ]; then
+        # shellcheck disable=SC3028 # only read in bash and zsh, where it is set
+        _slurmjwt_uid=${UID:-}
+    elif { while IFS='	 ' read -r _slurmjwt_k _slurmjwt_uid _slurmjwt_v; do
             case $_slurmjwt_k in Uid:) break ;; esac
             _slurmjwt_uid=
         done </proc/self/status; } 2>/dev/null; then :; fi
