@@ -81,6 +81,7 @@ test-integration: venv pam
 	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 test: deps check pam-test
+	$(MAKE) -s pam-fuzz PAM_FUZZ_SECONDS=20
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 bench: deps pam
@@ -175,7 +176,7 @@ deb: pam man
 dist:
 	mkdir -p build
 	git archive --format=tar.gz --prefix=pam-slurmjwt-$(VERSION)/ \
-		--add-file=packaging/rpm/pam-slurmjwt.spec -o build/pam-slurmjwt-$(VERSION).tar.gz HEAD
+		-o build/pam-slurmjwt-$(VERSION).tar.gz HEAD
 
 rpm: dist
 	rpmbuild -tb --nodeps build/pam-slurmjwt-$(VERSION).tar.gz \
