@@ -59,6 +59,18 @@ def fetch(installed: Installed, helper: HelperProcess, cache_root: Path, user: s
     return out.stdout.strip()
 
 
+def start_rogue_helper(installed: Installed, cluster: Cluster) -> tuple[HelperProcess, Path]:
+    """A helper signing with a key of its own, not slurmctld's; return it
+    and its directory (the caller stops it and removes the directory)."""
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-other-"))
+    work.chmod(0o755)
+    other = work / "other.key"
+    other.write_bytes(os.urandom(32))
+    shutil.chown(other, "slurm", "slurm")
+    other.chmod(0o600)
+    return start_helper(installed, cluster.slurm_conf, work, extra=f"JwtKey={other}\n"), work
+
+
 def test_helper_token_is_accepted_by_squeue_sbatch_and_slurmrestd(
         installed: Installed, helper: HelperProcess, cluster: Cluster,
         test_users: dict[str, TestUser], cache_root: Path) -> None:
@@ -81,13 +93,7 @@ def test_helper_token_is_accepted_by_squeue_sbatch_and_slurmrestd(
 def test_token_from_a_helper_with_another_key_is_refused_by_slurmctld(
         installed: Installed, cluster: Cluster, test_users: dict[str, TestUser],
         cache_root: Path) -> None:
-    work = Path(tempfile.mkdtemp(prefix="slurmjwt-other-"))
-    work.chmod(0o755)
-    other = work / "other.key"
-    other.write_bytes(os.urandom(32))
-    shutil.chown(other, "slurm", "slurm")
-    other.chmod(0o600)
-    rogue = start_helper(installed, cluster.slurm_conf, work, extra=f"JwtKey={other}\n")
+    rogue, work = start_rogue_helper(installed, cluster)
     try:
         token = fetch(installed, rogue, cache_root, "alice")
         assert "backend=key" in rogue.log_text()
@@ -361,13 +367,7 @@ def test_doctor_proves_the_chain_and_catches_a_wrong_key(
     assert "OK   slurmctld accepts: a token for alice" in user.stdout
     assert " key: " not in user.stdout
 
-    work = Path(tempfile.mkdtemp(prefix="slurmjwt-doc-"))
-    work.chmod(0o755)
-    other = work / "other.key"
-    other.write_bytes(os.urandom(32))
-    shutil.chown(other, "slurm", "slurm")
-    other.chmod(0o600)
-    rogue = start_helper(installed, cluster.slurm_conf, work, extra=f"JwtKey={other}\n")
+    rogue, work = start_rogue_helper(installed, cluster)
     try:
         out = subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice"],
                              env={**env, **rogue.env}, capture_output=True, text=True,
