@@ -700,8 +700,14 @@ def test_prompt_hook_reexports_a_newer_token_after_refresh_up(shim_env: Env, she
         proc.wait()
 
 
-def test_prompt_hook_unsets_an_expired_token_when_refresh_fails(shim_env: Env) -> None:
-    write_cache(shim_env, TOKEN, life=12, margin=9)
+@pytest.mark.parametrize("margin", [
+    9,   # refresh_up 3 s ahead: the hook's next check is at refresh_up
+    30,  # inside the margin from the start: after the failed refresh it must
+         # look again at expiry, not wait its usual 60 s
+])
+def test_prompt_hook_unsets_an_expired_token_when_refresh_fails(shim_env: Env,
+                                                                margin: int) -> None:
+    write_cache(shim_env, TOKEN, life=12, margin=margin)
     proc = _interactive(shim_env, "bash", FAKE_MODE="fail")
     try:
         show = 'printf "%s\\n" "${SLURM_JWT-<unset>}"'
@@ -709,22 +715,6 @@ def test_prompt_hook_unsets_an_expired_token_when_refresh_fails(shim_env: Env) -
         # expire_up is 7 s away; wait past it, then let the hook run.
         assert _converse(proc, f"sleep 9; {show}", "M2") == TOKEN
         assert _converse(proc, show, "M3") == "<unset>"
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_prompt_hook_after_a_failed_refresh_looks_again_at_expiry(shim_env: Env) -> None:
-    # Inside the margin from the start and refresh failing: the shim keeps the
-    # still-valid token, but must not wait its usual 60 s before looking again
-    # when the token expires sooner.
-    write_cache(shim_env, TOKEN, life=12, margin=30)
-    proc = _interactive(shim_env, "bash", FAKE_MODE="fail")
-    try:
-        show = 'printf "%s\\n" "${SLURM_JWT-<unset>}"'
-        assert _converse(proc, f"{source('bash')}; {show}", "N1") == TOKEN
-        assert _converse(proc, f"sleep 9; {show}", "N2") == TOKEN
-        assert _converse(proc, show, "N3") == "<unset>"
     finally:
         proc.kill()
         proc.wait()
