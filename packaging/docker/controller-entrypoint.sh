@@ -3,6 +3,7 @@
 # the foreground. The JWT key was put at /etc/slurm/jwt_hs256.key before start.
 # DEMO_RESTD_PLUGINS: slurmrestd's -s argument for this Slurm version.
 set -eu
+sh /usr/local/sbin/demo-slurm-side
 
 # A fresh munge key per cluster: only this host uses munge.
 install -d -o munge -g munge -m 0700 /etc/munge

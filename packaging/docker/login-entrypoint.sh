@@ -3,6 +3,7 @@
 # No munge here. Put in place before start: /etc/slurm/jwt_hs256.key,
 # /etc/ssh/ssh_host_ed25519_key, /etc/ssh/authorized_keys/demo.
 set -eu
+sh /usr/local/sbin/demo-slurm-side
 
 chown slurm:slurm /etc/slurm/jwt_hs256.key
 chmod 0600 /etc/slurm/jwt_hs256.key

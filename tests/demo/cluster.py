@@ -14,6 +14,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker
 import docker.errors
@@ -31,6 +32,8 @@ RESTD_PORT = 6820
 READY_TIMEOUT = 90.0
 POLL_INTERVAL = 0.25
 JWT_KEY = "/etc/slurm/jwt_hs256.key"
+SLURM_CONF = "/etc/slurm/slurm.conf"
+SLURM_CONF_SOURCE = Path(__file__).resolve().parents[2] / "packaging" / "docker" / "slurm.conf"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
 AUTHORIZED_KEYS = f"/etc/ssh/authorized_keys/{DEMO_USER}"
 # Log files whose tails explain a container that did not come up.
@@ -105,6 +108,9 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
         volumes=home, init=True, detach=True, ports={"22/tcp": ("127.0.0.1",)},
         network=names.network, networking_config={
             names.network: client.api.create_endpoint_config(aliases=[LOGIN])})
+    conf = slurm_conf(rel)
+    for container in (controller, login):
+        put_file(container, SLURM_CONF, conf, 0o644)
     put_file(controller, JWT_KEY, secrets.jwt_key, 0o600)
     put_file(login, JWT_KEY, secrets.jwt_key, 0o600)
     put_file(login, HOST_KEY, secrets.host_key, 0o600)
@@ -122,6 +128,13 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     port = published_port(login)
     wait_until(login, f"sshd greeting on 127.0.0.1:{port}", lambda: sshd_greets(port), deadline)
     return Running(names, controller, login, port)
+
+
+def slurm_conf(rel: Release) -> bytes:
+    """Return the demo's slurm.conf with the release's Slurm-side lines added
+    (the same file goes to both hosts)."""
+    lines = "".join(f"{line}\n" for line in rel.slurm_side.conf)
+    return SLURM_CONF_SOURCE.read_bytes() + lines.encode()
 
 
 def put_file(container: Container, path: str, data: bytes, mode: int) -> None:

@@ -32,6 +32,9 @@ PULL_TIMEOUT = 20.0  # seconds; with no registry the pull fails long before
 PROJECT_SKIP = ("tests/", ".ci/", "build/")
 TASKPROLOG = REPO / "packaging" / "slurm" / "taskprolog.sh"
 TASKPROLOG_FALLBACK = "#!/bin/sh\necho 'unset SLURM_JWT'\n"
+# The controller has no project package but runs srun in jobs, which loads the
+# cli_filter where a release configures it.
+CLI_FILTER = REPO / "packaging" / "slurm" / "cli_filter.lua"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def ensure_images(client: docker.DockerClient, rel: Release, say: Say) -> Images
         images = Images(base, tag("controller", rel), tag("login", rel))
         for role, name in (("controller", images.controller), ("login", images.login)):
             say(f"building image {name}")
-            build(client, context, role, name, base)
+            build(client, context, role, name, base, rel.slurm_side.packages)
     return images
 
 
@@ -134,7 +137,8 @@ def debootstrap_import(client: docker.DockerClient, rel: Release, name: str, say
 
 def stage_context(context: Path) -> None:
     """Fill an empty build context: packaging/docker's files, the project's
-    source under project/ (what the login image installs), the TaskProlog."""
+    source under project/ (what the login image installs), the TaskProlog and
+    the cli_filter (what the controller image gets of the project)."""
     for entry in DOCKER_DIR.iterdir():
         if entry.is_file() and entry.name != "README.md":
             shutil.copy2(entry, context / entry.name)
@@ -144,6 +148,7 @@ def stage_context(context: Path) -> None:
         shutil.copy2(TASKPROLOG, prolog)
     else:
         prolog.write_text(TASKPROLOG_FALLBACK)
+    shutil.copy2(CLI_FILTER, context / "cli_filter.lua")
 
 
 def stage_project(dest: Path) -> None:
@@ -165,7 +170,7 @@ def stage_project(dest: Path) -> None:
 
 
 def build(client: docker.DockerClient, context: Path, target: str, name: str,
-          base: str) -> None:
+          base: str, packages: tuple[str, ...] = ()) -> None:
     """Build stage `target` of the Dockerfile in `context` as `name` (host
     network: apt inside reaches the same mirrors as the host); raise DemoError
     with the end of the build log on failure."""
@@ -173,7 +178,8 @@ def build(client: docker.DockerClient, context: Path, target: str, name: str,
     try:
         built, _ = client.images.build(path=str(context), target=target, tag=name, rm=True,
                                        forcerm=True, network_mode="host",
-                                       buildargs={"BASE": base})
+                                       buildargs={"BASE": base,
+                                                  "SLURM_SIDE_PACKAGES": " ".join(packages)})
     except docker.errors.BuildError as err:
         lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip()
                  for chunk in err.build_log]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tests.demo import cluster, engine, images, keys, steps
+from tests.demo import cluster, engine, images, keys, lock, steps
 from tests.demo.errors import Say
 from tests.demo.releases import Release
 
@@ -30,7 +30,9 @@ class Shown:
 def up(rel: Release, say: Say) -> Shown:
     """Bring the release's demo up from scratch (an old one is removed first),
     run the transcript and return it; raise DemoError when a stage fails (the
-    containers are then left for inspection: `down` removes them)."""
+    containers are then left for inspection: `down` removes them). Holds the
+    host-wide demo lock until `down` (or the end of this process)."""
+    lock.acquire(say)
     timings: dict[str, float] = {}
     started = time.monotonic()
 
@@ -55,15 +57,20 @@ def up(rel: Release, say: Say) -> Shown:
 def down(release: str | None, say: Say, remove_images: list[Release] | None = None) -> None:
     """Remove the demo's containers, networks and volumes (of one release, or
     all); images too for the releases in `remove_images`; then stop dockerd
-    if the demo started it and nothing else runs on it."""
-    if not engine.answers():
-        say("no Docker daemon answers: nothing to remove")
-        return
-    client = engine.client()
-    cluster.remove(client, release, say)
-    for rel in remove_images or []:
-        images.remove_images(client, rel, say)
-    engine.stop_dockerd_if_ours(client, say)
+    if the demo started it and nothing else runs on it. Waits for the demo
+    lock (another process's run finishes first); this process's hold ends here."""
+    lock.acquire(say)
+    try:
+        if not engine.answers():
+            say("no Docker daemon answers: nothing to remove")
+            return
+        client = engine.client()
+        cluster.remove(client, release, say)
+        for rel in remove_images or []:
+            images.remove_images(client, rel, say)
+        engine.stop_dockerd_if_ours(client, say)
+    finally:
+        lock.release(everything=True)
 
 
 def status(release: str | None) -> str:

@@ -14,6 +14,10 @@ from tests.demo.keys import Keys
 from tests.demo.releases import Release
 
 SSH_TIMEOUT = 120.0  # sbatch --wait included
+# What a terminal session adds around the text: OSC strings (window titles,
+# systemd's shell-integration context since Debian 13), CSI sequences
+# (bracketed paste, erase line).
+TERMINAL_CONTROLS = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[A-Za-z]|\r")
 SHOWN_LINES = 10  # of a longer output, this many lines and one more are shown
 
 
@@ -63,11 +67,14 @@ class Transcript:
         return "\n\n".join(step.render() for step in self.steps)
 
 
-def ssh_argv(keys: Keys, port: int, command: str) -> list[str]:
+def ssh_argv(keys: Keys, port: int, command: str | None, tty: bool = False) -> list[str]:
+    """Return the ssh command line for a login as the demo user: running
+    `command`, or (None) the user's login shell; `tty` forces a terminal."""
     return ["ssh", "-F", "/dev/null", "-i", str(keys.user_key), "-p", str(port),
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={keys.known_hosts}",
-            f"{DEMO_USER}@127.0.0.1", command]
+            *(["-tt"] if tty else []), f"{DEMO_USER}@127.0.0.1",
+            *([command] if command is not None else [])]
 
 
 def run_step(keys: Keys, port: int, key: str, command: str, expect_ok: bool = True,
@@ -81,6 +88,21 @@ def run_step(keys: Keys, port: int, key: str, command: str, expect_ok: bool = Tr
     except subprocess.TimeoutExpired as err:
         status, output = 124, f"(no answer within {SSH_TIMEOUT:.0f} s) {err.output or ''}"
     return Step(key, command, status, output, expect_ok, note, keep)
+
+
+def run_interactive(keys: Keys, port: int, key: str, typed: str) -> Step:
+    """Log in as the demo user with a terminal and no command (sshd starts the
+    login shell, which reads /etc/profile and profile.d), type `typed` (it
+    should end with `exit`), and return the Step; the output has the
+    terminal's echo of what was typed, without terminal control sequences."""
+    try:
+        done = subprocess.run(ssh_argv(keys, port, None, tty=True), input=typed,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=SSH_TIMEOUT, check=False)
+        status, output = done.returncode, done.stdout
+    except subprocess.TimeoutExpired as err:
+        status, output = 124, f"(no answer within {SSH_TIMEOUT:.0f} s) {err.output or ''}"
+    return Step(key, "(interactive login shell)", status, TERMINAL_CONTROLS.sub("", output))
 
 
 def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
