@@ -275,7 +275,8 @@ class Doctor:
             return Check("WARN", "cli filter", "sbatch stores SLURM_JWT with each job "
                          f"(Slurm {version[0]}.{version[1]:02d}); add CliFilterPlugins="
                          f"cli_filter/lua to {self.slurm.path} and run ln -s /usr/lib/slurmjwt/"
-                         f"cli_filter.lua {script} (needs lua-posix)")
+                         f"cli_filter.lua {script} on every host that runs sbatch or srun, compute "
+                         "nodes included (lua-posix on submit hosts)")
         return Check("OK", "cli filter", f"{script} keeps SLURM_JWT out of stored jobs")
 
     # -- the user's side

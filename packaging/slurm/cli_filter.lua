@@ -12,19 +12,25 @@ Not for 22.05-24.05: there the same unset makes sbatch lose its token and
 fall back to munge (see packaging/slurm/README.md). 26.05 scrubs SLURM_JWT
 from jobs itself; this script is then harmless but unnecessary.
 
-Install: copy to cli_filter.lua in the directory of slurm.conf on every
-submit host. To merge into an existing cli_filter.lua, add the body of
+Install: with CliFilterPlugins=cli_filter/lua in slurm.conf, every host
+that runs sbatch, salloc or srun loads this file - compute nodes included,
+since jobs run srun there: put it as cli_filter.lua beside slurm.conf on
+every such host (seen on 24.11: a host without it fails every srun with
+"failed to initialize cli_filter plugin"), with lua-posix on submit hosts.
+To merge into an existing cli_filter.lua, add the body of
 slurm_cli_pre_submit below to yours.
 --]]
 
-local stdlib = require("posix.stdlib")
+-- pcall: a host without lua-posix (a compute node running srun) must not
+-- fail every command; only sbatch on a submit host needs the unset.
+local have_posix, stdlib = pcall(require, "posix.stdlib")
 
 function slurm_cli_setup_defaults(options, early_pass)
 	return slurm.SUCCESS
 end
 
 function slurm_cli_pre_submit(options, pack_offset)
-	if options["type"] == "sbatch" then
+	if options["type"] == "sbatch" and have_posix then
 		stdlib.setenv("SLURM_JWT", nil)
 	end
 	return slurm.SUCCESS

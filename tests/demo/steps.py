@@ -118,14 +118,16 @@ def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
     ]
     found = re.search(r"Submitted batch job (\d+)", steps[-1].output)
     job = found.group(1) if found else "0"
-    url = f"http://{CONTROLLER}:{RESTD_PORT}{rel.restd_ping}"
+    # /jobs, not /ping: slurmrestd answers ping even to a forged token.
+    url = f"http://{CONTROLLER}:{RESTD_PORT}{rel.restd_jobs}"
     steps += [
         run_step(keys, port, "output", f"cat hello-{job}.out"),
         run_step(keys, port, "state", f"squeue --states=all --jobs={job} --format='%i %j %T'"),
         run_step(keys, port, "rest",
-                 f"slurmjwt token --header | curl -sS -H @- -w '\\nHTTP %{{http_code}}\\n' {url}",
-                 note="slurmrestd, the token sent as headers on stdin, never on a command line",
-                 keep="tail"),
+                 f"slurmjwt token --header | curl -sS -H @- -w '\\nHTTP %{{http_code}}\\n' "
+                 f"{url} | grep -E '\"job_id\"|\"name\": \"hello\"|^HTTP'",
+                 note="slurmrestd lists the jobs: the token sent as headers on stdin, never "
+                      "on a command line"),
         run_step(keys, port, "no-token", "env -u SLURM_JWT squeue", expect_ok=False,
                  note="without the token: this host has no munge, so no way in"),
     ]

@@ -86,3 +86,29 @@ def test_task_prolog_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (26, 5))
     conf.write_text("SlurmUser=slurm\n")
     assert doctor.task_prolog().status == "OK"
+
+
+@pytest.mark.parametrize(("version", "plugins", "script", "status", "words"), [
+    ((22, 5), "", "", "OK", "not used before Slurm 24.11"),
+    ((22, 5), "cli_filter/lua", "stdlib.setenv('SLURM_JWT', nil)", "WARN",
+     "lose its token"),
+    ((24, 11), "", "", "WARN", "every host that runs sbatch or srun"),
+    ((24, 11), "cli_filter/lua", "stdlib.setenv('SLURM_JWT', nil)", "OK",
+     "keeps SLURM_JWT out of stored jobs"),
+    ((26, 5), "", "", "OK", "not needed"),
+])
+def test_cli_filter_advice_follows_the_slurm_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: tuple[int, int],
+        plugins: str, script: str, status: str, words: str) -> None:
+    import pam_slurmjwt.doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: version)
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"CliFilterPlugins={plugins}\n" if plugins else "SlurmUser=slurm\n")
+    if script:
+        (tmp_path / "cli_filter.lua").write_text(script)
+    doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
+    doctor.slurm = SlurmConf(str(conf))
+    check = doctor.cli_filter()
+    assert (check.status, words in check.message) == (status, True), check.message
