@@ -47,13 +47,9 @@ if ( $_slurmjwt_on ) then
     if ( $?SLURMJWT_REFRESH ) then
         set _slurmjwt_r = "$SLURMJWT_REFRESH"
     endif
-    set _slurmjwt_state = bad
-    set _slurmjwt_code = 0
-    set _slurmjwt_err = ""
-    set _slurmjwt_tok = ""
-    set _slurmjwt_x = 0
+    # One set for all: every tcsh command costs a dozen syscalls.
     # Refresh output must never be globbed.
-    set _slurmjwt_ng = $?noglob
+    set _slurmjwt_state = bad _slurmjwt_code = 0 _slurmjwt_err = "" _slurmjwt_tok = "" _slurmjwt_x = 0 _slurmjwt_ng = $?noglob
     set noglob
 
     foreach _slurmjwt_pass ( cache refresh store )
@@ -152,12 +148,11 @@ if ( $_slurmjwt_on ) then
         /bin/sh -c 'printf "%s\n" "$1" >&2' sh "$_slurmjwt_v"
     endif
     if ( ! $_slurmjwt_ng ) unset noglob
-    unset _slurmjwt_dir _slurmjwt_r _slurmjwt_state _slurmjwt_code _slurmjwt_err
-    unset _slurmjwt_tok _slurmjwt_x _slurmjwt_ng _slurmjwt_pass _slurmjwt_ok _slurmjwt_f
-    unset _slurmjwt_k _slurmjwt_v
-    if ( $?_slurmjwt_m ) unset _slurmjwt_m
-    if ( $?_slurmjwt_n ) unset _slurmjwt_n
-    if ( $?_slurmjwt_now ) unset _slurmjwt_now
-    if ( $?_slurmjwt_c ) unset _slurmjwt_c
+    # A single unset: tcsh reloads its message catalog on every unset, and
+    # unset of a name that is not set is no error.
+    unset _slurmjwt_dir _slurmjwt_r _slurmjwt_state _slurmjwt_code _slurmjwt_err \
+        _slurmjwt_tok _slurmjwt_x _slurmjwt_ng _slurmjwt_pass _slurmjwt_ok _slurmjwt_f \
+        _slurmjwt_k _slurmjwt_v _slurmjwt_m _slurmjwt_n _slurmjwt_now _slurmjwt_c _slurmjwt_on
+else
+    unset _slurmjwt_on
 endif
-unset _slurmjwt_on

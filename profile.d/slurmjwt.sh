@@ -40,6 +40,7 @@
 #   SLURMJWT_REFRESH     read: refresh program (default: slurmjwt-refresh on PATH)
 # Left behind in interactive bash and zsh only (the prompt hook):
 #   _slurmjwt_hook       function in PROMPT_COMMAND / precmd_functions
+#   _slurmjwt_read       function: one read of the cache, with every check
 #   _slurmjwt_next       uptime second of the hook's next full check
 #   _slurmjwt_tok        the token this shell exported (not exported itself)
 #   _slurmjwt_msg        the last message shown, so it is shown once
@@ -48,20 +49,22 @@
 # The hook costs one read of /proc/uptime per prompt; it re-reads the cache
 # once the exported token reaches its refresh_up (and runs the refresh only
 # if no other shell already did), after a failure every 300 s.
+#
+# Fast path: bash, zsh and dash read a sourced file command by command, so
+# the common case (not interactive, not disabled, not root, cache fresh) is
+# handled by the first few commands below and `return`s before the rest is
+# parsed (ksh93 parses a dot script whole, so it only skips running it).
+# Anything else falls through to the full logic, which reads the cache again.
 
-_slurmjwt_hook() {
-    _slurmjwt_rc=$?
+# Sets _slurmjwt_up, _uid (empty for root or unknown), _dir, _boot and the
+# cache's fields, and _slurmjwt_state: fresh (before refresh_up), margin
+# (before expire_up), or bad.
+_slurmjwt_read() {
     _slurmjwt_up=
     if { { read -r _slurmjwt_up _slurmjwt_v; } </proc/uptime; } 2>/dev/null; then
         _slurmjwt_up=${_slurmjwt_up%.*}
     fi
     case $_slurmjwt_up in ''|*[!0123456789]*) _slurmjwt_up= ;; esac
-    case ${_slurmjwt_next:-0} in ''|*[!0123456789]*) _slurmjwt_next=0 ;; esac
-    if [ "${SLURMJWT_DISABLE:-0}" != 0 ] || { [ -n "$_slurmjwt_up" ] &&
-            [ "$_slurmjwt_up" -lt "$_slurmjwt_next" ]; }; then
-        unset _slurmjwt_up _slurmjwt_v
-        return "$_slurmjwt_rc"
-    fi
 
     # The real uid: bash and zsh keep it in $UID (read-only there); dash and
     # ksh have none, so read the shell's own /proc/self/status (`id -u`
@@ -87,12 +90,85 @@ _slurmjwt_hook() {
     _slurmjwt_boot=
     if { { read -r _slurmjwt_boot; } </proc/sys/kernel/random/boot_id; } 2>/dev/null; then :; fi
 
+    _slurmjwt_state=bad _slurmjwt_v='' _slurmjwt_x='' _slurmjwt_bid='' _slurmjwt_rup=''
+    _slurmjwt_eup='' _slurmjwt_exp='' _slurmjwt_ctok='' _slurmjwt_xtra=''
+    _slurmjwt_f=$_slurmjwt_dir/token
+    # read fails on a line without its newline: a truncated file.
+    if [ -n "$_slurmjwt_uid" ] && [ -n "$_slurmjwt_up" ] && [ -n "$_slurmjwt_boot" ] &&
+            [ -d "$_slurmjwt_dir" ] && [ ! -L "$_slurmjwt_dir" ] && [ -O "$_slurmjwt_dir" ] &&
+            [ -f "$_slurmjwt_f" ] && [ ! -L "$_slurmjwt_f" ] && [ -O "$_slurmjwt_f" ] &&
+            { { IFS=' ' read -r _slurmjwt_v _slurmjwt_bid _slurmjwt_rup _slurmjwt_eup \
+                _slurmjwt_exp _slurmjwt_x _slurmjwt_ctok _slurmjwt_xtra; } <"$_slurmjwt_f"; } 2>/dev/null &&
+            [ "$_slurmjwt_v" = slurmjwt1 ] && [ "$_slurmjwt_bid" = "$_slurmjwt_boot" ] &&
+            [ -z "$_slurmjwt_xtra" ] && [ "${#_slurmjwt_ctok}" -le 4096 ]; then
+        _slurmjwt_state=ok
+    fi
+    # Digits only, and short, before any -lt: ksh93's test evaluates its
+    # operands as arithmetic, which would run $(...) found in them.
+    for _slurmjwt_n in "$_slurmjwt_rup" "$_slurmjwt_eup" "$_slurmjwt_exp"; do
+        case $_slurmjwt_n in
+        ''|*[!0123456789]*|?????????????*) _slurmjwt_state=bad ;;
+        esac
+    done
+    case $_slurmjwt_x in 0|1) ;; *) _slurmjwt_state=bad ;; esac
+    case $_slurmjwt_ctok in
+    *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) _slurmjwt_state=bad ;;
+    ?*.?*.?*) ;;
+    *) _slurmjwt_state=bad ;;
+    esac
+    if [ "$_slurmjwt_state" = ok ]; then
+        if [ "$_slurmjwt_up" -lt "$_slurmjwt_rup" ]; then
+            _slurmjwt_state=fresh
+        elif [ "$_slurmjwt_up" -lt "$_slurmjwt_eup" ]; then
+            _slurmjwt_state=margin
+        else
+            _slurmjwt_state=bad
+        fi
+    fi
+}
+
+case $- in
+*i*) ;;
+*)
+    # Exports exactly as the full path below does for a fresh cache.
+    if [ "${SLURMJWT_DISABLE:-0}" = 0 ] && [ ! -e /etc/slurm/slurmjwt.disable ] &&
+            _slurmjwt_read >/dev/null && [ "$_slurmjwt_state" = fresh ]; then
+        if [ "$_slurmjwt_x" = 1 ]; then
+            SLURM_JWT=$_slurmjwt_ctok
+            export SLURM_JWT
+        elif [ -n "${SLURM_JWT+set}" ] && { [ -z "$SLURM_JWT" ] ||
+                [ "$SLURM_JWT" = "$_slurmjwt_ctok" ] || [ "$SLURM_JWT" = "${_slurmjwt_tok:-}" ]; }; then
+            unset SLURM_JWT
+        fi
+        unset -f _slurmjwt_read
+        unset _slurmjwt_up _slurmjwt_v _slurmjwt_uid _slurmjwt_dir _slurmjwt_boot \
+            _slurmjwt_state _slurmjwt_ctok _slurmjwt_f _slurmjwt_bid _slurmjwt_rup \
+            _slurmjwt_eup _slurmjwt_exp _slurmjwt_x _slurmjwt_xtra _slurmjwt_n _slurmjwt_k \
+            _slurmjwt_next _slurmjwt_tok _slurmjwt_msg
+        return 0
+    fi
+    ;;
+esac
+
+_slurmjwt_hook() {
+    _slurmjwt_rc=$?
+    _slurmjwt_up=
+    if { { read -r _slurmjwt_up _slurmjwt_v; } </proc/uptime; } 2>/dev/null; then
+        _slurmjwt_up=${_slurmjwt_up%.*}
+    fi
+    case $_slurmjwt_up in ''|*[!0123456789]*) _slurmjwt_up= ;; esac
+    case ${_slurmjwt_next:-0} in ''|*[!0123456789]*) _slurmjwt_next=0 ;; esac
+    if [ "${SLURMJWT_DISABLE:-0}" != 0 ] || { [ -n "$_slurmjwt_up" ] &&
+            [ "$_slurmjwt_up" -lt "$_slurmjwt_next" ]; }; then
+        unset _slurmjwt_up _slurmjwt_v
+        return "$_slurmjwt_rc"
+    fi
+
     # Passes: the cache as found; after --if-needed; after --store-stdin of an
     # inherited SLURM_JWT. Each reads the cache again with the same checks.
     _slurmjwt_state=bad _slurmjwt_code=0 _slurmjwt_err='' _slurmjwt_ctok=''
     _slurmjwt_r=${SLURMJWT_REFRESH:-slurmjwt-refresh}
     for _slurmjwt_pass in cache refresh store; do
-        [ -n "$_slurmjwt_uid" ] || break
         case $_slurmjwt_pass in
         refresh)
             # stderr captured for the message, stdout dropped, stdin closed
@@ -123,45 +199,15 @@ _slurmjwt_hook() {
         6) _slurmjwt_state=bad; break ;;
         esac
 
-        _slurmjwt_state=bad _slurmjwt_v='' _slurmjwt_x='' _slurmjwt_bid='' _slurmjwt_rup=''
-        _slurmjwt_eup='' _slurmjwt_exp='' _slurmjwt_ctok='' _slurmjwt_xtra=''
-        _slurmjwt_f=$_slurmjwt_dir/token
-        # read fails on a line without its newline: a truncated file.
-        if [ -n "$_slurmjwt_up" ] && [ -n "$_slurmjwt_boot" ] &&
-                [ -d "$_slurmjwt_dir" ] && [ ! -L "$_slurmjwt_dir" ] && [ -O "$_slurmjwt_dir" ] &&
-                [ -f "$_slurmjwt_f" ] && [ ! -L "$_slurmjwt_f" ] && [ -O "$_slurmjwt_f" ] &&
-                { { IFS=' ' read -r _slurmjwt_v _slurmjwt_bid _slurmjwt_rup _slurmjwt_eup \
-                    _slurmjwt_exp _slurmjwt_x _slurmjwt_ctok _slurmjwt_xtra; } <"$_slurmjwt_f"; } 2>/dev/null &&
-                [ "$_slurmjwt_v" = slurmjwt1 ] && [ "$_slurmjwt_bid" = "$_slurmjwt_boot" ] &&
-                [ -z "$_slurmjwt_xtra" ] && [ "${#_slurmjwt_ctok}" -le 4096 ]; then
-            _slurmjwt_state=ok
-        fi
-        # Digits only, and short, before any -lt: ksh93's test evaluates its
-        # operands as arithmetic, which would run $(...) found in them.
-        for _slurmjwt_n in "$_slurmjwt_rup" "$_slurmjwt_eup" "$_slurmjwt_exp"; do
-            case $_slurmjwt_n in
-            ''|*[!0123456789]*|?????????????*) _slurmjwt_state=bad ;;
-            esac
-        done
-        case $_slurmjwt_x in 0|1) ;; *) _slurmjwt_state=bad ;; esac
-        case $_slurmjwt_ctok in
-        *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) _slurmjwt_state=bad ;;
-        ?*.?*.?*) ;;
-        *) _slurmjwt_state=bad ;;
+        _slurmjwt_read
+        # Root (or an unknown uid): never refresh; the first pass ends it.
+        [ -n "$_slurmjwt_uid" ] || break
+        case $_slurmjwt_state in
+        fresh) break ;;
+        # Inside the margin: refresh, but a failed refresh keeps the
+        # still-valid token.
+        margin) [ "$_slurmjwt_pass" = cache ] || break ;;
         esac
-        if [ "$_slurmjwt_state" = ok ]; then
-            if [ "$_slurmjwt_up" -lt "$_slurmjwt_rup" ]; then
-                _slurmjwt_state=fresh
-                break
-            elif [ "$_slurmjwt_up" -lt "$_slurmjwt_eup" ]; then
-                # Inside the margin: refresh, but a failed refresh keeps
-                # the still-valid token.
-                _slurmjwt_state=margin
-                [ "$_slurmjwt_pass" = cache ] || break
-            else
-                _slurmjwt_state=bad
-            fi
-        fi
     done
 
     _slurmjwt_v=
@@ -235,10 +281,10 @@ if [ "${SLURMJWT_DISABLE:-0}" = 0 ] && [ ! -e /etc/slurm/slurmjwt.disable ]; the
         esac'
         ;;
     *)
-        unset -f _slurmjwt_hook
+        unset -f _slurmjwt_hook _slurmjwt_read
         unset _slurmjwt_next _slurmjwt_tok _slurmjwt_msg
         ;;
     esac
 else
-    unset -f _slurmjwt_hook
+    unset -f _slurmjwt_hook _slurmjwt_read
 fi

@@ -280,6 +280,29 @@ def test_warm_cache_neither_forks_nor_execs(shim_env: Env, shell: str) -> None:
         assert len(with_shim) == 1
 
 
+@pytest.mark.parametrize("shell", ["dash", "bash", "zsh"])
+def test_warm_cache_in_a_script_returns_before_the_rest_is_parsed(shim_env: Env, shell: str
+                                                                  ) -> None:
+    """The non-interactive fast path exports and returns before the shell
+    reaches the prompt hook: a copy of the shim whose hook definition is
+    replaced by a syntax error still exports and stays silent. (ksh93 parses
+    a whole dot script before running it, so it gains nothing and is not
+    tested here; the fast path still runs there.)"""
+    write_cache(shim_env)
+    text = SHIM_SH.read_text()
+    assert "\n_slurmjwt_hook() {\n" in text
+    cut = shim_env.base / "cut.sh"
+    cut.write_text(text.replace("\n_slurmjwt_hook() {\n", "\n_slurmjwt_hook() { ) ( ;;\n", 1))
+    os.chmod(cut, 0o644)
+    script = f". {cut}; {show_jwt(shell)}"
+    r = run(shim_env, shell, script)
+    assert (r.stdout.strip(), r.stderr, r.returncode) == (TOKEN, "", 0)
+    assert shim_env.calls() == []
+    # Sanity: past the fast path (here: interactive) the same copy fails to parse.
+    r = run(shim_env, shell, f"{script}\n", interactive=True)
+    assert TOKEN not in r.stdout
+
+
 # --- cold and broken caches --------------------------------------------------
 
 @pytest.mark.parametrize("shell", ALL_SHELLS)
@@ -622,8 +645,8 @@ def test_interactive_bash_and_zsh_keep_only_the_documented_hook_names(shim_env: 
     r = run(shim_env, shell, f"{dump}; echo @@; {source(shell)}; {dump}", interactive=True)
     before, after = r.stdout.split("@@\n")
     added = _names(after) - _names(before)
-    assert added <= {"SLURM_JWT", "_slurmjwt_hook", "_slurmjwt_next", "_slurmjwt_tok",
-                     "_slurmjwt_msg", "PROMPT_COMMAND", "precmd_functions"}, added
+    assert added <= {"SLURM_JWT", "_slurmjwt_hook", "_slurmjwt_read", "_slurmjwt_next",
+                     "_slurmjwt_tok", "_slurmjwt_msg", "PROMPT_COMMAND", "precmd_functions"}, added
     assert "_slurmjwt_hook" in added
 
 
