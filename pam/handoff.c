@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -31,6 +32,7 @@
 #include "pam_slurmjwt.h"
 
 #define MAX_GROUPS 65536
+#define HANDOFF_NICE 10
 #define FALLBACK_BASE "/run/slurmjwt/users"   /* docs/internals.md, cache.py */
 #define ENV_VALUE_MAX (PATH_MAX + 32)
 
@@ -182,6 +184,9 @@ static void exec_refresh(const struct handoff *h, int in, int report)
     int null, sig, err;
 
     setsid();                           /* out of sshd's process group */
+    /* The login must not wait on the cache: yield the CPU to it (2 cores,
+     * a Python start-up) rather than slow the session being set up. */
+    (void) setpriority(PRIO_PROCESS, 0, HANDOFF_NICE);  /* best effort */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (sig = 1; sig < NSIG; sig++)

@@ -461,6 +461,7 @@ echo NOISE-ON-STDERR >&2
 cat > "$out/stdin"
 {
   echo "uid=$(id -u)"
+  echo "nice=$(cut -d' ' -f19 /proc/$$/stat)"
   echo "gid=$(id -g)"
   echo "groups=$(id -G)"
   for a in "$0" "$@"; do echo "arg=$a"; done
@@ -514,6 +515,7 @@ def test_refresh_runs_as_the_user_with_the_token_on_stdin_only(
     assert wait_for(out / "record")
     record = (out / "record").read_text().splitlines()
     assert f"uid={alice.uid}" in record and f"gid={alice.gid}" in record
+    assert "nice=10" in record  # background work: the login keeps the CPU
     assert "groups=" + " ".join(str(g) for g in os.getgrouplist("alice", alice.gid)) in record
     assert [x for x in record if x.startswith("arg=")] == [f"arg={script}", "arg=--store-stdin"]
     assert helper.token not in "\n".join(x for x in record if x.startswith("arg="))
