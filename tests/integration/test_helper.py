@@ -411,3 +411,40 @@ def test_scontrol_backend_kills_scontrol_when_the_caller_hangs_up(
     finally:
         proc.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_helper_serves_a_socket_passed_by_systemd_socket_activation(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    import socket
+
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-sd-"))
+    work.chmod(0o755)
+    sock_path = work / "activated.sock"
+    conf = work / "slurmjwt.conf"
+    conf.write_text(f"SlurmConf={cluster.slurm_conf}\nHelperSocket={work}/unused.sock\n")
+    # systemd-socket-activate binds, waits for the first caller, then execs
+    # the helper with LISTEN_FDS=1 and LISTEN_PID set, as systemd does.
+    proc = subprocess.Popen(["systemd-socket-activate", "-l", str(sock_path),
+                             installed.cmd("slurmjwt-helper"), "-c", str(conf), "--stderr"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(20)
+            sock.connect(str(sock_path))
+            sock.sendall(b"SLURMJWT/1 TOKEN alice 60\n")
+            answer = sock.makefile("rb").readline()
+        assert answer.startswith(b"SLURMJWT/1 OK "), answer
+        assert not (work / "unused.sock").exists()  # it used the passed socket
+        import pwd
+
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        uids = next(li for li in status.splitlines() if li.startswith("Uid:")).split()[1:]
+        assert {int(u) for u in uids} == {pwd.getpwnam("slurm").pw_uid}  # dropped root
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
