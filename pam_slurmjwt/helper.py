@@ -45,6 +45,7 @@ SCONTROL_TIMEOUT = 10.0
 SCONTROL_PARALLEL = 4
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
 BUSY_LOG_EVERY = 10.0  # seconds between `busy` log lines for one uid
+REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to hang up
 
 
 # ----------------------------------------------------------------- policy
@@ -380,13 +381,12 @@ class Connection(asyncio.Protocol):
             self.answered = True
             return
         if not self.server.admit(self.uid):
-            # No linger for refusals: a flood must cost us one accept and one
-            # write, not a descriptor held for a second.
+            # A refusal holds no slot and lingers only briefly: a flood costs
+            # us an accept, a write and a descriptor for REFUSAL_LINGER.
             self.server.log_busy(self.uid, self.pid)
-            self.answered = True
             _drain(transport)
-            transport.write(protocol.format_err("busy", "too many connections; try again"))
-            transport.close()
+            self.respond(protocol.format_err("busy", "too many connections; try again"),
+                         linger=REFUSAL_LINGER)
             return
         self.admitted = True
         timeout = self.server.state.cfg.read_timeout
@@ -425,12 +425,13 @@ class Connection(asyncio.Protocol):
                                 f"{sentence}")
         self.respond(protocol.format_err(code, sentence))
 
-    def respond(self, data: bytes) -> None:
+    def respond(self, data: bytes, linger: float = 0.0) -> None:
         """Send the one answer and half-close. Closing at once would reset
         the connection if the caller's bytes are still unread (a `busy`
         answer before its request arrived), losing our answer; so we linger
-        until the caller hangs up, at most LINGER seconds. The kernel buffer
-        takes 1 KiB at once: a caller that never reads cannot hold us."""
+        until the caller hangs up, at most `linger` (default LINGER)
+        seconds. The kernel buffer takes 1 KiB at once: a caller that never
+        reads cannot hold us."""
         if self.answered or self.transport is None:
             return
         self.answered = True
@@ -440,7 +441,7 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self.timer = asyncio.get_running_loop().call_later(LINGER, self._close)
+        self.timer = asyncio.get_running_loop().call_later(linger or LINGER, self._close)
 
     def _close(self) -> None:
         self._stop_timer()
