@@ -55,6 +55,7 @@ class Doctor:
         self.cfg: Config | None = None
         self.slurm: SlurmConf | None = None
         self.helper_ok = False
+        self.version: tuple[int, int] | None = None
         # The helper's token from `accepted`: lets `clock` ask slurmctld on a
         # host where JWT is the only way in (no munge).
         self.token: str | None = None
@@ -226,11 +227,10 @@ class Doctor:
 
     def task_prolog(self) -> Check:
         assert self.slurm is not None
-        assert self.cfg is not None
-        version = _slurm_version(self.cfg.scontrol)
+        version = self.slurm_version()
         if version >= (26, 5):
             return Check("OK", "task prolog", "Slurm >= 26.05 keeps SLURM_JWT out of jobs itself")
-        prolog = _setting(self.slurm.path, "taskprolog")
+        prolog = self.slurm.task_prolog
         if not prolog:
             return Check("WARN", "task prolog", "no TaskProlog: a batch job submitted with "
                          "SLURM_JWT cannot run srun; set TaskProlog=/usr/lib/slurmjwt/"
@@ -251,10 +251,9 @@ class Doctor:
         project's cli_filter unsets it; before 24.11 that unset must not be
         done (sbatch then loses its token); 26.05 scrubs it itself."""
         assert self.slurm is not None
-        assert self.cfg is not None
-        version = _slurm_version(self.cfg.scontrol)
+        version = self.slurm_version()
         script = os.path.join(os.path.dirname(self.slurm.path), "cli_filter.lua")
-        plugins = (_setting(self.slurm.path, "clifilterplugins") or "").split(",")
+        plugins = self.slurm.cli_filter_plugins
         try:
             with open(script) as fh:
                 unsets = "SLURM_JWT" in fh.read(65536)
@@ -279,6 +278,13 @@ class Doctor:
                          "nodes included (lua-posix on submit hosts)")
         return Check("OK", "cli filter", f"{script} keeps SLURM_JWT out of stored jobs")
 
+    def slurm_version(self) -> tuple[int, int]:
+        """Slurm's version from `scontrol --version`, asked once per run."""
+        assert self.cfg is not None
+        if self.version is None:
+            self.version = _slurm_version(self.cfg.scontrol)
+        return self.version
+
     # -- the user's side
 
     def cache(self) -> Check:
@@ -302,20 +308,6 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def _setting(path: str, key: str) -> str | None:
-    from pam_slurmjwt.config import read_pairs
-
-    try:
-        with open(path) as fh:
-            text = fh.read()
-    except OSError:
-        return None
-    for _n, name, value in read_pairs(text):
-        if name.lower() == key:
-            return value
-    return None
 
 
 def _slurm_version(scontrol: str = "/usr/bin/scontrol") -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Reading the few slurm.conf settings this project depends on: SlurmUser,
-AuthType, AuthAltTypes, AuthAltParameters (jwt_key=) and StateSaveLocation,
-following Include lines the way slurmctld does.
+AuthType, AuthAltTypes, AuthAltParameters (jwt_key=), StateSaveLocation,
+TaskProlog and CliFilterPlugins, following Include lines as slurmctld does.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ class SlurmConf:
     auth_alt_types: tuple[str, ...] = ()
     auth_alt_parameters: tuple[tuple[str, str], ...] = ()
     state_save_location: str = "/var/spool"
+    task_prolog: Optional[str] = None
+    cli_filter_plugins: tuple[str, ...] = ()
 
     def alt_parameter(self, name: str) -> Optional[str]:
         for key, value in self.auth_alt_parameters:
@@ -94,5 +96,9 @@ def parse_slurm_conf(path: str) -> SlurmConf:
         kwargs["auth_type"] = settings["authtype"].lower()
     if settings.get("statesavelocation"):
         kwargs["state_save_location"] = settings["statesavelocation"]
-    return SlurmConf(path=path, auth_alt_types=alt_types,
-                     auth_alt_parameters=tuple(params), **kwargs)
+    if settings.get("taskprolog"):
+        kwargs["task_prolog"] = settings["taskprolog"]
+    plugins = tuple(p.strip().lower() for p in settings.get("clifilterplugins", "").split(",")
+                    if p.strip())
+    return SlurmConf(path=path, auth_alt_types=alt_types, auth_alt_parameters=tuple(params),
+                     cli_filter_plugins=plugins, **kwargs)

@@ -9,7 +9,7 @@ import pytest
 
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.doctor import Doctor
-from pam_slurmjwt.slurmconf import SlurmConf
+from pam_slurmjwt.slurmconf import parse_slurm_conf
 
 
 def _doctor(tmp_path: Path, sshd: str) -> Doctor:
@@ -77,14 +77,18 @@ def test_task_prolog_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     conf.write_text("SlurmUser=slurm\n")
     doctor = Doctor(None, None)
     doctor.cfg = parse_config("", "/c")
-    doctor.slurm = SlurmConf(str(conf))
+    doctor.slurm = parse_slurm_conf(str(conf))
     assert doctor.task_prolog().status == "WARN"
     prolog = tmp_path / "prolog.sh"
     prolog.write_text("#!/bin/sh\necho 'unset SLURM_JWT'\n")
     conf.write_text(f"TaskProlog={prolog}\n")
+    doctor.slurm = parse_slurm_conf(str(conf))
     assert doctor.task_prolog().status == "OK"
     monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (26, 5))
     conf.write_text("SlurmUser=slurm\n")
+    doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
+    doctor.slurm = parse_slurm_conf(str(conf))
     assert doctor.task_prolog().status == "OK"
 
 
@@ -109,6 +113,6 @@ def test_cli_filter_advice_follows_the_slurm_version(
         (tmp_path / "cli_filter.lua").write_text(script)
     doctor = Doctor(None, None)
     doctor.cfg = parse_config("", "/c")
-    doctor.slurm = SlurmConf(str(conf))
+    doctor.slurm = parse_slurm_conf(str(conf))
     check = doctor.cli_filter()
     assert (check.status, words in check.message) == (status, True), check.message

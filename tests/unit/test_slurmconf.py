@@ -51,3 +51,13 @@ def test_missing_slurm_conf_says_how_to_point_at_it(tmp_path: Path) -> None:
         parse_slurm_conf(str(tmp_path / "nope.conf"))
     assert str(err.value) == (f'cannot read slurm.conf "{tmp_path}/nope.conf": No such file '
                               f"or directory; set SlurmConf= in slurmjwt.conf or SLURM_CONF")
+
+
+def test_task_prolog_and_cli_filter_come_through_include(tmp_path: Path) -> None:
+    (tmp_path / "jobs.conf").write_text("TaskProlog=/usr/lib/slurmjwt/taskprolog.sh\n"
+                                        "CliFilterPlugins=cli_filter/lua\n")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("SlurmUser=slurm\nInclude jobs.conf\n")
+    sc = parse_slurm_conf(str(conf))
+    assert sc.task_prolog == "/usr/lib/slurmjwt/taskprolog.sh"
+    assert sc.cli_filter_plugins == ("cli_filter/lua",)
