@@ -15,7 +15,7 @@ import stat
 import time
 
 from pam_slurmjwt.errors import CacheUnsafe
-from pam_slurmjwt.protocol import TOKEN_CHARS, Grant
+from pam_slurmjwt.protocol import TOKEN_CHARS
 
 FORMAT = "slurmjwt1"
 FALLBACK_BASE = "/run/slurmjwt/users"
@@ -211,19 +211,6 @@ class Cache:
         finally:
             os.close(dfd)
 
-    def remove(self) -> None:
-        dfd = self.open_dir(create=False)
-        if dfd is None:
-            return
-        try:
-            for name in (TOKEN_FILE, CSH_FILE):
-                try:
-                    os.unlink(name, dir_fd=dfd)
-                except FileNotFoundError:
-                    pass
-        finally:
-            os.close(dfd)
-
 
 def _replace(dfd: int, name: str, text: str) -> None:
     tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
@@ -249,7 +236,3 @@ def _touch(dfd: int, name: str) -> None:
     except OSError:
         return  # only the csh shim's clock; a failure costs it a refresh, nothing more
     os.close(fd)
-
-
-def entry_from_grant(grant: Grant) -> Entry:
-    return Entry(grant.exp, grant.export, grant.token)

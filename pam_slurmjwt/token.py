@@ -16,7 +16,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Protocol
 
 from pam_slurmjwt.errors import MintFailed
 
@@ -148,7 +148,3 @@ def is_plain_user_name(name: str) -> bool:
     """True for a name slurmctld would resolve with getpwnam alone: not all
     digits (a numeric `sun` is taken as a uid: "0" is root)."""
     return bool(USER_RE.match(name)) and not name.isdigit()
-
-
-def time_left(claims: Claims, clock: Optional[Clock] = None) -> int:
-    return claims.exp - int((clock or time.time)())
