@@ -32,6 +32,9 @@ UNITDIR ?= /usr/lib/systemd/system
 USERUNITDIR ?= /usr/lib/systemd/user
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SYSTEM_PYTHON ?= /usr/bin/python3
+# Debian's /etc/csh.login reads /etc/csh/login.d, not profile.d (RHEL's reads
+# profile.d/*.csh): a link to the csh shim goes there where it exists.
+CSH_LOGIN_D ?= $(if $(wildcard /etc/csh/login.d),$(SYSCONFDIR)/csh/login.d)
 # PAM modules: /usr/lib64/security on RHEL, the multiarch directory on Debian.
 PAMDIR ?= $(shell for d in /usr/lib64/security /usr/lib/$$($(CC) -print-multiarch 2>/dev/null)/security /lib/$$($(CC) -print-multiarch 2>/dev/null)/security /usr/lib/security; do if [ -d "$$d" ]; then echo "$$d"; break; fi; done)
 INSTALL := install
@@ -64,9 +67,9 @@ typecheck: venv
 	$(VENV)/bin/mypy pam_slurmjwt
 
 shellcheck:
-	shellcheck -s sh profile.d/slurmjwt.sh tests/setup-deps.sh
-	shellcheck -s bash profile.d/slurmjwt.sh
-	shellcheck -s ksh profile.d/slurmjwt.sh
+	shellcheck -x -s sh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh tests/setup-deps.sh
+	shellcheck -x -s bash profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
+	shellcheck -x -s ksh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
 	@for f in $$(find packaging -name '*.sh' 2>/dev/null); do shellcheck "$$f" || exit 1; done
 
 units:
@@ -107,7 +110,7 @@ endef
 
 install: pam man
 	@test -n "$(PAMDIR)" || { echo "make install: no PAM module directory found; set PAMDIR=" >&2; exit 1; }
-	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(BINDIR)" \
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/profile.d" "$(DESTDIR)$(BINDIR)" \
 		"$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(PAMDIR)" "$(DESTDIR)$(SYSCONFDIR)/profile.d" \
 		"$(DESTDIR)$(SYSCONFDIR)/pam.d" "$(DESTDIR)$(SYSCONFDIR)/slurm" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
@@ -118,7 +121,14 @@ install: pam man
 	$(call wrapper,slurmjwt-refresh,pam_slurmjwt.refresh,$(BINDIR))
 	$(call wrapper,slurmjwt-helper,pam_slurmjwt.helper,$(SBINDIR))
 	$(INSTALL) -m 0644 $(PAM_SO) "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so"
-	$(INSTALL) -m 0644 profile.d/slurmjwt.sh profile.d/slurmjwt.csh "$(DESTDIR)$(SYSCONFDIR)/profile.d/"
+	@# The shims' fast paths in profile.d, their full logic in LIBDIR.
+	$(INSTALL) -m 0644 profile.d/lib/slurmjwt.sh profile.d/lib/slurmjwt.csh "$(DESTDIR)$(LIBDIR)/profile.d/"
+	for f in slurmjwt.sh slurmjwt.csh; do \
+		sed 's|/usr/lib/slurmjwt/profile\.d/|$(LIBDIR)/profile.d/|g' "profile.d/$$f" > "$(DESTDIR)$(SYSCONFDIR)/profile.d/$$f" && \
+		chmod 0644 "$(DESTDIR)$(SYSCONFDIR)/profile.d/$$f" || exit 1; done
+	if [ -n "$(CSH_LOGIN_D)" ]; then \
+		$(INSTALL) -d -m 0755 "$(DESTDIR)$(CSH_LOGIN_D)" && \
+		ln -sf "$(SYSCONFDIR)/profile.d/slurmjwt.csh" "$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh"; fi
 	$(INSTALL) -m 0644 packaging/pam.d/slurmjwt "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt"
 	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
 	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
@@ -139,7 +149,7 @@ uninstall: man
 	rm -f "$(DESTDIR)$(BINDIR)/slurmjwt" "$(DESTDIR)$(BINDIR)/slurmjwt-refresh" \
 		"$(DESTDIR)$(SBINDIR)/slurmjwt-helper" "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so" \
 		"$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.sh" "$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.csh" \
-		"$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
+		$(if $(CSH_LOGIN_D),"$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh") "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
 		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \
@@ -161,7 +171,7 @@ DEB := build/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb
 deb: pam man
 	rm -rf build/deb
 	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr \
-		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security
+		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security CSH_LOGIN_D=/etc/csh/login.d
 	mkdir -p build/deb/DEBIAN
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
 		packaging/debian/control.in > build/deb/DEBIAN/control

@@ -19,11 +19,9 @@ from typing import Any
 
 from tests.integration.fixtures.cluster import Cluster
 from tests.integration.fixtures.helperd import start_helper
-from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.install import Installed, shims
 
 REPO = Path(__file__).resolve().parents[2]
-SHIM_SH = REPO / "profile.d" / "slurmjwt.sh"
-SHIM_CSH = REPO / "profile.d" / "slurmjwt.csh"
 SHELLS = {
     "bash": ["bash", "--noprofile", "--norc", "-c"],
     "dash": ["dash", "-c"],
@@ -84,7 +82,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
         for name, argv in SHELLS.items():
             if shutil.which(argv[0]) is None:
                 continue
-            src = f"source {SHIM_CSH}" if name == "tcsh" else f". {SHIM_SH}"
+            src = f"source {shims()[1]}" if name == "tcsh" else f". {shims()[0]}"
             cases[name] = ([*argv, "true"], [*argv, f"{src}; true"],
                            [*argv, f"{src}; sh -c 'printf %s \"$SLURM_JWT\"'"])
         out = subprocess.run([*drop, "/usr/bin/python3", "-I", "-c", DRIVER],

@@ -42,6 +42,8 @@ EXPECTED = {
     "usr/bin/slurmjwt": 0o755, "usr/bin/slurmjwt-refresh": 0o755,
     "usr/sbin/slurmjwt-helper": 0o755, "lib/security/pam_slurmjwt.so": 0o644,
     "etc/profile.d/slurmjwt.sh": 0o644, "etc/profile.d/slurmjwt.csh": 0o644,
+    "usr/lib/slurmjwt/profile.d/slurmjwt.sh": 0o644,
+    "usr/lib/slurmjwt/profile.d/slurmjwt.csh": 0o644,
     "etc/pam.d/slurmjwt": 0o644, "etc/slurm/slurmjwt.conf": 0o644,
     "usr/lib/slurmjwt/taskprolog.sh": 0o755, "usr/lib/slurmjwt/pam_slurmjwt/helper.py": 0o644,
     "usr/lib/systemd/system/slurmjwt-helper.socket": 0o644,
@@ -68,6 +70,25 @@ def test_install_puts_every_piece_in_place_with_safe_modes(root: Path) -> None:
     assert help_out.returncode == 0 and help_out.stdout.startswith("usage: slurmjwt-refresh")
     tmpfiles = (root / "usr/lib/tmpfiles.d/slurmjwt.conf").read_text()
     assert "d /run/slurmjwt/users  0755 root root -" in tmpfiles
+
+
+def test_installed_shims_read_their_full_logic_from_libdir(root: Path) -> None:
+    out = make("install", root)
+    assert out.returncode == 0, out.stderr
+    lib = root / "usr/lib/slurmjwt/profile.d"
+    for name in ("slurmjwt.sh", "slurmjwt.csh"):
+        text = (root / "etc/profile.d" / name).read_text()
+        assert f"{lib}/{name}" in text, name
+        assert text.count(f"{lib}/") == text.count("/usr/lib/slurmjwt/profile.d/"), name
+    # An interactive shell takes the full path: the prompt hook comes from the library.
+    r = subprocess.run(["bash", "--norc", "-i", "-c",
+                        f". {root}/etc/profile.d/slurmjwt.sh; declare -F _slurmjwt_hook"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.stdout.strip() == "_slurmjwt_hook", r.stderr
+    # Debian's csh.login reads /etc/csh/login.d: the csh shim is linked there.
+    if Path("/etc/csh/login.d").is_dir():
+        link = root / "etc/csh/login.d/slurmjwt.csh"
+        assert os.readlink(link) == f"{root}/etc/profile.d/slurmjwt.csh"
 
 
 def test_install_never_overwrites_an_edited_config_and_uninstall_keeps_it(root: Path) -> None:

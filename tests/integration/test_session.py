@@ -29,12 +29,10 @@ import pytest
 from pam_slurmjwt.token import fingerprint
 from tests.integration.fixtures.cluster import Cluster
 from tests.integration.fixtures.helperd import HelperProcess, start_helper, write_config
-from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.install import Installed, shims
 from tests.integration.fixtures.users import TestUser
 
 REPO = Path(__file__).resolve().parents[2]
-SHIM_SH = REPO / "profile.d" / "slurmjwt.sh"
-SHIM_CSH = REPO / "profile.d" / "slurmjwt.csh"
 SHELLS = {
     "bash": ["bash", "--noprofile", "--norc"],
     "dash": ["dash"],
@@ -171,7 +169,8 @@ def world(installed: Installed, cluster: Cluster, jwt_only_conf: Path, live: Hel
 
 
 def source(shell: str) -> str:
-    return f"source {SHIM_CSH}" if shell == "tcsh" else f". {SHIM_SH}"
+    sh, csh = shims()
+    return f"source {csh}" if shell == "tcsh" else f". {sh}"
 
 
 def show(shell: str) -> str:
@@ -621,7 +620,7 @@ def test_refresh_refused_by_policy_exits_5(world: World, installed: Installed,
         assert not (world.cache("bob") / "token").exists()
         # The shim leaves a denied user's environment alone, silently.
         mine = "my.own.token"
-        s = world.shell("bash", f". {SHIM_SH}; printf '%s\\n' \"$SLURM_JWT\"", user="bob",
+        s = world.shell("bash", f". {shims()[0]}; printf '%s\\n' \"$SLURM_JWT\"", user="bob",
                         helper=denying, interactive=True, SLURM_JWT=mine)
         assert mine in s.stdout and "slurmjwt: " not in s.stderr
         assert world.run([REFRESH], helper=denying).returncode == 0  # alice is fine
