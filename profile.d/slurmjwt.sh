@@ -24,15 +24,37 @@ case $- in
             _slurmjwt_d=/run/slurmjwt/users/${UID:-}
         fi
     fi
+    _slurmjwt_s=
     if [ -n "$_slurmjwt_d" ] && [ ! -L "$_slurmjwt_d" ] && [ -O "$_slurmjwt_d" ] &&
             [ -f "$_slurmjwt_d/token" ] && [ ! -L "$_slurmjwt_d/token" ] &&
-            [ -O "$_slurmjwt_d/token" ] &&
-            { { IFS=' ' read -r _slurmjwt_v _slurmjwt_b _slurmjwt_r _slurmjwt_e _slurmjwt_p \
-                _slurmjwt_x _slurmjwt_t _slurmjwt_z; } <"$_slurmjwt_d/token" &&
-              { read -r _slurmjwt_i; } </proc/sys/kernel/random/boot_id &&
-              { read -r _slurmjwt_s _slurmjwt_i2; } </proc/uptime; } 2>/dev/null &&
-            [ "$_slurmjwt_v $_slurmjwt_b" = "slurmjwt1 $_slurmjwt_i" ] && [ -z "$_slurmjwt_z" ]; then
-        _slurmjwt_s=${_slurmjwt_s%.*}
+            [ -O "$_slurmjwt_d/token" ]; then
+        # The cache line, this boot's id, the uptime.
+        _slurmjwt_v='' _slurmjwt_b='' _slurmjwt_r='' _slurmjwt_e='' _slurmjwt_p='' _slurmjwt_x=''
+        _slurmjwt_t='' _slurmjwt_z='' _slurmjwt_i=''
+        if [ -z "${ZSH_VERSION:-}" ]; then
+            if { { IFS=' ' read -r _slurmjwt_v _slurmjwt_b _slurmjwt_r _slurmjwt_e _slurmjwt_p \
+                    _slurmjwt_x _slurmjwt_t _slurmjwt_z; } <"$_slurmjwt_d/token" &&
+                  { read -r _slurmjwt_i; } </proc/sys/kernel/random/boot_id &&
+                  { read -r _slurmjwt_s _slurmjwt_i2; } </proc/uptime; } 2>/dev/null; then :
+            else
+                _slurmjwt_s=
+            fi
+        else
+            # zsh's read makes a system call per byte; zsh reads $(<file) at
+            # once and without a fork, but drops the final newline, so the
+            # signature's length (HS256: 43) shows a truncated line instead.
+            eval '{ _slurmjwt_a=(${=$(<"$_slurmjwt_d/token")}) _slurmjwt_i=$(</proc/sys/kernel/random/boot_id)
+                _slurmjwt_s=$(</proc/uptime); } 2>/dev/null
+            if [[ ${#_slurmjwt_a} == 7 && ${#${_slurmjwt_a[7]##*.}} == 43 ]]; then
+                _slurmjwt_v=$_slurmjwt_a[1] _slurmjwt_b=$_slurmjwt_a[2] _slurmjwt_r=$_slurmjwt_a[3]
+                _slurmjwt_e=$_slurmjwt_a[4] _slurmjwt_p=$_slurmjwt_a[5] _slurmjwt_x=$_slurmjwt_a[6]
+                _slurmjwt_t=$_slurmjwt_a[7]
+            fi
+            unset _slurmjwt_a'
+        fi
+        [ "$_slurmjwt_v $_slurmjwt_b" = "slurmjwt1 $_slurmjwt_i" ] && [ -z "$_slurmjwt_z" ] ||
+            _slurmjwt_s=
+        _slurmjwt_s=${_slurmjwt_s%%.*}
         # Digits only, and short, before -lt (see _slurmjwt_read); fields
         # are never empty once the token is there.
         case $_slurmjwt_s in ''|*[!0123456789]*) _slurmjwt_s= ;; esac
@@ -44,8 +66,6 @@ case $- in
         ?*.?*.?*) ;;
         *) _slurmjwt_s= ;;
         esac
-    else
-        _slurmjwt_s=
     fi
     if [ -n "$_slurmjwt_s" ] && [ "${#_slurmjwt_t}" -le 4096 ] &&
             [ "$_slurmjwt_s" -lt "$_slurmjwt_r" ]; then

@@ -34,8 +34,9 @@ ARGV = {
     "ksh": ["ksh"],
     "tcsh": ["tcsh", "-f"],
 }
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZSJ9.c2lnbmF0dXJl"
-TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZTIifQ.c2lnbmF0dXJlMg"
+# Shaped like slurmctld's: HS256 signatures are 43 base64url characters.
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZSJ9.c2lnbmF0dXJlLW9mLWFsaWNlcy10b2tlbi1udW1iZXI"
+TOKEN2 = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhbGljZTIifQ.YW5vdGhlci1zaWduYXR1cmUtb2YtYWxpY2VzLXRva2V"
 PAM_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJwYW0iOjF9.cGFtc2ln"
 FAIL_MSG = "slurmjwt-refresh: cannot reach slurmjwt-helper at /run/slurmjwt/helper.sock"
 
@@ -316,7 +317,8 @@ BROKEN_SH = {
     "expired": {"life": -10},
     "wrong_boot_id": {"boot": "00000000-0000-0000-0000-000000000000"},
     "wrong_magic": {"line": f"slurmjwt2 {boot_id()} 1 2 3 1 {TOKEN}\n"},
-    "truncated": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN}"},
+    # Cut inside the signature, without the newline (a torn write).
+    "truncated": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN[:-7]}"},
     "missing_field": {"line": f"slurmjwt1 {boot_id()} 99999999 2999999999 1 {TOKEN}\n"},
     "extra_field": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN} x\n"},
     "bad_token_chars": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 a$(id).b.c\n"},
