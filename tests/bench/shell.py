@@ -4,7 +4,10 @@ on the warm path (target: under 1 ms and no extra process).
 As alice, with a cache written by the real slurmjwt-refresh from the real
 helper: `SHELL -c true` against `SHELL -c '. slurmjwt.sh; true'` (tcsh:
 `source slurmjwt.csh`), interleaved so drift hits both alike; medians, ratio,
-added milliseconds, and the processes each variant starts (strace).
+added milliseconds, and the processes each variant starts (strace). First
+row, the issue's own measure: `bash -lc true`, a login shell reading the
+system's /etc/profile, with a ~/.bash_profile that sources the installed
+shim against one that does not.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-bench-"))
     caches = Path(tempfile.mkdtemp(prefix="slurmjwt-benchcache-"))
     caches.chmod(0o1777)
+    homes_root = Path(tempfile.mkdtemp(prefix="slurmjwt-benchhome-"))
+    homes_root.chmod(0o755)
     helper = start_helper(installed, cluster.slurm_conf, work, extra="Export=always\n",
                           verbose=False)
     try:
@@ -79,6 +84,18 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
             raise RuntimeError(f"slurmjwt-refresh failed: {warm.stderr.strip()}")
         token = (caches / USER / "token").read_text().split()[6]
         cases = {}
+        # bash -lc: /etc/profile, then the first of ~/.bash_profile... found.
+        homes = {}
+        for variant, profile in (("plain", ":\n"), ("shim", f". {shims()[0]}\n")):
+            home = homes_root / variant
+            home.mkdir(mode=0o755)
+            (home / ".bash_profile").write_text(profile)
+            (home / ".bash_profile").chmod(0o644)
+            homes[variant] = str(home)
+        login = ["env", f"HOME={homes['plain']}", "bash", "-lc"]
+        login_shim = ["env", f"HOME={homes['shim']}", "bash", "-lc"]
+        cases["bash -l"] = ([*login, "true"], [*login_shim, "true"],
+                            [*login_shim, "sh -c 'printf %s \"$SLURM_JWT\"'"])
         for name, argv in SHELLS.items():
             if shutil.which(argv[0]) is None:
                 continue
@@ -95,20 +112,21 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
         helper.stop()
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(caches, ignore_errors=True)
+        shutil.rmtree(homes_root, ignore_errors=True)
     return _rows(result, token, runs)
 
 
 def _rows(result: dict[str, dict[str, Any]], token: str, runs: int) -> list[str]:
     rows = [f"\n## shell start-up with the profile.d shim, warm cache (as {USER}, "
             f"{runs} interleaved runs, medians)",
-            f"{'shell':<6}{'without ms':>11}{'with ms':>9}{'ratio':>7}{'added ms':>10}"
+            f"{'shell':<8}{'without ms':>11}{'with ms':>9}{'ratio':>7}{'added ms':>10}"
             f"{'extra forks':>12}{'extra execs':>12}  exported"]
     for name, res in result.items():
         without, with_shim = float(res["without"]), float(res["with"])
         plain, shim = res["procs"]
         forks, execs = int(shim[0]) - int(plain[0]), int(shim[1]) - int(plain[1])
         ok = "yes" if res["exported"] == token else "NO"
-        rows.append(f"{name:<6}{without:>11.2f}{with_shim:>9.2f}{with_shim / without:>7.2f}"
+        rows.append(f"{name:<8}{without:>11.2f}{with_shim:>9.2f}{with_shim / without:>7.2f}"
                     f"{with_shim - without:>10.2f}{forks:>12d}{execs:>12d}  {ok}")
     return rows
 
