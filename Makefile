@@ -123,12 +123,15 @@ install: pam man
 	$(INSTALL) -m 0644 $(PAM_SO) "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so"
 	@# The shims' fast paths in profile.d, their full logic in LIBDIR.
 	$(INSTALL) -m 0644 profile.d/lib/slurmjwt.sh profile.d/lib/slurmjwt.csh "$(DESTDIR)$(LIBDIR)/profile.d/"
+	@# Built aside, then installed (a rename): a login never reads half a shim.
+	mkdir -p build/profile.d
 	for f in slurmjwt.sh slurmjwt.csh; do \
-		sed 's|/usr/lib/slurmjwt/profile\.d/|$(LIBDIR)/profile.d/|g' "profile.d/$$f" > "$(DESTDIR)$(SYSCONFDIR)/profile.d/$$f" && \
-		chmod 0644 "$(DESTDIR)$(SYSCONFDIR)/profile.d/$$f" || exit 1; done
+		sed 's|/usr/lib/slurmjwt/profile\.d/|$(subst |,\|,$(subst &,\&,$(LIBDIR)))/profile.d/|g' \
+			"profile.d/$$f" > "build/profile.d/$$f" || exit 1; done
+	$(INSTALL) -m 0644 build/profile.d/slurmjwt.sh build/profile.d/slurmjwt.csh "$(DESTDIR)$(SYSCONFDIR)/profile.d/"
 	if [ -n "$(CSH_LOGIN_D)" ]; then \
 		$(INSTALL) -d -m 0755 "$(DESTDIR)$(CSH_LOGIN_D)" && \
-		ln -sf "$(SYSCONFDIR)/profile.d/slurmjwt.csh" "$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh"; fi
+		ln -sfn "$(SYSCONFDIR)/profile.d/slurmjwt.csh" "$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh"; fi
 	$(INSTALL) -m 0644 packaging/pam.d/slurmjwt "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt"
 	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
 	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
@@ -149,6 +152,7 @@ uninstall: man
 	rm -f "$(DESTDIR)$(BINDIR)/slurmjwt" "$(DESTDIR)$(BINDIR)/slurmjwt-refresh" \
 		"$(DESTDIR)$(SBINDIR)/slurmjwt-helper" "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so" \
 		"$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.sh" "$(DESTDIR)$(SYSCONFDIR)/profile.d/slurmjwt.csh" \
+		"$(DESTDIR)$(SYSCONFDIR)/csh/login.d/slurmjwt.csh" \
 		$(if $(CSH_LOGIN_D),"$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh") "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \

@@ -31,6 +31,6 @@ if ( $?tcsh && ! $?prompt && ! $?SLURMJWT_DISABLE && ! -e /etc/slurm/slurmjwt.di
         endif
     endif
 endif
-if ( $_slurmjwt_go && -r /usr/lib/slurmjwt/profile.d/slurmjwt.csh ) source /usr/lib/slurmjwt/profile.d/slurmjwt.csh
+if ( $_slurmjwt_go && -r "/usr/lib/slurmjwt/profile.d/slurmjwt.csh" ) source "/usr/lib/slurmjwt/profile.d/slurmjwt.csh"
 # One unset (each reloads tcsh's message catalog), noglob too if set above.
 unset _slurmjwt_go _slurmjwt_d _slurmjwt_f _slurmjwt_k _slurmjwt_c $_slurmjwt_fng _slurmjwt_fng

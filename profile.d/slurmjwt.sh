@@ -43,14 +43,20 @@ case $- in
             # zsh's read makes a system call per byte; zsh reads $(<file) at
             # once and without a fork, but drops the final newline, so the
             # signature's length (HS256: 43) shows a truncated line instead.
-            eval '{ _slurmjwt_a=(${=$(<"$_slurmjwt_d/token")}) _slurmjwt_i=$(</proc/sys/kernel/random/boot_id)
-                _slurmjwt_s=$(</proc/uptime); } 2>/dev/null
-            if [[ ${#_slurmjwt_a} == 7 && ${#${_slurmjwt_a[7]##*.}} == 43 ]]; then
-                _slurmjwt_v=$_slurmjwt_a[1] _slurmjwt_b=$_slurmjwt_a[2] _slurmjwt_r=$_slurmjwt_a[3]
-                _slurmjwt_e=$_slurmjwt_a[4] _slurmjwt_p=$_slurmjwt_a[5] _slurmjwt_x=$_slurmjwt_a[6]
-                _slurmjwt_t=$_slurmjwt_a[7]
-            fi
-            unset _slurmjwt_a'
+            # In zsh's own options (no GLOB_SUBST, KSH_ARRAYS...), split on
+            # spaces only, one line only.
+            eval '() {
+                emulate -L zsh
+                local l; local -a a
+                { l=$(<$1) && _slurmjwt_i=$(</proc/sys/kernel/random/boot_id) &&
+                    _slurmjwt_s=$(</proc/uptime); } 2>/dev/null || return 0
+                a=(${(s: :)l})
+                if [[ ${#a} == 7 && ${#${a[7]##*.}} == 43 && $l != *[[:cntrl:]]* ]]; then
+                    _slurmjwt_v=$a[1] _slurmjwt_b=$a[2] _slurmjwt_r=$a[3] _slurmjwt_e=$a[4]
+                    _slurmjwt_p=$a[5] _slurmjwt_x=$a[6] _slurmjwt_t=$a[7]
+                fi
+                return 0
+            } "$_slurmjwt_d/token"'
         fi
         [ "$_slurmjwt_v $_slurmjwt_b" = "slurmjwt1 $_slurmjwt_i" ] && [ -z "$_slurmjwt_z" ] ||
             _slurmjwt_s=
@@ -59,10 +65,11 @@ case $- in
         # are never empty once the token is there.
         case $_slurmjwt_s in ''|*[!0123456789]*) _slurmjwt_s= ;; esac
         case $_slurmjwt_r in *[!0123456789]*|?????????????*) _slurmjwt_s= ;; esac
-        case $_slurmjwt_e$_slurmjwt_p in *[!0123456789]*) _slurmjwt_s= ;; esac
+        case $_slurmjwt_e in *[!0123456789]*|?????????????*) _slurmjwt_s= ;; esac
+        case $_slurmjwt_p in *[!0123456789]*|?????????????*) _slurmjwt_s= ;; esac
         case $_slurmjwt_x in 0|1) ;; *) _slurmjwt_s= ;; esac
         case $_slurmjwt_t in
-        *[![:alnum:]_.-]*|*.*.*.*) _slurmjwt_s= ;;
+        *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) _slurmjwt_s= ;;
         ?*.?*.?*) ;;
         *) _slurmjwt_s= ;;
         esac
@@ -87,7 +94,7 @@ case $- in
 esac
 
 # The full logic, in its own file so that the fast path stays quick to parse.
-if [ -r /usr/lib/slurmjwt/profile.d/slurmjwt.sh ]; then
+if [ -r "/usr/lib/slurmjwt/profile.d/slurmjwt.sh" ]; then
     # shellcheck source-path=SCRIPTDIR source=lib/slurmjwt.sh
-    . /usr/lib/slurmjwt/profile.d/slurmjwt.sh
+    . "/usr/lib/slurmjwt/profile.d/slurmjwt.sh"
 fi

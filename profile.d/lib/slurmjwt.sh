@@ -107,7 +107,7 @@ _slurmjwt_read() {
     done
     case $_slurmjwt_x in 0|1) ;; *) _slurmjwt_state=bad ;; esac
     case $_slurmjwt_ctok in
-    *[![:alnum:]_.-]*|*.*.*.*) _slurmjwt_state=bad ;;
+    *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) _slurmjwt_state=bad ;;
     ?*.?*.?*) ;;
     *) _slurmjwt_state=bad ;;
     esac
@@ -153,7 +153,7 @@ _slurmjwt_hook() {
             ;;
         store)
             case ${SLURM_JWT:-} in
-            *[![:alnum:]_.-]*|*.*.*.*) break ;;
+            *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) break ;;
             ?*.?*.?*) ;;
             *) break ;;
             esac

@@ -324,6 +324,9 @@ BROKEN_SH = {
     "bad_token_chars": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 a$(id).b.c\n"},
     "three_dots": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 a.b.c.d\n"},
     "arith_injection": {"line": f"slurmjwt1 {boot_id()} x[$(id>&2)] 9 2999999999 1 {TOKEN}\n"},
+    "long_number": {"line": f"slurmjwt1 {boot_id()} 99999999 9999999999999 2999999999 1 {TOKEN}\n"},
+    "non_ascii_token": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN[:30]}\u00e9{TOKEN[31:]}\n"},
+    "tab_in_line": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1\t{TOKEN}\n"},
     "empty": {"line": ""},
 }
 BROKEN_CSH = {
@@ -347,6 +350,20 @@ def test_unusable_cache_is_treated_as_empty(shim_env: Env, shell: str, kind: str
     # The inherited token is offered to --store-stdin (which refuses it here)
     # unless it is the very token the unusable cache holds.
     assert shim_env.calls()[0] == "--if-needed"
+
+
+def test_zsh_fast_path_never_expands_the_cache_as_patterns(shim_env: Env) -> None:
+    """GLOB_SUBST in the user's zsh must not turn the cache line into glob
+    qualifiers that run code (e:...:) before any check."""
+    marker = shim_env.base / "logs" / "ran"
+    sig = "A" * 43
+    hostile = f"/*(e:touch\\ {marker}:)"
+    write_cache(shim_env, line=f"slurmjwt1 {boot_id()} {_FAR} 1 a.b.{sig} {hostile}\n")
+    r = run(shim_env, "zsh", f"setopt globsubst; {source('zsh')}; {show_jwt('zsh')}",
+            FAKE_MODE="fail", LANG="C.UTF-8")
+    assert r.returncode == 0, r.stderr
+    assert not marker.exists()
+    assert r.stdout.strip() == "<unset>"
 
 
 @pytest.mark.parametrize(("shell", "kind"), BROKEN)
