@@ -74,8 +74,8 @@ def _mint_words(words: list[str]) -> tuple[str | None, int | None]:
 
 def cmd_mint(args: argparse.Namespace) -> int:
     """Like `scontrol token`, signed locally with the key: root or SlurmUser only."""
-    from pam_slurmjwt.helper import Policy
     from pam_slurmjwt.keyfile import load_key
+    from pam_slurmjwt.policy import Policy
     from pam_slurmjwt.slurmconf import parse_slurm_conf
     from pam_slurmjwt.token import HS256Signer, make_claims
 

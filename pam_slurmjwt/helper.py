@@ -23,157 +23,22 @@ import struct
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Optional
 
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.config import Config, export_wanted, load_config
 from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
-from pam_slurmjwt.keyfile import load_key
 from pam_slurmjwt.log import Log
+from pam_slurmjwt.policy import Policy
+from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
-from pam_slurmjwt.token import (
-    HS256Signer,
-    fingerprint,
-    is_plain_user_name,
-    make_claims,
-    slurm_claims,
-)
+from pam_slurmjwt.token import fingerprint
 
 PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
-SCONTROL_TIMEOUT = 10.0
-SCONTROL_PARALLEL = 4
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
 BUSY_LOG_EVERY = 10.0  # seconds between `busy` log lines for one uid
 REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to hang up
-
-
-# ----------------------------------------------------------------- policy
-
-class Policy:
-    """Decides who may have a token for whom, by uid, never by claimed name."""
-
-    def __init__(self, cfg: Config, slurm_user: str) -> None:
-        self.cfg = cfg
-        self.slurm_user = slurm_user
-        try:
-            self.slurm_uid: Optional[int] = pwd.getpwnam(slurm_user).pw_uid
-        except KeyError:
-            self.slurm_uid = None
-        # Denied by uid too: a second name for the same uid must not slip by.
-        self.deny_uids = set()
-        for name in cfg.deny_users:
-            try:
-                self.deny_uids.add(pwd.getpwnam(name).pw_uid)
-            except KeyError:
-                pass
-
-    def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
-        """Given the caller's uid and the requested name (`-` = caller),
-        return the passwd entry to mint for; raise Refused otherwise."""
-        if requested == protocol.SELF:
-            try:
-                entry = pwd.getpwuid(caller_uid)
-            except KeyError:
-                # The kernel says this uid exists; a failed lookup is a name
-                # service hiccup (or fd exhaustion), not a policy answer, so
-                # the caller is told to try again rather than to give up.
-                raise Refused("internal", f"cannot look up uid {caller_uid} right now; "
-                                          f"try again") from None
-        else:
-            entry = self._lookup(requested)
-            if caller_uid != 0 and entry.pw_uid != caller_uid:
-                raise Refused("denied", f"uid {caller_uid} may only ask for its own token")
-        if not is_plain_user_name(entry.pw_name):
-            raise Refused("no-user", f"{entry.pw_name!r} is not a plain user name")
-        self._check_allowed(entry)
-        return entry
-
-    @staticmethod
-    def _lookup(name: str) -> pwd.struct_passwd:
-        # slurmctld takes a numeric `sun` as a uid ("0" is root): only plain
-        # names that resolve to themselves are ever signed.
-        if not is_plain_user_name(name):
-            raise Refused("no-user", f"{name!r} is not a plain user name")
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise Refused("no-user", f"no such user {name!r}") from None
-        if entry.pw_name != name:
-            raise Refused("no-user", f"{name!r} resolves to {entry.pw_name!r}; ask for that")
-        return entry
-
-    def _check_allowed(self, entry: pwd.struct_passwd) -> None:
-        name, uid = entry.pw_name, entry.pw_uid
-        allowed = name in self.cfg.allow_privileged
-        if uid == 0 and not allowed:
-            raise Refused("denied", f"{name} is root; tokens for root are off "
-                                    f"(AllowPrivileged)")
-        if uid == self.slurm_uid and not allowed:
-            raise Refused("denied", f"{name} is SlurmUser; its tokens are off "
-                                    f"(AllowPrivileged)")
-        if uid < self.cfg.min_uid and not allowed:
-            raise Refused("denied", f"{name} is a system account (uid {uid} < "
-                                    f"MinUid {self.cfg.min_uid})")
-        if name in self.cfg.deny_users or uid in self.deny_uids:
-            raise Refused("denied", f"{name} is in DenyUsers")
-
-
-# ----------------------------------------------------------------- minting
-
-class Minter(Protocol):
-    """Makes a token for a user; returns (token, exp) or raises MintFailed."""
-
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]: ...
-
-
-class KeyMinter:
-    """Signs locally with the key file (Backend=key). Signing takes
-    microseconds, so the server calls sign() inline, without a task."""
-
-    def __init__(self, key: bytes) -> None:
-        self.signer = HS256Signer(key)
-
-    def sign(self, user: str, lifespan: int) -> tuple[str, int]:
-        claims = make_claims(user, lifespan)
-        return self.signer.sign(claims), claims.exp
-
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
-        return self.sign(user, lifespan)
-
-
-class ScontrolMinter:
-    """Asks slurmctld through `scontrol token` (Backend=scontrol), for sites
-    that keep the key on the controller only. Runs as SlurmUser."""
-
-    def __init__(self, scontrol: str, slurm_conf: str) -> None:
-        self.scontrol = scontrol
-        self.env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
-        self.env["SLURM_CONF"] = slurm_conf
-        self.gate = asyncio.Semaphore(SCONTROL_PARALLEL)
-
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
-        async with self.gate:
-            proc = await asyncio.create_subprocess_exec(
-                self.scontrol, "token", f"username={user}", f"lifespan={lifespan}",
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self.env)
-            try:
-                out, err = await asyncio.wait_for(proc.communicate(), SCONTROL_TIMEOUT)
-            except asyncio.TimeoutError:
-                raise MintFailed("scontrol token timed out") from None
-            finally:
-                # Timed out, or the caller hung up (the task is cancelled):
-                # free the slot at once, so a burst does not queue behind it.
-                if proc.returncode is None:
-                    proc.kill()
-                    await asyncio.shield(proc.wait())
-        text = out.decode("ascii", "replace").strip()
-        if proc.returncode != 0 or not text.startswith("SLURM_JWT="):
-            reason = err.decode("utf-8", "replace").strip().splitlines()
-            raise MintFailed(f"scontrol token failed: {reason[-1] if reason else 'no output'}")
-        token = text[len("SLURM_JWT="):]
-        return token, _exp_of(token)
 
 
 # ----------------------------------------------------------------- state
@@ -193,28 +58,8 @@ def load_state(config_path: Optional[str]) -> State:
     """Read config, slurm.conf and the key; raise ConfigError when unusable."""
     cfg = load_config(config_path)
     slurm = parse_slurm_conf(cfg.slurm_conf_path())
-    key_path = cfg.jwt_key or slurm.jwt_key_path()
-    backend = cfg.backend
-    if backend == "auto":
-        backend = "key" if _key_present(key_path) else "scontrol"
-    minter: Minter
-    if backend == "key":
-        minter = KeyMinter(load_key(key_path, slurm.slurm_user))
-    else:
-        minter = ScontrolMinter(cfg.scontrol, cfg.slurm_conf_path())
+    minter, backend = make_minter(cfg, slurm)
     return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend)
-
-
-def _key_present(path: str) -> bool:
-    """Backend=auto: a key we cannot even stat (EACCES) is still a key that
-    is there; falling back to scontrol would hide the misconfiguration."""
-    try:
-        os.lstat(path)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 # ----------------------------------------------------------------- server
@@ -474,13 +319,6 @@ def _drain(transport: asyncio.Transport) -> None:
                 break
     except OSError:
         pass  # nothing there (EAGAIN) or already gone
-
-
-def _exp_of(token: str) -> int:
-    try:
-        return slurm_claims(token).exp
-    except ValueError as err:
-        raise MintFailed(f"the backend returned an unusable token: {err}") from None
 
 
 # ----------------------------------------------------------------- process set-up

@@ -22,9 +22,9 @@ from docker.models.containers import Container
 
 from tests.demo.errors import DemoError, Say
 from tests.demo.images import Images
+from tests.demo.names import LABEL, Names
 from tests.demo.releases import Release
 
-LABEL = "io.slurmjwt.demo"
 CONTROLLER = "controller"  # host name, network alias and Slurm NodeName
 LOGIN = "login"
 DEMO_USER = "demo"
@@ -42,28 +42,6 @@ LOGS = {
                  "/var/log/slurm/slurmrestd.log"),
     LOGIN: ("/var/log/slurmjwt-helper.log",),
 }
-
-
-@dataclass(frozen=True)
-class Names:
-    """The names of one release's demo objects (so releases can run side by side)."""
-
-    release: str
-
-    @property
-    def prefix(self) -> str:
-        return f"slurmjwt-demo-{self.release}"
-
-    @property
-    def network(self) -> str:
-        return self.prefix
-
-    @property
-    def home(self) -> str:
-        return f"{self.prefix}-home"
-
-    def container(self, role: str) -> str:
-        return f"{self.prefix}-{role}"
 
 
 @dataclass(frozen=True)

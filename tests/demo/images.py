@@ -21,11 +21,12 @@ import docker.errors
 
 from tests.demo import engine
 from tests.demo.errors import DemoError, Say
+from tests.demo.names import PREFIX
 from tests.demo.releases import Release
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "packaging" / "docker"
-REPOSITORY = "slurmjwt-demo"
+REPOSITORY = PREFIX
 MIRROR = "http://deb.debian.org/debian"
 PULL_TIMEOUT = 20.0  # seconds; with no registry the pull fails long before
 # Source the login image installs from; tests/ and CI files are not needed there.

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from tests.demo.errors import DemoError, Say
+from tests.demo.names import PREFIX
 
-LOCK_PATH = Path("/run/lock/slurmjwt-demo.lock")
+LOCK_PATH = Path(f"/run/lock/{PREFIX}.lock")
 WAIT_TIMEOUT = 3600.0  # a whole cold matrix run of another checkout, with room
 POLL_INTERVAL = 1.0
 

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from pam_slurmjwt.config import parse_config
-from pam_slurmjwt.helper import KeyMinter, Policy, Server, State
+from pam_slurmjwt.helper import Server, State
 from pam_slurmjwt.log import Log
+from pam_slurmjwt.policy import Policy
+from pam_slurmjwt.signing import KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
 
 KEY = b"unit-test-key-0123456789abcdef!!"

@@ -13,7 +13,7 @@ import pytest
 from pam_slurmjwt import protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
-from pam_slurmjwt.helper import Policy
+from pam_slurmjwt.policy import Policy
 from tests.unit.inprocess import KEY, ME, Running
 
 # ----------------------------------------------------------------- policy

@@ -14,7 +14,7 @@ from pam_slurmjwt import refresh as rf
 from pam_slurmjwt.cache import Cache, Entry
 from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
-from pam_slurmjwt.helper import KeyMinter
+from pam_slurmjwt.signing import KeyMinter
 from pam_slurmjwt.token import make_claims
 from tests.unit.inprocess import KEY, ME, Running
 

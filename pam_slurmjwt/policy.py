@@ -1,0 +1,85 @@
+"""Who may have a token for whom: the helper's policy, decided by uid and
+passwd entry, never by a name the caller claims. `slurmjwt mint` applies the
+same rules. Pure lookups through NSS; no I/O of its own.
+"""
+
+from __future__ import annotations
+
+import pwd
+from typing import Optional
+
+from pam_slurmjwt import protocol
+from pam_slurmjwt.config import Config
+from pam_slurmjwt.errors import Refused
+from pam_slurmjwt.token import is_plain_user_name
+
+
+class Policy:
+    """Decides who may have a token for whom, by uid, never by claimed name."""
+
+    def __init__(self, cfg: Config, slurm_user: str) -> None:
+        self.cfg = cfg
+        self.slurm_user = slurm_user
+        try:
+            self.slurm_uid: Optional[int] = pwd.getpwnam(slurm_user).pw_uid
+        except KeyError:
+            self.slurm_uid = None
+        # Denied by uid too: a second name for the same uid must not slip by.
+        self.deny_uids = set()
+        for name in cfg.deny_users:
+            try:
+                self.deny_uids.add(pwd.getpwnam(name).pw_uid)
+            except KeyError:
+                pass
+
+    def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
+        """Given the caller's uid and the requested name (`-` = caller),
+        return the passwd entry to mint for; raise Refused otherwise."""
+        if requested == protocol.SELF:
+            try:
+                entry = pwd.getpwuid(caller_uid)
+            except KeyError:
+                # The kernel says this uid exists; a failed lookup is a name
+                # service hiccup (or fd exhaustion), not a policy answer, so
+                # the caller is told to try again rather than to give up.
+                raise Refused("internal", f"cannot look up uid {caller_uid} right now; "
+                                          f"try again") from None
+        else:
+            entry = self._lookup(requested)
+            if caller_uid != 0 and entry.pw_uid != caller_uid:
+                raise Refused("denied", f"uid {caller_uid} may only ask for its own token")
+        if not is_plain_user_name(entry.pw_name):
+            raise Refused("no-user", f"{entry.pw_name!r} is not a plain user name")
+        self._check_allowed(entry)
+        return entry
+
+    @staticmethod
+    def _lookup(name: str) -> pwd.struct_passwd:
+        # slurmctld takes a numeric `sun` as a uid ("0" is root): only plain
+        # names that resolve to themselves are ever signed.
+        if not is_plain_user_name(name):
+            raise Refused("no-user", f"{name!r} is not a plain user name")
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise Refused("no-user", f"no such user {name!r}") from None
+        if entry.pw_name != name:
+            raise Refused("no-user", f"{name!r} resolves to {entry.pw_name!r}; ask for that")
+        return entry
+
+    def _check_allowed(self, entry: pwd.struct_passwd) -> None:
+        name, uid = entry.pw_name, entry.pw_uid
+        allowed = name in self.cfg.allow_privileged
+        if uid == 0 and not allowed:
+            raise Refused("denied", f"{name} is root; tokens for root are off "
+                                    f"(AllowPrivileged)")
+        if uid == self.slurm_uid and not allowed:
+            raise Refused("denied", f"{name} is SlurmUser; its tokens are off "
+                                    f"(AllowPrivileged)")
+        if uid < self.cfg.min_uid and not allowed:
+            raise Refused("denied", f"{name} is a system account (uid {uid} < "
+                                    f"MinUid {self.cfg.min_uid})")
+        if name in self.cfg.deny_users or uid in self.deny_uids:
+            raise Refused("denied", f"{name} is in DenyUsers")
+
+
