@@ -1,9 +1,11 @@
 """The per-user token store: where it lives, atomic writes, safe reads.
 
-Format 1 (docs/internals.md): a `token` line a POSIX shell reads with the
+Format 2 (docs/internals.md): a `token` line a POSIX shell reads with the
 `read` builtin, a `token.csh` line tcsh can `source`, and an empty `.clock`
-file. Everything runs as the user; every open is relative to a directory
-descriptor checked for owner and mode, and refuses symlinks.
+file; each entry records the id of its key, and an entry of a key the
+helper no longer signs with is stale. Everything runs as the user; every
+open is relative to a directory descriptor checked for owner and mode, and
+refuses symlinks. c/common/cache.c reads and writes the same bytes.
 """
 
 from __future__ import annotations
@@ -15,34 +17,73 @@ import stat
 import time
 
 from pam_slurmjwt.errors import CacheUnsafe
-from pam_slurmjwt.protocol import TOKEN_CHARS
+from pam_slurmjwt.protocol import MAX_TOKEN, TOKEN_CHARS, Grant, is_kid
 
-FORMAT = "slurmjwt1"
+FORMAT = "slurmjwt2"
+END = "end"
 FALLBACK_BASE = "/run/slurmjwt/users"
 TOKEN_FILE = "token"
 CSH_FILE = "token.csh"
 CLOCK_FILE = ".clock"
+KEY_ID_FILE = "id"
+KEY_ID_CSH = "id.csh"
 SAFETY = 5  # seconds before exp at which a cached token counts as expired
-MAX_FILE = 4096
+MAX_FILE = 16384
 
 
 class Entry:
-    """A cached token: its expiry (epoch), export flag and the token."""
+    """A cached token: its expiry and refresh time (epoch), export flag, the
+    id of its key and the token."""
 
-    __slots__ = ("exp", "export", "token")
+    __slots__ = ("exp", "export", "kid", "refresh", "token")
 
-    def __init__(self, exp: int, export: bool, token: str) -> None:
+    def __init__(self, exp: int, refresh: int, export: bool, kid: str, token: str) -> None:
         self.exp = exp
+        self.refresh = refresh
         self.export = export
+        self.kid = kid
         self.token = token
+
+    @classmethod
+    def from_grant(cls, grant: Grant) -> Entry:
+        return cls(grant.exp, grant.refresh, grant.export, grant.kid, grant.token)
+
+
+def key_dir(helper_socket: str) -> str:
+    """Given HelperSocket, return the directory where the helper publishes
+    the id of its key (docs/internals.md, "Key id")."""
+    return os.path.join(os.path.dirname(helper_socket), "key")
+
+
+def read_key_id(directory: str) -> str | None:
+    """Return the key id the helper published in `directory`, or None when
+    it is missing, unreadable or malformed (then every entry is stale)."""
+    try:
+        fd = os.open(os.path.join(directory, KEY_ID_FILE),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 128)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    text = data.decode("ascii", "replace")
+    if not text.endswith("\n") or not is_kid(text[:-1]):
+        return None
+    return text[:-1]
 
 
 def cache_dir(uid: int, env: dict[str, str] | None = None) -> str:
     """Given a uid and an environment, return the cache directory path
-    (docs/internals.md: SLURMJWT_CACHE_DIR, XDG_RUNTIME_DIR, /run fallback)."""
+    (docs/internals.md: SLURMJWT_CACHE_DIR, XDG_RUNTIME_DIR, /run fallback).
+    Root takes neither SLURMJWT_CACHE_DIR nor an XDG_RUNTIME_DIR it does
+    not own: a user must never choose where root writes."""
     if env is None:
         env = dict(os.environ)
-    if env.get("SLURMJWT_CACHE_DIR"):
+    root = uid == 0
+    if env.get("SLURMJWT_CACHE_DIR") and not root:
         return env["SLURMJWT_CACHE_DIR"]
     runtime = env.get("XDG_RUNTIME_DIR")
     if runtime and runtime.startswith("/"):
@@ -52,7 +93,7 @@ def cache_dir(uid: int, env: dict[str, str] | None = None) -> str:
             st = None
         # Chosen exactly as the shell shims choose it (they cannot see mode
         # bits); the modes of our own subdirectory are checked on every use.
-        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == uid:
+        if st and stat.S_ISDIR(st.st_mode) and st.st_uid == (0 if root else uid):
             return os.path.join(runtime, "slurmjwt")
     return os.path.join(FALLBACK_BASE, str(uid))
 
@@ -67,47 +108,51 @@ def _boot_id() -> str:
         return fh.read().decode("ascii").strip()
 
 
-def format_lines(entry: Entry, margin: int, now: float, uptime: float,
-                 boot_id: str) -> tuple[str, str]:
+def format_lines(entry: Entry, now: float, uptime: float, boot_id: str) -> tuple[str, str]:
     """Return the `token` and `token.csh` contents for an entry."""
-    # Shims compare whole uptime seconds: round so they never see the margin
-    # before slurmjwt-refresh does (it would decline to refresh, and the
+    # Shims compare whole uptime seconds: round so they never see the entry
+    # due before slurmjwt-refresh does (it would decline to refresh, and the
     # prompt hook back off), nor the expiry later than exp - SAFETY.
-    refresh_up = math.ceil(entry.exp - margin - now + uptime)
+    refresh_up = math.ceil(entry.refresh - now + uptime)
     expire_up = math.floor(entry.exp - SAFETY - now + uptime)
     fields = (f"{FORMAT} {boot_id} {refresh_up} {expire_up} {entry.exp} "
-              f"{int(entry.export)} {entry.token}")
+              f"{int(entry.export)} {entry.kid} {entry.token} {END}")
     return fields + "\n", f"set _slurmjwt_c=({fields})\n"
 
 
 def parse_line(text: str) -> Entry:
     """Given the `token` file's text, return its Entry; raise ValueError."""
-    words = text.split()
-    if len(words) != 7 or words[0] != FORMAT or not text.endswith("\n"):
+    words = text.split(" ")
+    if len(words) != 9 or words[0] != FORMAT or words[8] != END + "\n":
         raise ValueError("malformed cache line")
-    _fmt, _boot, refresh_up, expire_up, exp, export, token = words
+    _fmt, _boot, refresh_up, expire_up, exp, export, kid, token, _end = words
     numbers = (refresh_up.lstrip("-"), expire_up.lstrip("-"), exp)
     if not all(n.isascii() and n.isdigit() and len(n) <= 12 for n in numbers) \
-            or export not in ("0", "1"):
+            or export not in ("0", "1") or not is_kid(kid):
         raise ValueError("malformed cache fields")
     # The token is eval'd by shells (--print-env): its characters are checked
     # here as the helper's protocol checks them, not trusted from the file.
-    if token.count(".") != 2 or len(token) > 900 or not set(token) <= TOKEN_CHARS:
+    if token.count(".") != 2 or len(token) > MAX_TOKEN or not set(token) <= TOKEN_CHARS:
         raise ValueError("malformed cached token")
-    return Entry(int(exp), export == "1", token)
+    # The line keeps the refresh time as an uptime second; what is left of
+    # the margin is the same against the epoch (docs/internals.md).
+    refresh = int(exp) - SAFETY - (int(expire_up) - int(refresh_up))
+    return Entry(int(exp), min(refresh, int(exp)), export == "1", kid, token)
 
 
 class Cache:
-    """One user's cache directory, opened and checked once per use."""
+    """One user's cache directory, opened and checked once per use, and the
+    directory where the helper publishes the id of its key."""
 
-    def __init__(self, path: str, uid: int | None = None) -> None:
+    def __init__(self, path: str, key_dir: str, uid: int | None = None) -> None:
         self.path = path
+        self.key_dir = key_dir
         self.uid = os.getuid() if uid is None else uid
 
     @classmethod
-    def for_user(cls) -> Cache:
+    def for_user(cls, helper_socket: str) -> Cache:
         uid = os.getuid()
-        return cls(cache_dir(uid), uid)
+        return cls(cache_dir(uid), key_dir(helper_socket), uid)
 
     def _unsafe(self, what: str, fix: str) -> CacheUnsafe:
         return CacheUnsafe(f'token cache "{self.path}" {what}; {fix}')
@@ -159,8 +204,9 @@ class Cache:
             raise CacheUnsafe(f'token cache "{where}" {what}; {fix}')
 
     def load(self, now: float | None = None) -> tuple[Entry | None, str]:
-        """Return (entry, "") for a cached token that has not expired, or
-        (None, reason); raise CacheUnsafe when the cache is unsafe."""
+        """Return (entry, "") for a cached token that has not expired and is
+        of the key in use, or (None, reason); raise CacheUnsafe when the
+        cache is unsafe."""
         dfd = self.open_dir(create=False)
         if dfd is None:
             return None, "no cache directory"
@@ -196,15 +242,20 @@ class Cache:
             return None, "cached token is corrupt"
         if entry.exp - SAFETY <= (time.time() if now is None else now):
             return None, "cached token has expired"
+        current = read_key_id(self.key_dir)
+        if entry.kid != current:
+            if current is None:
+                return None, f"the helper has not published its key id in {self.key_dir}"
+            return None, "cached token is from another key"
         return entry, ""
 
-    def store(self, entry: Entry, margin: int) -> None:
+    def store(self, entry: Entry) -> None:
         """Write entry atomically (temp file, fsync, rename) with mode 0600."""
         dfd = self.open_dir(create=True)
         if dfd is None:
             raise self._unsafe("vanished while being created", "try again")
         try:
-            line, csh = format_lines(entry, margin, time.time(), _uptime(), _boot_id())
+            line, csh = format_lines(entry, time.time(), _uptime(), _boot_id())
             _replace(dfd, TOKEN_FILE, line)
             _replace(dfd, CSH_FILE, csh)
             _touch(dfd, CLOCK_FILE)

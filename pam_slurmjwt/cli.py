@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pam_slurmjwt import __version__, protocol
-from pam_slurmjwt.cache import Cache, Entry
+from pam_slurmjwt.cache import Cache, Entry, read_key_id
 from pam_slurmjwt.config import load_config
 from pam_slurmjwt.errors import EXIT_ERROR, EXIT_OK, Refused, SlurmJwtError, UsageError
 from pam_slurmjwt.log import Log, complain
@@ -52,7 +52,8 @@ def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
     opts.if_needed = lifespan is None
     opts.lifespan = lifespan
     opts.config = config
-    return refresh(opts, load_config(config), Cache.for_user())
+    cfg = load_config(config)
+    return refresh(opts, cfg, Cache.for_user(cfg.helper_socket))
 
 
 # ----------------------------------------------------------------- mint
@@ -89,8 +90,9 @@ def cmd_mint(args: argparse.Namespace) -> int:
     admin = caller == 0 or caller == policy.slurm_uid
     entry = policy.resolve(0 if admin else caller, user or protocol.SELF)
     lifespan = lifespan or cfg.lifespan
-    if lifespan > cfg.max_lifespan:
-        raise UsageError(f"lifespan={lifespan} exceeds MaxLifespan={cfg.max_lifespan}")
+    if lifespan > policy.cap(entry):
+        raise UsageError(f"lifespan={lifespan} exceeds {entry.pw_name}'s cap of "
+                         f"{policy.cap(entry)} s (MaxLifespan, MaxLifespanFor)")
     key = load_key(cfg.jwt_key or slurm.jwt_key_path(), slurm.slurm_user)
     token = HS256Signer(key).sign(make_claims(entry.pw_name, lifespan))
     Log(PROG, use_syslog=True, use_stderr=False).info(
@@ -150,18 +152,18 @@ def cmd_decode(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- status
 
 def status_report(config: str | None) -> dict[str, Any]:
-    cache = Cache.for_user()
+    cfg = load_config(config)
+    cache = Cache.for_user(cfg.helper_socket)
     report: dict[str, Any] = {"user": pwd.getpwuid(os.getuid()).pw_name,
-                              "cache": cache.path}
+                              "cache": cache.path, "key_in_use": read_key_id(cache.key_dir)}
     entry, why = cache.load()
     report["valid"] = entry is not None
     if entry is None:
         report["problem"] = why
     else:
         report.update(expires=entry.exp, seconds_left=entry.exp - int(time.time()),
-                      export=entry.export, fingerprint=fingerprint(entry.token))
-        margin = load_config(config).refresh_margin
-        report["refresh_due"] = entry.exp - int(time.time()) <= margin
+                      export=entry.export, kid=entry.kid, fingerprint=fingerprint(entry.token),
+                      refresh_due=entry.refresh <= int(time.time()))
     env = os.environ.get("SLURM_JWT")
     if env is None:
         report["environment"] = "unset"
@@ -187,6 +189,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if report["valid"]:
             print(f"expires:     {_when(report['expires'])} ({_left(report['expires'])})")
             print(f"exported:    {'yes' if report['export'] else 'no (Export policy)'}")
+            print(f"key:         {report['kid']} (the helper's key)")
             print(f"fingerprint: {report['fingerprint']}")
         else:
             print(f"token:       none ({report['problem']})")
@@ -196,10 +199,25 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------- token, exec, ping
 
+def token_json(entry: Entry, user: str) -> str:
+    """Given a cache entry, return `slurmjwt token --json`: the token and when
+    to ask again, for programs that keep one (like AWS credential_process)."""
+    return json.dumps({"version": 1, "user": user, "token": entry.token,
+                       "expires": entry.exp, "expiration": _iso(entry.exp),
+                       "refresh_after": entry.refresh}, sort_keys=True)
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def cmd_token(args: argparse.Namespace) -> int:
-    """Print a valid token (refreshing if needed), or REST headers for curl -H @-."""
+    """Print a valid token (refreshing if needed), as JSON with its expiry,
+    or as REST headers for curl -H @-."""
     entry = fresh_entry(args.config, args.lifespan)
-    if args.header:
+    if args.json:
+        print(token_json(entry, pwd.getpwuid(os.getuid()).pw_name))
+    elif args.header:
         user = pwd.getpwuid(os.getuid()).pw_name
         print(f"X-SLURM-USER-NAME: {user}")
         print(f"X-SLURM-USER-TOKEN: {entry.token}")
@@ -275,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print X-SLURM-USER-NAME/-TOKEN headers for `curl -H @-`")
     form.add_argument("--bearer", action="store_true",
                       help="print an Authorization: Bearer header (slurmrestd >= 23.02)")
+    form.add_argument("--json", action="store_true",
+                      help="print {token, expires, expiration, refresh_after, user} as JSON: "
+                           "ask again after refresh_after")
     token.add_argument("--lifespan", type=int, help="ask for a new token of this lifespan")
     token.set_defaults(func=cmd_token)
 

@@ -23,10 +23,12 @@ class Option:
     """One configuration key: name as written in the file, kind ("seconds",
     "int", "path", "list", "choice", "bool"), default, one line of help."""
 
-    __slots__ = ("attr", "choices", "default", "help", "kind", "minimum", "name")
+    __slots__ = ("attr", "choices", "default", "default_text", "help", "kind", "minimum",
+                 "name")
 
     def __init__(self, name: str, kind: str, default: object, help: str,
-                 choices: tuple[str, ...] = (), minimum: int = 0) -> None:
+                 choices: tuple[str, ...] = (), minimum: int = 0,
+                 default_text: str = "") -> None:
         self.name = name
         self.kind = kind
         self.default = default
@@ -34,6 +36,8 @@ class Option:
         self.choices = choices
         self.minimum = minimum
         self.attr = _snake(name)
+        # How the manual shows a default that depends on other options.
+        self.default_text = default_text
 
 
 def _snake(name: str) -> str:
@@ -56,8 +60,14 @@ OPTIONS: tuple[Option, ...] = (
            "as SlurmUser), auto (key if the key file exists, else scontrol).",
            choices=("auto", "key", "scontrol")),
     Option("Lifespan", "seconds", 1800, "Lifespan of a token, in seconds.", minimum=10),
-    Option("MaxLifespan", "seconds", 86400,
-           "Longest lifespan a caller may ask for; longer requests are capped.", minimum=10),
+    Option("MaxLifespan", "seconds", None,
+           "Longest lifespan a caller may ask for; longer requests are capped. Kept short: "
+           "before Slurm 26.05 a token can be stored with every job it submits.",
+           minimum=10, default_text="twice Lifespan"),
+    Option("MaxLifespanFor", "caps", (),
+           "Longer caps for some: comma-separated NAME:SECONDS (a user) or @GROUP:SECONDS "
+           "(members of a group, supplementary included), e.g. `portal:86400,@workflows:"
+           "43200`; matched by uid and gid, the longest cap that applies wins.", minimum=10),
     Option("RefreshMargin", "seconds", 600,
            "Refresh a cached token when it has less than this left. Must exceed any "
            "clock skew between this host and slurmctld.", minimum=1),
@@ -66,7 +76,11 @@ OPTIONS: tuple[Option, ...] = (
            "host has no munge socket, i.e. JWT is the only way to reach Slurm).",
            choices=("auto", "always", "never")),
     Option("HelperSocket", "path", "/run/slurmjwt/helper.sock",
-           "Unix socket of slurmjwt-helper."),
+           "Unix socket of slurmjwt-helper that anyone may use (mode 0666). Its key id is "
+           "published in the directory key/ beside it."),
+    Option("RootSocket", "path", "/run/slurmjwt/root.sock",
+           "Unix socket of slurmjwt-helper for root only (mode 0600): pam_slurmjwt's, with "
+           "an accept queue of its own so that no user can delay logins."),
     Option("HelperTimeout", "seconds", 3,
            "How long clients wait for the helper before giving up.", minimum=1),
     Option("ReadTimeout", "seconds", 2,
@@ -79,6 +93,9 @@ OPTIONS: tuple[Option, ...] = (
            minimum=1),
     Option("MaxConnectionsPerUser", "int", 8,
            "Connections one non-root uid may hold at once in each helper process.", minimum=1),
+    Option("MaxRequestsPerUser", "int", 240,
+           "Requests one non-root uid may make to each helper process per minute, at once or "
+           "spread out; more are refused with `busy`. Root is not limited.", minimum=1),
     Option("MinUid", "int", 1000,
            "Users with a smaller uid (system accounts) get no token."),
     Option("DenyUsers", "list", ("nobody",),
@@ -89,16 +106,21 @@ OPTIONS: tuple[Option, ...] = (
     Option("MungeSocket", "path", "/run/munge/munge.socket.2",
            "munged's socket; with Export=auto its presence means munge works here."),
     Option("Scontrol", "path", "/usr/bin/scontrol", "scontrol used by Backend=scontrol."),
+    Option("SlurmBinDir", "path", "/usr/bin",
+           "Where Slurm's client commands are: the wrappers in /usr/lib/slurmjwt/bin run "
+           "SlurmBinDir/NAME, and `slurmjwt wrappers --update` lists them from there."),
     Option("Debug", "bool", False, "Log debug lines."),
 )
 
 # Topics for the man page and README reference; every option in exactly one.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Tokens", ("Lifespan", "MaxLifespan", "RefreshMargin", "Export")),
+    ("Tokens", ("Lifespan", "MaxLifespan", "MaxLifespanFor", "RefreshMargin", "Export")),
     ("Signing", ("Backend", "JwtKey", "SlurmConf", "Scontrol")),
     ("Who may have a token", ("MinUid", "DenyUsers", "AllowPrivileged")),
-    ("The helper", ("HelperSocket", "HelperTimeout", "ReadTimeout", "Workers",
-                    "MaxConnections", "MaxConnectionsPerUser", "MungeSocket", "Debug")),
+    ("The helper", ("HelperSocket", "RootSocket", "HelperTimeout", "ReadTimeout", "Workers",
+                    "MaxConnections", "MaxConnectionsPerUser", "MaxRequestsPerUser",
+                    "MungeSocket", "Debug")),
+    ("Slurm commands", ("SlurmBinDir",)),
 )
 
 BY_KEY = {opt.name.lower(): opt for opt in OPTIONS}
@@ -113,19 +135,23 @@ class Config:
     backend: str
     lifespan: int
     max_lifespan: int
+    max_lifespan_for: tuple[tuple[str, int], ...]
     refresh_margin: int
     export: str
     helper_socket: str
+    root_socket: str
     helper_timeout: int
     read_timeout: int
     workers: int
     max_connections: int
     max_connections_per_user: int
+    max_requests_per_user: int
     min_uid: int
     deny_users: tuple[str, ...]
     allow_privileged: tuple[str, ...]
     munge_socket: str
     scontrol: str
+    slurm_bin_dir: str
     debug: bool
 
     def __init__(self, path: str | None = None, warnings: tuple[str, ...] = (),
@@ -134,6 +160,8 @@ class Config:
             setattr(self, opt.attr, values.pop(opt.attr, opt.default))
         if values:
             raise TypeError(f"unknown options {sorted(values)}")
+        if self.max_lifespan is None:
+            self.max_lifespan = 2 * self.lifespan
         self.path = path
         self.warnings = warnings
 
@@ -170,6 +198,8 @@ def _convert(opt: Option, raw: str, where: str) -> object:
         return number
     if opt.kind == "list":
         return tuple(v.strip() for v in value.split(",") if v.strip())
+    if opt.kind == "caps":
+        return _caps(opt, value, where)
     if opt.kind == "choice":
         if value.lower() not in opt.choices:
             raise ConfigError(
@@ -184,6 +214,21 @@ def _convert(opt: Option, raw: str, where: str) -> object:
     if not value.startswith("/"):
         raise ConfigError(f"{where}: {opt.name}={value} must be an absolute path")
     return value
+
+
+def _caps(opt: Option, value: str, where: str) -> tuple[tuple[str, int], ...]:
+    caps = []
+    for item in (v.strip() for v in value.split(",") if v.strip()):
+        name, sep, seconds = item.rpartition(":")
+        if (not sep or not name.lstrip("@") or not seconds.isascii() or not seconds.isdigit()
+                or len(seconds) > 9):
+            raise ConfigError(f"{where}: {opt.name}: {item!r} is not NAME:SECONDS or "
+                              f"@GROUP:SECONDS")
+        if int(seconds) < opt.minimum:
+            raise ConfigError(f"{where}: {opt.name}: {item} is below the minimum "
+                              f"{opt.minimum}")
+        caps.append((name, int(seconds)))
+    return tuple(caps)
 
 
 def parse_config(text: str, path: str = DEFAULT_PATH) -> Config:
@@ -258,6 +303,13 @@ def load_config(path: str | None = None) -> Config:
     if text is None:
         return Config()
     return parse_config(text, path)
+
+
+def refresh_at(cfg: Config, iat: int, exp: int) -> int:
+    """Given a token's iat and exp, return the epoch second from which a
+    cache should get a new one: RefreshMargin before exp, or halfway for a
+    token that lives less than twice the margin (docs/internals.md)."""
+    return exp - min(cfg.refresh_margin, max(exp - iat, 0) // 2)
 
 
 def export_wanted(cfg: Config) -> bool:

@@ -288,7 +288,8 @@ class Doctor:
     # -- the user's side
 
     def cache(self) -> Check:
-        cache = Cache.for_user()
+        assert self.cfg is not None
+        cache = Cache.for_user(self.cfg.helper_socket)
         entry, why = cache.load()
         if entry is None:
             return Check("WARN", "cache", f"{cache.path}: {why}; run slurmjwt-refresh")

@@ -19,15 +19,16 @@ import resource
 import signal
 import socket
 import stat
-import struct
 import sys
 import time
 from dataclasses import dataclass
 from typing import Optional
 
 from pam_slurmjwt import __version__, protocol
-from pam_slurmjwt.config import Config, export_wanted, load_config
+from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE, key_dir
+from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
+from pam_slurmjwt.limits import LOG_WINDOW, Audit, Rate, Slots
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import Policy
 from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
@@ -37,7 +38,6 @@ from pam_slurmjwt.token import fingerprint
 PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
-BUSY_LOG_EVERY = 10.0  # seconds between `busy` log lines for one uid
 REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to hang up
 
 
@@ -66,68 +66,61 @@ def load_state(config_path: Optional[str]) -> State:
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """Return (pid, uid, gid) of the peer as the kernel recorded it at connect."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    pid, uid, gid = struct.unpack("3i", raw)
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, protocol.PEERCRED.size)
+    pid, uid, gid = protocol.PEERCRED.unpack(raw)
     return pid, uid, gid
 
 
 class Server:
-    """The helper's event-loop state: connection limits and the current State.
+    """The helper's event-loop state: the current State, per-uid limits and
+    the throttled audit log.
 
     Connections are asyncio Protocols, not streams: a request is one short
     line answered inline (the key backend signs in microseconds), so there
     is no task per connection, and a staller costs one timer and a slot.
     """
 
-    def __init__(self, state: State, log: Log, config_path: Optional[str]) -> None:
+    def __init__(self, state: State, log: Log, config_path: Optional[str],
+                 key_dir: Optional[str] = None) -> None:
         self.state = state
         self.log = log
         self.config_path = config_path
-        self.active = 0  # connections of non-root callers
-        self.per_uid: dict[int, int] = {}
-        self.busy_log: dict[int, tuple[float, int]] = {}
+        self.key_dir = key_dir  # where the key id is published; None: not here
+        self.slots = Slots(state.cfg.max_connections, state.cfg.max_connections_per_user)
+        self.rate = Rate(state.cfg.max_requests_per_user)
+        self.audit = Audit()
         self.stopping: Optional[asyncio.Event] = None
 
-    def admit(self, uid: int) -> bool:
-        """Take a slot for uid, or return False. Root (sshd's PAM module) has
-        a pool of its own, so no number of users can crowd out logins."""
-        cfg = self.state.cfg
-        held = self.per_uid.get(uid, 0)
-        if uid == 0:
-            if held >= cfg.max_connections:
-                return False
-        elif self.active >= cfg.max_connections or held >= cfg.max_connections_per_user:
-            return False
-        else:
-            self.active += 1
-        self.per_uid[uid] = held + 1
-        return True
+    def connection(self) -> Connection:
+        return Connection(self, root_socket=False)
+
+    def root_connection(self) -> Connection:
+        return Connection(self, root_socket=True)
+
+    def admit(self, conn: Connection) -> Optional[tuple[str, str]]:
+        """Take a slot for the caller; return None, or the (code, sentence)
+        to refuse it with. The root socket serves uid 0 only."""
+        if conn.root_socket and conn.uid != 0:
+            return "denied", "this socket serves root only"
+        if not self.slots.admit(conn.uid):
+            return "busy", "too many connections; try again"
+        if not self.rate.allow(conn.uid):
+            self.slots.release(conn.uid)
+            return "busy", (f"too many requests from uid {conn.uid}; try again in "
+                            f"{self.rate.wait(conn.uid)} s")
+        return None
 
     def release(self, uid: int) -> None:
-        if uid != 0:
-            self.active -= 1
-        left = self.per_uid[uid] - 1
-        if left:
-            self.per_uid[uid] = left
-        else:
-            del self.per_uid[uid]
+        self.slots.release(uid)
 
-    def log_busy(self, uid: int, pid: int) -> None:
-        """One `busy` line per uid per BUSY_LOG_EVERY seconds: a flood must
-        not turn into a flood of AUTHPRIV lines."""
-        now = time.monotonic()
-        last, suppressed = self.busy_log.get(uid, (0.0, 0))
-        if now - last < BUSY_LOG_EVERY:
-            self.busy_log[uid] = (last, suppressed + 1)
-            return
-        if len(self.busy_log) > 4096:
-            self.busy_log.clear()
-        self.busy_log[uid] = (now, 0)
-        more = f" ({suppressed} more since the last line)" if suppressed else ""
-        self.log.warning(f"refuse uid={uid} pid={pid} reason=busy{more}")
+    def note(self, uid: int, kind: str, priority: str, text: str) -> None:
+        """Log one per-request line, throttled per uid (limits.Audit): a user
+        who loops connect/send/close must not flood the audit log."""
+        self.audit.line(uid, kind, getattr(self.log, priority), text)
 
-    def connection(self) -> Connection:
-        return Connection(self)
+    def flush_audit(self) -> None:
+        for line in self.audit.flush():
+            self.log.warning(line)
 
     def answer(self, conn: Connection, line: bytes) -> None:
         """Given a complete request line, answer it (inline, or via a task
@@ -136,29 +129,33 @@ class Server:
         try:
             request = protocol.parse_request(line)
         except protocol.ProtocolError as err:
-            self.log.warning(f"refuse {who} reason={err.code}: {err}")
+            self.note(conn.uid, err.code, "warning", f"refuse {who} reason={err.code}: {err}")
             conn.respond(protocol.format_err(err.code, str(err)))
             return
         if request.command == "PING":
-            self.log.debug(f"ping {who}")
+            if self.log.debug_enabled:
+                self.note(conn.uid, "ping", "debug", f"ping {who}")
             conn.respond(protocol.format_pong(__version__))
             return
         state = self.state  # one consistent snapshot even if SIGHUP swaps it
         try:
             entry = state.policy.resolve(conn.uid, request.user)
         except Refused as err:
-            self.log.notice(f"refuse (user {request.user}) by {who} reason={err.code}: {err}")
+            self.note(conn.uid, err.code, "notice",
+                      f"refuse (user {request.user}) by {who} reason={err.code}: {err}")
             conn.respond(protocol.format_err(err.code, str(err)))
             return
-        lifespan = min(request.lifespan or state.cfg.lifespan, state.cfg.max_lifespan)
+        lifespan = request.lifespan or state.cfg.lifespan
+        if lifespan > state.cfg.max_lifespan:  # look up groups only for long asks
+            lifespan = min(lifespan, state.policy.cap(entry))
         subject = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
         if isinstance(state.minter, KeyMinter):
             try:
                 result = state.minter.sign(entry.pw_name, lifespan)
             except MintFailed as err:
-                conn.respond(self._failed(subject, err))
+                conn.respond(self._failed(conn.uid, subject, err))
                 return
-            conn.respond(self._granted(state, subject, lifespan, result))
+            conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
             return
         task = asyncio.get_running_loop().create_task(
             self._mint_async(conn, state, subject, entry.pw_name, lifespan))
@@ -167,26 +164,30 @@ class Server:
     async def _mint_async(self, conn: Connection, state: State, subject: str, user: str,
                           lifespan: int) -> None:
         try:
-            result = await state.minter.mint(user, lifespan)
+            result = await state.minter.mint(user, lifespan, root=conn.uid == 0)
         except MintFailed as err:
-            conn.respond(self._failed(subject, err))
+            conn.respond(self._failed(conn.uid, subject, err))
             return
         except Exception as err:  # noqa: BLE001 - never let one request kill the helper
-            self.log.error(f"refuse {subject} reason=internal: {type(err).__name__}")
+            self.note(conn.uid, "internal", "error",
+                      f"refuse {subject} reason=internal: {type(err).__name__}")
             conn.respond(protocol.format_err("internal", "internal error; see the helper's log"))
             return
-        conn.respond(self._granted(state, subject, lifespan, result))
+        conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
 
-    def _failed(self, subject: str, err: MintFailed) -> bytes:
-        self.log.error(f"refuse {subject} reason={err.code}: {err}")
+    def _failed(self, uid: int, subject: str, err: MintFailed) -> bytes:
+        self.note(uid, err.code, "error", f"refuse {subject} reason={err.code}: {err}")
         return protocol.format_err(err.code, str(err))
 
-    def _granted(self, state: State, subject: str, lifespan: int,
+    def _granted(self, uid: int, state: State, subject: str, lifespan: int,
                  result: tuple[str, int]) -> bytes:
         token, exp = result
-        self.log.info(f"grant {subject} lifespan={lifespan} exp={exp} backend={state.backend} "
-                      f"fp={fingerprint(token)}")
-        return protocol.format_ok(protocol.Grant(exp, export_wanted(state.cfg), token))
+        self.note(uid, "grant", "info",
+                  f"grant {subject} lifespan={lifespan} exp={exp} backend={state.backend} "
+                  f"kid={state.minter.kid} fp={fingerprint(token)}")
+        grant = protocol.Grant(exp, refresh_at(state.cfg, exp - lifespan, exp),
+                               export_wanted(state.cfg), state.minter.kid, token)
+        return protocol.format_ok(grant)
 
     def reload(self) -> None:
         """SIGHUP: re-read everything; keep serving with the old state on error."""
@@ -195,18 +196,24 @@ class Server:
         except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
             self.log.error(f"reload failed, keeping the previous configuration: {err}")
             return
-        self.state = new
+        old_kid, self.state = self.state.minter.kid, new
+        self.slots.total = new.cfg.max_connections
+        self.slots.per_uid = new.cfg.max_connections_per_user
+        self.rate = Rate(new.cfg.max_requests_per_user)
         for warning in new.cfg.warnings:
             self.log.warning(warning)
-        self.log.notice(f"reloaded configuration (backend={new.backend})")
+        if new.minter.kid != old_kid and self.key_dir is not None:
+            publish_key_id(self.key_dir, new.minter.kid, self.log)
+        self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
 
 
 class Connection(asyncio.Protocol):
     """One caller: identified by SO_PEERCRED at accept, one bounded request
     line within ReadTimeout, one answer, then closed."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Server, root_socket: bool) -> None:
         self.server = server
+        self.root_socket = root_socket
         self.transport: Optional[asyncio.Transport] = None
         self.buf = b""
         self.uid = -1
@@ -225,13 +232,15 @@ class Connection(asyncio.Protocol):
             transport.abort()
             self.answered = True
             return
-        if not self.server.admit(self.uid):
+        refusal = self.server.admit(self)
+        if refusal is not None:
             # A refusal holds no slot and lingers only briefly: a flood costs
             # us an accept, a write and a descriptor for REFUSAL_LINGER.
-            self.server.log_busy(self.uid, self.pid)
+            code, sentence = refusal
+            self.server.note(self.uid, code, "warning",
+                             f"refuse uid={self.uid} pid={self.pid} reason={code}: {sentence}")
             _drain(transport)
-            self.respond(protocol.format_err("busy", "too many connections; try again"),
-                         linger=REFUSAL_LINGER)
+            self.respond(protocol.format_err(code, sentence), linger=REFUSAL_LINGER)
             return
         self.admitted = True
         timeout = self.server.state.cfg.read_timeout
@@ -266,8 +275,8 @@ class Connection(asyncio.Protocol):
             self._refuse("timeout", "no complete request line in time")
 
     def _refuse(self, code: str, sentence: str) -> None:
-        self.server.log.warning(f"refuse uid={self.uid} pid={self.pid} reason={code}: "
-                                f"{sentence}")
+        self.server.note(self.uid, code, "warning",
+                         f"refuse uid={self.uid} pid={self.pid} reason={code}: {sentence}")
         self.respond(protocol.format_err(code, sentence))
 
     def respond(self, data: bytes, linger: float = 0.0) -> None:
@@ -323,30 +332,61 @@ def _drain(transport: asyncio.Transport) -> None:
 
 # ----------------------------------------------------------------- process set-up
 
-def systemd_socket() -> Optional[socket.socket]:
-    """Return the listening socket systemd passed us, if any (sd_listen_fds)."""
+@dataclass(frozen=True)
+class Listeners:
+    """The helper's listening sockets: `users` (HelperSocket, anyone) and
+    `root` (RootSocket, root only; None when systemd passed none)."""
+
+    users: socket.socket
+    root: Optional[socket.socket]
+
+    def users_path(self) -> str:
+        name = self.users.getsockname()
+        return name if isinstance(name, str) else ""
+
+
+def systemd_sockets() -> Optional[Listeners]:
+    """Return the listening sockets systemd passed us, if any (sd_listen_fds),
+    told apart by FileDescriptorName= ("root" for the root socket)."""
     if os.environ.get("LISTEN_PID") != str(os.getpid()):
         return None
-    if int(os.environ.get("LISTEN_FDS", "0")) < 1:
-        return None
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    names = os.environ.get("LISTEN_FDNAMES", "").split(":")
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    sock = socket.socket(fileno=SD_LISTEN_FDS_START)
-    os.set_inheritable(sock.fileno(), False)
-    return sock
+    if count < 1:
+        return None
+    users, root = None, None
+    for index in range(count):
+        sock = socket.socket(fileno=SD_LISTEN_FDS_START + index)
+        os.set_inheritable(sock.fileno(), False)
+        if index < len(names) and names[index] == "root":
+            root = sock
+        else:
+            users = users or sock
+    if users is None:
+        raise ConfigError("systemd passed only the root socket; enable "
+                          "slurmjwt-helper.socket too")
+    return Listeners(users, root)
 
 
-def bind_socket(path: str) -> socket.socket:
-    """Create the socket directory (as root) and bind a fresh socket at path;
-    raise ConfigError when the path is taken by something else."""
+def bind_sockets(cfg: Config, users_path: Optional[str]) -> Listeners:
+    """Bind HelperSocket (mode 0666: anyone may ask) and RootSocket (0600:
+    root only), creating the directories as root; raise ConfigError when a
+    path is taken by something else or its directory is not root's alone."""
+    users = bind_socket(users_path or cfg.helper_socket, 0o666)
+    return Listeners(users, bind_socket(cfg.root_socket, 0o600))
+
+
+def bind_socket(path: str, mode: int) -> socket.socket:
+    """Create the socket directory (as root) and bind a fresh socket at
+    path with `mode`; raise ConfigError when the path is taken by something
+    else or the directory may be changed by others."""
     directory = os.path.dirname(path)
     if os.geteuid() == 0:
         os.makedirs(directory, mode=0o755, exist_ok=True)
-        users = os.path.join(directory, "users")
-        if directory == "/run/slurmjwt" and not os.path.lexists(users):
-            # Root-owned 0755: pam_slurmjwt.so makes each user's entry, so no
-            # user can claim (squat) another's.
-            os.mkdir(users, 0o755)
+        if directory == "/run/slurmjwt":
+            make_fallback_base(os.path.join(directory, "users"))
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -356,14 +396,15 @@ def bind_socket(path: str) -> socket.socket:
             raise ConfigError(f'cannot bind "{path}": something else is there; remove it')
         os.unlink(path)  # a stale socket from a previous run
     st = os.stat(directory)
-    if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022
-                                              and not st.st_mode & stat.S_ISVTX):
+    # Sticky or not: a directory others may write is one where they could
+    # have put the socket path in place first.
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
         raise ConfigError(f'cannot bind "{path}": its directory "{directory}" may be changed '
                           f"by others; use a directory owned by root, e.g. /run/slurmjwt")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    # Mode 0666 comes from the umask at bind time: no chmod by path that a
-    # swapped link could redirect. Anyone may ask; SO_PEERCRED says who.
-    old_umask = os.umask(0o111)
+    # The mode comes from the umask at bind time: no chmod by path that a
+    # swapped link could redirect. SO_PEERCRED says who asked.
+    old_umask = os.umask(0o777 & ~mode)
     try:
         sock.bind(path)
     except OSError as err:
@@ -372,6 +413,79 @@ def bind_socket(path: str) -> socket.socket:
         os.umask(old_umask)
     sock.listen(1024)
     return sock
+
+
+def make_fallback_base(path: str) -> None:
+    """As root: the cache fallback's parent, root's and 0711 (users may reach
+    their own entry, nobody may list the others); pam_slurmjwt.so makes each
+    user's entry, so no user can claim (squat) another's."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o711)
+    fd = _open_dir(path)
+    try:
+        if os.fstat(fd).st_uid == 0:
+            os.fchmod(fd, 0o711)
+    finally:
+        os.close(fd)
+
+
+def make_key_dir(path: str, owner: str) -> None:
+    """As root, before the drop: the directory where the helper, as
+    SlurmUser, publishes its key id (0755, SlurmUser's); raise ConfigError
+    when something else is there."""
+    try:
+        entry = pwd.getpwnam(owner)
+    except KeyError:
+        raise ConfigError(f"SlurmUser {owner!r} does not exist") from None
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o755)
+    try:
+        fd = _open_dir(path)
+    except OSError:
+        raise ConfigError(f'cannot use "{path}" for the key id: not a directory; '
+                          f"remove it") from None
+    try:
+        if os.fstat(fd).st_uid not in (0, entry.pw_uid):
+            raise ConfigError(f'cannot use "{path}" for the key id: owned by uid '
+                              f"{os.fstat(fd).st_uid}, not root or {owner}; remove it")
+        os.fchown(fd, entry.pw_uid, entry.pw_gid)
+        os.fchmod(fd, 0o755)
+    finally:
+        os.close(fd)
+
+
+def _open_dir(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def publish_key_id(directory: str, kid: str, log: Log) -> None:
+    """Write the key id into `directory` (docs/internals.md, "Key id"):
+    `id` for the sh shims, the wrappers and the Python tools, `id.csh` for
+    tcsh, each atomically. A failure is logged, never fatal: tokens still
+    work, but caches cannot tell that the key changed."""
+    try:
+        dfd = _open_dir(directory)
+    except OSError as err:
+        log.error(f'cannot publish the key id in "{directory}": {err.strerror}; caches will '
+                  f"not follow a change of key")
+        return
+    try:
+        for name, text in ((KEY_ID_FILE, f"{kid}\n"),
+                           (KEY_ID_CSH, f"set _slurmjwt_kid={kid}\n")):
+            tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+            try:
+                os.write(fd, text.encode("ascii"))
+                os.fchmod(fd, 0o644)  # whatever the umask (systemd's is 0077)
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except OSError as err:
+        log.error(f'cannot publish the key id in "{directory}": {err.strerror}; caches will '
+                  f"not follow a change of key")
+    finally:
+        os.close(dfd)
 
 
 def drop_privileges(user: str, log: Log) -> None:
@@ -440,37 +554,44 @@ def run(args: argparse.Namespace) -> int:
     for warning in cfg.warnings:
         log.warning(warning)
     slurm = parse_slurm_conf(cfg.slurm_conf_path())
-    sock = None
+    listeners = None
+    keys = None
     if not args.check:
-        sock = systemd_socket() or bind_socket(args.socket or cfg.helper_socket)
+        listeners = systemd_sockets() or bind_sockets(cfg, args.socket)
+        keys = key_dir(listeners.users_path() or args.socket or cfg.helper_socket)
+        if os.geteuid() == 0:
+            make_key_dir(keys, slurm.slurm_user)
     if os.geteuid() == 0:
         drop_privileges(slurm.slurm_user, log)
     make_undumpable()
     raise_fd_limit(log, cfg)
     state = load_state(args.config)  # the key is read only after the drop
-    if args.check or sock is None:
-        log.info(f"configuration OK (backend={state.backend})")
+    if args.check or listeners is None or keys is None:
+        log.info(f"configuration OK (backend={state.backend}, kid={state.minter.kid})")
         return 0
     log.debug(f"debug on; backend={state.backend}")
+    publish_key_id(keys, state.minter.kid, log)
     if state.cfg.workers == 1:
-        asyncio.run(serve(Server(state, log, args.config), sock))
+        asyncio.run(serve(Server(state, log, args.config, keys), listeners))
         return 0
-    return Supervisor(state, log, args.config, sock).run()
+    return Supervisor(state, log, args.config, listeners, keys).run()
 
 
 class Supervisor:
-    """Workers=N: N forked processes serve the one socket, each its own event
+    """Workers=N: N forked processes serve the sockets, each its own event
     loop, so a login burst uses every core; this parent only forwards
-    signals and restarts a worker that dies."""
+    signals and restarts a worker that dies. The workers publish the key id
+    when a reload changes the key."""
 
     RESTART_BACKOFF = 1.0
 
     def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 sock: socket.socket) -> None:
+                 listeners: Listeners, key_dir: str) -> None:
         self.state = state
         self.log = log
         self.config_path = config_path
-        self.sock = sock
+        self.listeners = listeners
+        self.key_dir = key_dir
         self.children: set[int] = set()
         self.stopping = False
 
@@ -487,7 +608,8 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
             code = 0
             try:
-                asyncio.run(serve(Server(self.state, self.log, self.config_path), self.sock))
+                server = Server(self.state, self.log, self.config_path, self.key_dir)
+                asyncio.run(serve(server, self.listeners))
             except BaseException as err:  # noqa: BLE001 - report, then leave without cleanup
                 self.log.error(f"worker failed: {type(err).__name__}: {err}")
                 code = 1
@@ -525,18 +647,30 @@ class Supervisor:
         return 0
 
 
-async def serve(server: Server, sock: socket.socket) -> None:
-    """Serve on sock until SIGTERM or SIGINT; SIGHUP reloads."""
+async def serve(server: Server, listeners: Listeners) -> None:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Each socket has its
+    own accept queue: users crowding HelperSocket never delay RootSocket."""
     loop = asyncio.get_running_loop()
     server.stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, server.reload)
     loop.add_signal_handler(signal.SIGTERM, server.stopping.set)
     loop.add_signal_handler(signal.SIGINT, server.stopping.set)
-    listener = await loop.create_unix_server(server.connection, sock=sock)
+    servers = [await loop.create_unix_server(server.connection, sock=listeners.users)]
+    if listeners.root is not None:
+        servers.append(await loop.create_unix_server(server.root_connection,
+                                                     sock=listeners.root))
+
+    def flush() -> None:
+        server.flush_audit()
+        loop.call_later(LOG_WINDOW, flush)
+
+    loop.call_later(LOG_WINDOW, flush)
     server.log.notice(f"serving as uid {os.getuid()} (backend={server.state.backend}, "
-                      f"version {__version__})")
-    async with listener:
-        await server.stopping.wait()
+                      f"kid={server.state.minter.kid}, version {__version__})")
+    await server.stopping.wait()
+    for listener in servers:
+        listener.close()
+    server.flush_audit()
     server.log.notice("stopping")
 
 

@@ -5,6 +5,8 @@ same rules. Pure lookups through NSS; no I/O of its own.
 
 from __future__ import annotations
 
+import grp
+import os
 import pwd
 from typing import Optional
 
@@ -31,6 +33,17 @@ class Policy:
                 self.deny_uids.add(pwd.getpwnam(name).pw_uid)
             except KeyError:
                 pass
+        # MaxLifespanFor, by id: (uid, seconds) and (gid, seconds).
+        self.user_caps: list[tuple[int, int]] = []
+        self.group_caps: list[tuple[int, int]] = []
+        for name, seconds in cfg.max_lifespan_for:
+            try:
+                if name.startswith("@"):
+                    self.group_caps.append((grp.getgrnam(name[1:]).gr_gid, seconds))
+                else:
+                    self.user_caps.append((pwd.getpwnam(name).pw_uid, seconds))
+            except KeyError:
+                pass  # an unknown name grants nothing
 
     def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
         """Given the caller's uid and the requested name (`-` = caller),
@@ -82,4 +95,26 @@ class Policy:
         if name in self.cfg.deny_users or uid in self.deny_uids:
             raise Refused("denied", f"{name} is in DenyUsers")
 
+    def cap(self, entry: pwd.struct_passwd) -> int:
+        """Given the passwd entry a token is for, return the longest lifespan
+        it may have: MaxLifespan, or the longest MaxLifespanFor that names
+        the user or one of its groups (supplementary groups included)."""
+        cap = self.cfg.max_lifespan
+        for uid, seconds in self.user_caps:
+            if uid == entry.pw_uid:
+                cap = max(cap, seconds)
+        if self.group_caps:
+            gids = groups_of(entry)
+            for gid, seconds in self.group_caps:
+                if gid in gids:
+                    cap = max(cap, seconds)
+        return cap
 
+
+def groups_of(entry: pwd.struct_passwd) -> set[int]:
+    """Given a passwd entry, return its gids, supplementary ones included
+    (through NSS, so directory groups count)."""
+    try:
+        return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
+    except OSError:
+        return {entry.pw_gid}

@@ -1,19 +1,24 @@
-"""The helper's wire protocol, version 1 (docs/internals.md), both ends.
+"""The helper's wire protocol, version 2 (docs/internals.md), both ends.
 
 One request line, one response line, plain ASCII, bounded sizes, so that
-pam_slurmjwt.so speaks it with fixed buffers and no parser library.
+the C front ends speak it with fixed buffers and no parser library. The
+client checks who answers: only root (or the caller itself) may.
 """
 
 from __future__ import annotations
 
 import _socket  # not `socket`: its enum import alone costs more than a refresh
+import os
+import struct
 import time
 
 from pam_slurmjwt.errors import HelperUnreachable, MintFailed, Refused
 
-VERSION = "SLURMJWT/1"
+VERSION = "SLURMJWT/2"
 MAX_REQUEST = 256
-MAX_RESPONSE = 1024
+MAX_RESPONSE = 8192
+MAX_TOKEN = 7168
+MAX_KID = 64
 CONNECT_RETRY = 0.01  # seconds between connects while the accept queue is full
 SELF = "-"
 
@@ -24,7 +29,10 @@ CODES = ("bad-request", "too-long", "bad-version", "no-user", "denied", "busy",
 
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 TOKEN_CHARS = _ALNUM | frozenset("_.-")
+KID_CHARS = _ALNUM | frozenset("_-")
 FIELD_CHARS = TOKEN_CHARS | frozenset("@$")
+# SO_PEERCRED: pid_t (signed), uid_t and gid_t (unsigned: uids reach 2**32 - 2).
+PEERCRED = struct.Struct("iII")
 
 
 def _only(text: str, allowed: frozenset[str], longest: int) -> bool:
@@ -51,14 +59,22 @@ class Request:
 
 
 class Grant:
-    """A token the helper handed out, with its expiry and the export policy."""
+    """A token the helper handed out: its expiry, when a cache should get a
+    new one (epoch seconds), the export policy and the id of its key."""
 
-    __slots__ = ("exp", "export", "token")
+    __slots__ = ("exp", "export", "kid", "refresh", "token")
 
-    def __init__(self, exp: int, export: bool, token: str) -> None:
+    def __init__(self, exp: int, refresh: int, export: bool, kid: str, token: str) -> None:
         self.exp = exp
+        self.refresh = refresh
         self.export = export
+        self.kid = kid
         self.token = token
+
+
+def is_kid(text: str) -> bool:
+    """True for a key id as the protocol and the cache carry it."""
+    return _only(text, KID_CHARS, MAX_KID)
 
 
 def format_request(user: str = SELF, lifespan: int | None = None) -> bytes:
@@ -98,7 +114,8 @@ def parse_request(line: bytes) -> Request:
 
 
 def format_ok(grant: Grant) -> bytes:
-    return f"{VERSION} OK {grant.exp} {int(grant.export)} {grant.token}\n".encode("ascii")
+    return (f"{VERSION} OK {grant.exp} {grant.refresh} {int(grant.export)} {grant.kid} "
+            f"{grant.token}\n").encode("ascii")
 
 
 def format_err(code: str, sentence: str) -> bytes:
@@ -111,15 +128,20 @@ def format_pong(version: str) -> bytes:
     return f"{VERSION} PONG {version}\n".encode("ascii")
 
 
+def _epoch(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
 def parse_grant(words: list[str]) -> Grant:
-    """Given the words after `SLURMJWT/1 OK`, return a Grant; raise ValueError."""
-    if len(words) != 3:
-        raise ValueError("OK line needs exp, export and token")
-    exp, export, token = words
-    if (not exp.isdigit() or len(exp) > 12 or export not in ("0", "1")
-            or not _only(token, TOKEN_CHARS, 900)):
+    """Given the words after `SLURMJWT/2 OK`, return a Grant; raise ValueError."""
+    if len(words) != 5:
+        raise ValueError("OK line needs exp, refresh, export, kid and token")
+    exp, refresh, export, kid, token = words
+    if (not _epoch(exp) or not _epoch(refresh) or int(refresh) > int(exp)
+            or export not in ("0", "1") or not is_kid(kid)
+            or not _only(token, TOKEN_CHARS, MAX_TOKEN)):
         raise ValueError("OK line has a malformed field")
-    return Grant(int(exp), export == "1", token)
+    return Grant(int(exp), int(refresh), export == "1", kid, token)
 
 
 def parse_response(line: bytes) -> Grant:
@@ -131,8 +153,11 @@ def parse_response(line: bytes) -> Grant:
         words = line[:-1].decode("ascii").split(" ")
     except UnicodeDecodeError:
         raise HelperUnreachable("the helper sent a non-ASCII answer") from None
-    if len(words) < 2 or words[0] != VERSION:
-        raise HelperUnreachable("the helper answered in an unknown protocol version")
+    if len(words) < 2 or not words[0].startswith("SLURMJWT/"):
+        raise HelperUnreachable("the helper answered in an unknown protocol")
+    if words[0] != VERSION:
+        raise HelperUnreachable(f"the helper speaks {words[0][:16]}, this client "
+                                f"{VERSION}; restart slurmjwt-helper")
     if words[1] == "OK":
         try:
             return parse_grant(words[2:])
@@ -165,9 +190,22 @@ def exchange(path: str, request: bytes, timeout: float) -> bytes:
         except OSError as err:
             raise HelperUnreachable(f"cannot reach the helper at {path}: "
                                     f"{err.strerror}") from None
+        check_peer(sock, path)
         return _talk(sock, request, deadline)
     finally:
         sock.close()
+
+
+def check_peer(sock: _socket.socket, path: str) -> None:
+    """Accept only a helper whose socket root set up (systemd, or the helper
+    before it dropped to SlurmUser), or one the caller runs itself: for a
+    unix stream client, SO_PEERCRED names whoever called listen(). Raise
+    HelperUnreachable otherwise."""
+    raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, PEERCRED.size)
+    uid = PEERCRED.unpack(raw)[1]
+    if uid not in (0, os.getuid()):
+        raise HelperUnreachable(f"the helper socket {path} is served by uid {uid}, not "
+                                f"root; refusing its answer (check HelperSocket)")
 
 
 def _connect(sock: _socket.socket, path: str, deadline: float) -> None:

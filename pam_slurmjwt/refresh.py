@@ -13,8 +13,8 @@ import sys
 import time
 
 from pam_slurmjwt import protocol
-from pam_slurmjwt.cache import SAFETY, Cache, Entry
-from pam_slurmjwt.config import Config, export_wanted, load_config
+from pam_slurmjwt.cache import SAFETY, Cache, Entry, read_key_id
+from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import EXIT_OK, MintFailed, SlurmJwtError, UsageError
 from pam_slurmjwt.log import complain
 
@@ -31,14 +31,15 @@ USAGE = f"""usage: {PROG} [--if-needed] [--lifespan N] [--print-env sh|csh|fish]
        {PROG} --store-stdin
 Get a fresh Slurm token from slurmjwt-helper and store it in your token cache.
 
-  --if-needed       only if the cached token is missing or expires within
-                    RefreshMargin; otherwise exit 0 quietly
+  --if-needed       only if the cached token is missing, due (RefreshMargin)
+                    or from another key; otherwise exit 0 quietly
   --lifespan N      ask for N seconds (capped by the helper's MaxLifespan)
   --print-env SHELL print what to eval: sh, csh or fish. Stdout always holds
                     the right thing to eval, even on failure (an unset when
                     there is no valid token)
-  --store-stdin     store the token (or helper answer line) read on stdin;
-                    used by pam_slurmjwt.so, never takes a token as argument
+  --store-stdin     store the token read on stdin if it is yours, unexpired
+                    and from the key in use (the shims offer it an inherited
+                    SLURM_JWT); never takes a token as argument
   -q, --quiet       no message on stderr
   -c, --config FILE slurmjwt.conf to read (default /etc/slurm/slurmjwt.conf)
   -h, --help        show this help
@@ -115,30 +116,26 @@ def env_lines(shell: str, entry: Entry | None) -> str:
             "fish": f"set -gx SLURM_JWT '{tok}';"}[shell] + "\n"
 
 
-def entry_from_text(text: str, cfg: Config, user: str) -> Entry:
-    """Given a token or a helper OK line, return the Entry to cache; raise
-    UsageError when it is not an unexpired token for `user`."""
-    # Imported here: only the PAM hand-off needs to look inside a token.
-    from pam_slurmjwt.token import slurm_claims
+def entry_from_text(text: str, cfg: Config, cache: Cache, user: str) -> Entry:
+    """Given a token, return the Entry to cache; raise UsageError when it is
+    not an unexpired token for `user` from the key the helper signs with."""
+    # Imported here: only --store-stdin needs to look inside a token.
+    from pam_slurmjwt.token import key_id_of, slurm_claims
 
-    line = text.strip()
-    if line.startswith(protocol.VERSION + " OK "):
-        try:
-            grant = protocol.parse_grant(line.split(" ")[2:])
-        except ValueError as err:
-            raise UsageError(f"stdin: {err}") from None
-        token, export = grant.token, grant.export
-    else:
-        token, export = line, export_wanted(cfg)
+    token = text.strip()
     try:
         claims = slurm_claims(token)
+        kid = key_id_of(token)
     except ValueError as err:
         raise UsageError(f"stdin: {err}") from None
     if claims.sun != user:
         raise UsageError(f"stdin: the token is for {claims.sun!r}, not for you ({user})")
     if claims.exp - SAFETY <= time.time():
         raise UsageError("stdin: the token has expired")
-    return Entry(claims.exp, export, token)
+    if kid != read_key_id(cache.key_dir):
+        raise UsageError("stdin: the token is not from the key the helper signs with")
+    return Entry(claims.exp, refresh_at(cfg, claims.iat, claims.exp), export_wanted(cfg),
+                 kid, token)
 
 
 def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
@@ -148,14 +145,14 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
         import pwd
 
         user = pwd.getpwuid(os.getuid()).pw_name
-        entry = entry_from_text(sys.stdin.read(MAX_STDIN), cfg, user)
-        cache.store(entry, cfg.refresh_margin)
+        entry = entry_from_text(sys.stdin.read(MAX_STDIN), cfg, cache, user)
+        cache.store(entry)
         return entry
     deadline = time.monotonic() + cfg.helper_timeout
     while True:
         if opts.if_needed:
             cached, _why = cache.load()
-            if cached is not None and cached.exp - time.time() > cfg.refresh_margin:
+            if cached is not None and cached.refresh > time.time():
                 return cached
         try:
             grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
@@ -167,8 +164,8 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
             if err.code not in RETRY_CODES or time.monotonic() + pause >= deadline:
                 raise
             time.sleep(pause)
-    entry = Entry(grant.exp, grant.export, grant.token)
-    cache.store(entry, cfg.refresh_margin)
+    entry = Entry.from_grant(grant)
+    cache.store(entry)
     return entry
 
 
@@ -193,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     code = EXIT_OK
     try:
         cfg = load_config(opts.config)
-        cache = Cache.for_user()
+        cache = Cache.for_user(cfg.helper_socket)
         try:
             entry = refresh(opts, cfg, cache)
         except SlurmJwtError:

@@ -22,9 +22,12 @@ SCONTROL_PARALLEL = 4
 
 
 class Minter(Protocol):
-    """Makes a token for a user; returns (token, exp) or raises MintFailed."""
+    """Makes a token for a user; returns (token, exp) or raises MintFailed.
+    `kid` names the key its tokens are signed with (docs/internals.md)."""
 
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]: ...
+    kid: str
+
+    async def mint(self, user: str, lifespan: int, root: bool = False) -> tuple[str, int]: ...
 
 
 class KeyMinter:
@@ -33,27 +36,33 @@ class KeyMinter:
 
     def __init__(self, key: bytes) -> None:
         self.signer = HS256Signer(key)
+        self.kid = self.signer.kid
 
     def sign(self, user: str, lifespan: int) -> tuple[str, int]:
         claims = make_claims(user, lifespan)
         return self.signer.sign(claims), claims.exp
 
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
+    async def mint(self, user: str, lifespan: int, root: bool = False) -> tuple[str, int]:
         return self.sign(user, lifespan)
 
 
 class ScontrolMinter:
     """Asks slurmctld through `scontrol token` (Backend=scontrol), for sites
-    that keep the key on the controller only. Runs as SlurmUser."""
+    that keep the key on the controller only. Runs as SlurmUser. Its key is
+    slurmctld's, unknown here: its tokens carry no kid, and its id is "-"."""
+
+    kid = "-"
 
     def __init__(self, scontrol: str, slurm_conf: str) -> None:
         self.scontrol = scontrol
         self.env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
         self.env["SLURM_CONF"] = slurm_conf
-        self.gate = asyncio.Semaphore(SCONTROL_PARALLEL)
+        # Root (logins) has slots of its own: users' requests cannot fill them.
+        self.gates = {False: asyncio.Semaphore(SCONTROL_PARALLEL),
+                      True: asyncio.Semaphore(SCONTROL_PARALLEL)}
 
-    async def mint(self, user: str, lifespan: int) -> tuple[str, int]:
-        async with self.gate:
+    async def mint(self, user: str, lifespan: int, root: bool = False) -> tuple[str, int]:
+        async with self.gates[root]:
             proc = await asyncio.create_subprocess_exec(
                 self.scontrol, "token", f"username={user}", f"lifespan={lifespan}",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

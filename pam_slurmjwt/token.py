@@ -21,7 +21,8 @@ from typing import Any, Callable, Protocol
 from pam_slurmjwt.errors import MintFailed
 
 TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
-MAX_TOKEN_BYTES = 900  # fits the 1024-byte protocol line with room to spare
+MAX_TOKEN_BYTES = 7168  # protocol.MAX_TOKEN: fits the 8192-byte protocol line
+KID_RE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 USER_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.@-]{0,63}\$?\Z")
 
 Clock = Callable[[], float]
@@ -59,8 +60,16 @@ def _json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
+def hs256_key_id(key: bytes) -> str:
+    """Given an HS256 key, return its id (docs/internals.md, "Key id"): the
+    first 16 bytes of HMAC-SHA256(key, "pam-slurmjwt key id"), base64url.
+    It names the key and reveals nothing a token signed with it does not."""
+    return _b64url(hmac.new(key, b"pam-slurmjwt key id", hashlib.sha256).digest()[:16])
+
+
 class HS256Signer:
-    """Signs with the raw bytes of the key file, as slurmctld verifies.
+    """Signs with the raw bytes of the key file, as slurmctld verifies; the
+    header names the key (`kid`), which slurmctld ignores for HS256.
 
     Signing is HMAC-SHA256 over two base64url segments, done here with the
     standard library because the helper signs at login-burst rate and
@@ -69,14 +78,15 @@ class HS256Signer:
     once, when it is made (start-up, SIGHUP), against PyJWT's verifier.
     """
 
-    HEADER = _b64url(_json({"alg": "HS256", "typ": "JWT"}))
-
     def __init__(self, key: bytes) -> None:
         self._key = key
+        self.kid = hs256_key_id(key)
+        self._header = {"alg": "HS256", "kid": self.kid, "typ": "JWT"}
+        self._header_b64 = _b64url(_json(self._header))
         self._self_check()
 
     def sign(self, claims: Claims) -> str:
-        signing_input = f"{self.HEADER}.{_b64url(_json(claims.as_dict()))}"
+        signing_input = f"{self._header_b64}.{_b64url(_json(claims.as_dict()))}"
         mac = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
         return f"{signing_input}.{_b64url(mac)}"
 
@@ -94,7 +104,7 @@ class HS256Signer:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as err:
             raise MintFailed(f"signer self-check failed: {type(err).__name__}") from None
-        if decoded != claims.as_dict() or header != {"alg": "HS256", "typ": "JWT"}:
+        if decoded != claims.as_dict() or header != self._header:
             raise MintFailed("signer self-check failed: PyJWT reads other claims")
 
 
@@ -116,6 +126,17 @@ def inspect(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(header, dict) or not isinstance(claims, dict):
         raise ValueError("not a JWT (header or claims are not JSON objects)")
     return header, claims
+
+
+def key_id_of(token: str) -> str:
+    """Given a token, return the `kid` its header names (unverified), or "-"
+    when it names none (tokens from `scontrol token`); raise ValueError when
+    it is not a JWT or the kid is not a plain id."""
+    header, _claims = inspect(token)
+    kid = header.get("kid", "-")
+    if not isinstance(kid, str) or not KID_RE.match(kid):
+        raise ValueError("token header has a malformed kid")
+    return kid
 
 
 def slurm_claims(token: str) -> Claims:

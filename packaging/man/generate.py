@@ -60,6 +60,8 @@ def exit_status() -> list[str]:
 
 
 def option_default(opt: Option) -> str:
+    if opt.default_text:
+        return opt.default_text
     if opt.default in (None, (), ""):
         return "unset"
     if isinstance(opt.default, bool):
@@ -73,7 +75,7 @@ def option_kind(opt: Option) -> str:
     if opt.kind == "choice":
         return "|".join(opt.choices)
     return {"seconds": "SECONDS", "int": "NUMBER", "path": "PATH", "list": "NAME,...",
-            "bool": "yes|no"}[opt.kind]
+            "caps": "NAME:SECONDS,...", "bool": "yes|no"}[opt.kind]
 
 
 def argparse_options(parser: argparse.ArgumentParser) -> list[str]:

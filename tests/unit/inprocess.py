@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pam_slurmjwt.cache import key_dir
 from pam_slurmjwt.config import parse_config
-from pam_slurmjwt.helper import Server, State
+from pam_slurmjwt.helper import Server, State, publish_key_id
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import Policy
 from pam_slurmjwt.signing import KeyMinter
@@ -28,10 +29,14 @@ class Running:
 
     def __init__(self, tmp: Path, conf: str) -> None:
         self.path = str(tmp / "helper.sock")
+        self.key_dir = key_dir(self.path)  # tmp/key, where the key id is published
+        os.makedirs(self.key_dir, exist_ok=True)
         cfg = parse_config(conf, "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
                       Policy(cfg, "nobody"), KeyMinter(KEY), "key")
-        self.server = Server(state, Log("test", use_syslog=False, use_stderr=False), None)
+        log = Log("test", use_syslog=False, use_stderr=False)
+        publish_key_id(self.key_dir, state.minter.kid, log)
+        self.server = Server(state, log, None, self.key_dir)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -1,4 +1,5 @@
-"""The per-user token cache: layout, atomic writes, refusal of unsafe state."""
+"""The per-user token cache, format 2: layout, atomic writes, the key id,
+refusal of unsafe state."""
 
 from __future__ import annotations
 
@@ -9,20 +10,40 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt.cache import FALLBACK_BASE, Cache, Entry, cache_dir, format_lines, parse_line
+from pam_slurmjwt.cache import (
+    FALLBACK_BASE,
+    Cache,
+    Entry,
+    cache_dir,
+    format_lines,
+    parse_line,
+    read_key_id,
+)
 from pam_slurmjwt.errors import CacheUnsafe
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhIn0.c2ln"
+KID = "kid-A_1"
 
 
-def _entry(left: int = 1800, export: bool = True) -> Entry:
-    return Entry(int(time.time()) + left, export, TOKEN)
+def _entry(left: int = 1800, export: bool = True, kid: str = KID) -> Entry:
+    exp = int(time.time()) + left
+    return Entry(exp, exp - min(600, left // 2), export, kid, TOKEN)
+
+
+def _cache(tmp_path: Path, kid: str | None = KID, name: str = "c") -> Cache:
+    """A cache in tmp_path/name whose helper publishes `kid` (None: nothing)."""
+    keys = tmp_path / "key"
+    keys.mkdir(exist_ok=True)
+    if kid is not None:
+        (keys / "id").write_text(f"{kid}\n")
+    return Cache(str(tmp_path / name), str(keys))
 
 
 def test_cache_dir_prefers_override_then_runtime_dir_then_run(tmp_path: Path) -> None:
-    uid = os.getuid()
+    uid = os.getuid() or 4242
     runtime = tmp_path / "run-user"
     runtime.mkdir(mode=0o700)
+    os.chown(runtime, uid, -1)
     assert cache_dir(uid, {"SLURMJWT_CACHE_DIR": "/x"}) == "/x"
     assert cache_dir(uid, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{runtime}/slurmjwt"
     # A runtime dir owned by someone else is never used.
@@ -31,13 +52,28 @@ def test_cache_dir_prefers_override_then_runtime_dir_then_run(tmp_path: Path) ->
     assert cache_dir(uid, {}) == f"{FALLBACK_BASE}/{uid}"
 
 
+def test_root_ignores_the_override_and_a_runtime_dir_it_does_not_own(tmp_path: Path) -> None:
+    # Run as root, slurmjwt and slurmjwt-refresh once wrote a forged token
+    # through a link a user had planted: a user must never choose where root writes.
+    runtime = tmp_path / "run-user"
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, 4242, -1)
+    assert cache_dir(0, {"SLURMJWT_CACHE_DIR": str(tmp_path / "evil")}) == f"{FALLBACK_BASE}/0"
+    assert cache_dir(0, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{FALLBACK_BASE}/0"
+    os.chown(runtime, 0, -1)
+    if os.getuid() == 0:
+        assert cache_dir(0, {"XDG_RUNTIME_DIR": str(runtime)}) == f"{runtime}/slurmjwt"
+
+
 def test_store_then_load_round_trip_with_private_modes(tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
+    cache = _cache(tmp_path)
     entry = _entry()
-    cache.store(entry, margin=600)
+    cache.store(entry)
     loaded, why = cache.load()
     assert why == "" and loaded is not None
-    assert (loaded.exp, loaded.export, loaded.token) == (entry.exp, True, TOKEN)
+    assert (loaded.exp, loaded.export, loaded.kid, loaded.token) == (entry.exp, True, KID, TOKEN)
+    # The refresh time survives the trip through uptime seconds (rounded up).
+    assert entry.refresh <= loaded.refresh <= entry.refresh + 1
     assert (tmp_path / "c").stat().st_mode & 0o777 == 0o700
     for name in ("token", "token.csh", ".clock"):
         assert (tmp_path / "c" / name).stat().st_mode & 0o777 == 0o600
@@ -45,51 +81,74 @@ def test_store_then_load_round_trip_with_private_modes(tmp_path: Path) -> None:
 
 
 def test_line_is_readable_by_a_posix_shell_with_read(tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
-    cache.store(_entry(export=False), margin=600)
-    out = subprocess.run(["dash", "-c", 'read v b r e x f t < "$1"; echo "$v|$x|$f|$t"', "-",
-                          str(tmp_path / "c" / "token")], capture_output=True, text=True)
-    assert out.stdout.split("|")[0] == "slurmjwt1"
-    assert out.stdout.strip().split("|")[2:] == ["0", TOKEN]
+    cache = _cache(tmp_path)
+    cache.store(_entry(export=False))
+    out = subprocess.run(["dash", "-c", 'read v b r e x f k t z < "$1"; echo "$v|$f|$k|$t|$z"',
+                          "-", str(tmp_path / "c" / "token")], capture_output=True, text=True)
+    assert out.stdout.strip().split("|") == ["slurmjwt2", "0", KID, TOKEN, "end"]
 
 
-def test_uptime_fields_bracket_the_margin() -> None:
-    line, csh = format_lines(Entry(10_000, True, TOKEN), margin=600, now=8_200.0,
+def test_uptime_fields_bracket_the_refresh_time() -> None:
+    line, csh = format_lines(Entry(10_000, 9_400, True, KID, TOKEN), now=8_200.0,
                              uptime=500.7, boot_id="b")
     _v, _b, refresh_up, expire_up, *_ = line.split()
-    # 1700.7 rounds up (shims never see the margin before refresh does),
+    # 1700.7 rounds up (shims never see a token due before refresh does),
     # 2295.7 down (shims never see a token as valid past exp - SAFETY).
     assert (int(refresh_up), int(expire_up)) == (1701, 2295)
+    assert line == f"slurmjwt2 b 1701 2295 10000 1 {KID} {TOKEN} end\n"
     assert csh == f"set _slurmjwt_c=({line.strip()})\n"
 
 
-@pytest.mark.parametrize("text", ["", "slurmjwt1 a 1 2 3 1\n", "slurmjwt2 a 1 2 3 1 a.b.c\n",
-                                  "slurmjwt1 a 1 2 x 1 a.b.c\n", "slurmjwt1 a 1 2 3 1 abc\n",
-                                  "slurmjwt1 a 1 2 3 1 a.b.c"])
+@pytest.mark.parametrize("text", [
+    "", "slurmjwt2 a 1 2 3 1 k a.b.c\n",                 # no end
+    f"slurmjwt1 a 1 2 3 1 {TOKEN}\n",                    # format 1
+    "slurmjwt2 a 1 2 x 1 k a.b.c end\n",                 # exp not a number
+    "slurmjwt2 a 1 2 3 1 k abc end\n",                   # not a JWT
+    "slurmjwt2 a 1 2 3 1 k a.b.c end",                   # no newline: torn
+    "slurmjwt2 a 1 2 3 1 k$x a.b.c end\n",               # kid a shell would expand
+    "slurmjwt2 a 1 2 3 1 k a.b.c end extra\n",
+    "slurmjwt2 a  1 2 3 1 k a.b.c end\n",                # two spaces
+])
 def test_corrupt_or_truncated_lines_are_rejected(text: str) -> None:
     with pytest.raises(ValueError):
         parse_line(text)
 
 
 def test_expired_and_corrupt_caches_count_as_empty(tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
-    cache.store(_entry(left=3), margin=1)  # inside the 5 s safety: as good as expired
+    cache = _cache(tmp_path)
+    cache.store(_entry(left=3))  # inside the 5 s safety: as good as expired
     assert cache.load() == (None, "cached token has expired")
-    (tmp_path / "c" / "token").write_text("slurmjwt1 garbage\n")
+    (tmp_path / "c" / "token").write_text("slurmjwt2 garbage\n")
     assert cache.load() == (None, "cached token is corrupt")
-    assert Cache(str(tmp_path / "none")).load() == (None, "no cache directory")
+    assert _cache(tmp_path, name="none").load() == (None, "no cache directory")
+
+
+def test_a_token_of_another_key_is_stale_whatever_its_expiry(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    cache.store(_entry(left=3600))
+    (tmp_path / "key" / "id").write_text("the-new-key\n")
+    assert cache.load() == (None, "cached token is from another key")
+    (tmp_path / "key" / "id").unlink()
+    entry, why = cache.load()
+    assert entry is None and "has not published its key id" in why
+
+
+@pytest.mark.parametrize("text", ["", "k", "k\nx\n", "k$(id)\n", "a" * 65 + "\n"])
+def test_malformed_key_ids_are_none(tmp_path: Path, text: str) -> None:
+    (tmp_path / "id").write_text(text)
+    assert read_key_id(str(tmp_path)) is None
 
 
 def test_symlinked_token_file_is_refused_and_target_untouched(tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
-    cache.store(_entry(), margin=600)
+    cache = _cache(tmp_path)
+    cache.store(_entry())
     target = tmp_path / "precious"
     target.write_text("keep me\n")
     (tmp_path / "c" / "token").unlink()
     (tmp_path / "c" / "token").symlink_to(target)
     with pytest.raises(CacheUnsafe, match="holds a symlink named token"):
         cache.load()
-    cache.store(_entry(), margin=600)  # rename replaces the link, never follows it
+    cache.store(_entry())  # rename replaces the link, never follows it
     assert target.read_text() == "keep me\n"
     assert not (tmp_path / "c" / "token").is_symlink()
 
@@ -98,7 +157,7 @@ def test_symlinked_directory_is_refused(tmp_path: Path) -> None:
     (tmp_path / "elsewhere").mkdir(mode=0o700)
     (tmp_path / "c").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(CacheUnsafe, match="is a symlink or not a directory"):
-        Cache(str(tmp_path / "c")).store(_entry(), margin=600)
+        _cache(tmp_path).store(_entry())
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
@@ -106,14 +165,14 @@ def test_open_directory_is_refused_with_the_fix(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir(mode=0o777)
     (tmp_path / "c").chmod(0o777)
     with pytest.raises(CacheUnsafe) as err:
-        Cache(str(tmp_path / "c")).load()
+        _cache(tmp_path).load()
     assert str(err.value) == (f'token cache "{tmp_path}/c" has mode 0777; '
                               f'run chmod 0700 "{tmp_path}/c"')
 
 
 def test_readable_token_file_is_refused(tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
-    cache.store(_entry(), margin=600)
+    cache = _cache(tmp_path)
+    cache.store(_entry())
     (tmp_path / "c" / "token").chmod(0o644)
     with pytest.raises(CacheUnsafe, match="has mode 0644; run chmod 0600"):
         cache.load()
@@ -121,6 +180,6 @@ def test_readable_token_file_is_refused(tmp_path: Path) -> None:
 
 def test_directory_of_another_owner_is_refused(tmp_path: Path) -> None:
     (tmp_path / "c").mkdir(mode=0o700)
-    cache = Cache(str(tmp_path / "c"), uid=os.getuid() + 1)
+    cache = Cache(str(tmp_path / "c"), str(tmp_path / "key"), uid=os.getuid() + 1)
     with pytest.raises(CacheUnsafe, match=f"is owned by uid {os.getuid()}, not by you"):
         cache.load()

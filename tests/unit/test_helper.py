@@ -104,11 +104,11 @@ def test_lifespan_is_capped_by_max_lifespan(running: Running) -> None:
 
 
 def test_malformed_and_oversized_requests_get_reasons(running: Running) -> None:
-    assert _raw(running.path, b"hello\n").startswith(b"SLURMJWT/1 ERR bad-version ")
-    assert _raw(running.path, b"SLURMJWT/1 TOKEN\n").startswith(b"SLURMJWT/1 ERR bad-request ")
-    assert _raw(running.path, b"x" * 100_000).startswith(b"SLURMJWT/1 ERR too-long ")
-    assert _raw(running.path, b"SLURMJWT/1 TOKEN - 60", half_close=True).startswith(
-        b"SLURMJWT/1 ERR bad-request ")  # EOF before the newline
+    assert _raw(running.path, b"hello\n").startswith(b"SLURMJWT/2 ERR bad-version ")
+    assert _raw(running.path, b"SLURMJWT/2 TOKEN\n").startswith(b"SLURMJWT/2 ERR bad-request ")
+    assert _raw(running.path, b"x" * 100_000).startswith(b"SLURMJWT/2 ERR too-long ")
+    assert _raw(running.path, b"SLURMJWT/2 TOKEN - 60", half_close=True).startswith(
+        b"SLURMJWT/2 ERR bad-request ")  # EOF before the newline
     assert protocol.request_token(running.path).token  # and it still serves
 
 
@@ -118,7 +118,7 @@ def test_stalled_clients_do_not_delay_others(running: Running) -> None:
         sock = socket.socket(socket.AF_UNIX)
         sock.connect(running.path)
         if i % 2:
-            sock.sendall(b"SLURMJWT/1 TOK")  # a slow-loris half line
+            sock.sendall(b"SLURMJWT/2 TOK")  # a slow-loris half line
         stalled.append(sock)
     try:
         start = time.monotonic()
@@ -126,7 +126,7 @@ def test_stalled_clients_do_not_delay_others(running: Running) -> None:
         # ReadTimeout is 3 s: being served sooner proves nobody waited on them.
         assert time.monotonic() - start < 2.5
         stalled[0].settimeout(10)
-        assert stalled[0].recv(1024).startswith(b"SLURMJWT/1 ERR timeout ")
+        assert stalled[0].recv(1024).startswith(b"SLURMJWT/2 ERR timeout ")
     finally:
         for sock in stalled:
             sock.close()
@@ -140,16 +140,16 @@ def test_connections_beyond_the_limit_are_told_busy(running: Running) -> None:
     try:
         # The accept of the 4 is asynchronous: poll until the server counts them.
         deadline = time.monotonic() + 5
-        while sum(running.server.per_uid.values()) < 4 and time.monotonic() < deadline:
+        while sum(running.server.slots.held.values()) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _raw(running.path, b"SLURMJWT/1 PING\n").startswith(b"SLURMJWT/1 ERR busy ")
+        assert _raw(running.path, b"SLURMJWT/2 PING\n").startswith(b"SLURMJWT/2 ERR busy ")
     finally:
         for sock in held:
             sock.close()
     deadline = time.monotonic() + 5
-    while running.server.per_uid and time.monotonic() < deadline:
+    while running.server.slots.held and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert running.server.active == 0 and running.server.per_uid == {}
+    assert running.server.slots.active == 0 and running.server.slots.held == {}
 
 
 def test_many_concurrent_callers_all_get_tokens(running: Running) -> None:

@@ -15,7 +15,6 @@ from pam_slurmjwt.cache import Cache, Entry
 from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
 from pam_slurmjwt.signing import KeyMinter
-from pam_slurmjwt.token import make_claims
 from tests.unit.inprocess import KEY, ME, Running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +29,16 @@ def _opts(*argv: str) -> rf.Options:
 def _cfg(running: Running | None, extra: str = "") -> Config:
     sock = running.path if running else "/nonexistent/helper.sock"
     return parse_config(f"HelperSocket={sock}\nHelperTimeout=2\n{extra}", "/c")
+
+
+def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
+    """The cache in tmp_path/c, following the key of `running` (or of no helper)."""
+    return Cache(str(tmp_path / "c"), running.key_dir if running else str(tmp_path / "key"))
+
+
+def _entry(left: int, tok: str = "a.b.c", kid: str = KeyMinter(KEY).kid) -> Entry:
+    exp = int(time.time()) + left
+    return Entry(exp, exp - 600, True, kid, tok)
 
 
 def test_parse_args_accepts_both_value_forms() -> None:
@@ -64,26 +73,33 @@ def test_help_goes_to_stdout_with_exit_0() -> None:
 
 
 def test_refresh_fetches_and_stores(running: Running, tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
+    cache = _cache(tmp_path, running)
     entry = rf.refresh(_opts(), _cfg(running), cache)
     loaded = cache.load()[0]
     assert loaded is not None and loaded.token == entry.token
+    assert loaded.kid == KeyMinter(KEY).kid and 599 <= loaded.exp - loaded.refresh <= 600
 
 
-def test_if_needed_keeps_a_fresh_token_and_replaces_one_in_the_margin(
+def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
         running: Running, tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
+    cache = _cache(tmp_path, running)
     cfg = _cfg(running, "RefreshMargin=600")
-    fresh = Entry(int(time.time()) + 1200, True, "a.b.c")
-    cache.store(fresh, 600)
+    cache.store(_entry(1200))
     assert rf.refresh(_opts("--if-needed"), cfg, cache).token == "a.b.c"
-    cache.store(Entry(int(time.time()) + 300, True, "a.b.c"), 600)
+    cache.store(_entry(300))
     assert rf.refresh(_opts("--if-needed"), cfg, cache).token != "a.b.c"
 
 
+def test_if_needed_replaces_a_token_of_another_key(running: Running, tmp_path: Path) -> None:
+    cache = _cache(tmp_path, running)
+    cache.store(_entry(1200, kid="an-old-key"))
+    entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
+    assert entry.token != "a.b.c" and entry.kid == KeyMinter(KEY).kid
+
+
 def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path: Path) -> None:
-    cache = Cache(str(tmp_path / "c"))
-    cache.store(Entry(int(time.time()) - 100, True, "old.expired.token"), 600)
+    cache = _cache(tmp_path, running)
+    cache.store(_entry(-100, tok="old.expired.token"))
     entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
     assert entry.token != "old.expired.token" and entry.exp > time.time()
 
@@ -91,38 +107,42 @@ def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path
 def test_refresh_never_reads_slurm_jwt(running: Running, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLURM_JWT", "expired.garbage.value")
-    entry = rf.refresh(_opts(), _cfg(running), Cache(str(tmp_path / "c")))
+    entry = rf.refresh(_opts(), _cfg(running), _cache(tmp_path, running))
     assert entry.token != "expired.garbage.value"
 
 
 def test_helper_down_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(HelperUnreachable, match=r"no helper socket at /nonexistent/helper\.sock"):
-        rf.refresh(_opts(), _cfg(None), Cache(str(tmp_path / "c")))
+        rf.refresh(_opts(), _cfg(None), _cache(tmp_path))
 
 
 def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
-    entry = Entry(int(time.time()) + 100, True, "a.b.c")
+    entry = _entry(100)
     assert rf.env_lines("sh", entry) == "SLURM_JWT='a.b.c'; export SLURM_JWT;\n"
     assert rf.env_lines("csh", entry) == "setenv SLURM_JWT 'a.b.c';\n"
     assert rf.env_lines("fish", entry) == "set -gx SLURM_JWT 'a.b.c';\n"
     assert rf.env_lines("sh", None) == "unset SLURM_JWT;\n"
-    assert rf.env_lines("csh", Entry(1, False, "a.b.c")) == "unsetenv SLURM_JWT;\n"
+    assert rf.env_lines("csh", Entry(1, 1, False, "k", "a.b.c")) == "unsetenv SLURM_JWT;\n"
 
 
 def _token(user: str, lifespan: int = 600) -> str:
     return KeyMinter(KEY).sign(user, lifespan)[0]
 
 
-def test_store_stdin_takes_a_helper_line_or_a_bare_token(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def _published(tmp_path: Path, kid: str = KeyMinter(KEY).kid) -> Cache:
+    (tmp_path / "key").mkdir(exist_ok=True)
+    (tmp_path / "key" / "id").write_text(f"{kid}\n")
+    return _cache(tmp_path)
+
+
+def test_store_stdin_takes_a_token_of_the_key_in_use(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _cfg(None, "Export=never")
+    cache = _published(tmp_path)
     token = _token(ME)
-    entry = rf.entry_from_text(token + "\n", cfg, ME)
-    assert (entry.token, entry.export) == (token, False)
-    exp = make_claims(ME, 600).exp
-    entry = rf.entry_from_text(f"SLURMJWT/1 OK {exp} 1 {token}\n", cfg, ME)
-    assert entry.export is True
-    cache = Cache(str(tmp_path / "c"))
+    entry = rf.entry_from_text(token + "\n", cfg, cache, ME)
+    assert (entry.token, entry.export, entry.kid) == (token, False, KeyMinter(KEY).kid)
+    assert entry.exp - entry.refresh == 300  # a 600 s token: refreshed halfway
     monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
     rf.refresh(_opts("--store-stdin"), cfg, cache)
     assert cache.load()[0] is not None
@@ -130,19 +150,23 @@ def test_store_stdin_takes_a_helper_line_or_a_bare_token(tmp_path: Path,
 
 @pytest.mark.parametrize(("text", "message"), [
     ("not-a-token", "stdin: not a JWT (expected three base64url parts)"),
-    ("SLURMJWT/1 OK 5 1 a$b", "stdin: OK line has a malformed field"),
+    (f"SLURMJWT/2 OK 5 4 1 k {'a' * 10}", "stdin: not a JWT (expected three base64url parts)"),
 ])
-def test_store_stdin_rejects_garbage(text: str, message: str) -> None:
+def test_store_stdin_rejects_garbage(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(UsageError) as err:
-        rf.entry_from_text(text, _cfg(None), ME)
+        rf.entry_from_text(text, _cfg(None), _published(tmp_path), ME)
     assert str(err.value) == message
 
 
-def test_store_stdin_rejects_someone_elses_or_an_expired_token() -> None:
+def test_store_stdin_rejects_someone_elses_an_expired_or_another_keys_token(
+        tmp_path: Path) -> None:
+    cache = _published(tmp_path)
     with pytest.raises(UsageError, match="the token is for 'mallory', not for you"):
-        rf.entry_from_text(_token("mallory"), _cfg(None), ME)
+        rf.entry_from_text(_token("mallory"), _cfg(None), cache, ME)
     with pytest.raises(UsageError, match="the token has expired"):
-        rf.entry_from_text(_token(ME, lifespan=1), _cfg(None), ME)
+        rf.entry_from_text(_token(ME, lifespan=1), _cfg(None), cache, ME)
+    with pytest.raises(UsageError, match="not from the key the helper signs with"):
+        rf.entry_from_text(_token(ME), _cfg(None), _published(tmp_path, "other"), ME)
 
 
 def test_refresh_module_does_not_import_pyjwt_or_heavy_modules() -> None:

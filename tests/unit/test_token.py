@@ -11,8 +11,10 @@ import pytest
 from pam_slurmjwt.token import (
     HS256Signer,
     fingerprint,
+    hs256_key_id,
     inspect,
     is_plain_user_name,
+    key_id_of,
     make_claims,
     slurm_claims,
 )
@@ -30,8 +32,10 @@ def test_claims_are_integers_with_the_requested_lifespan() -> None:
 
 
 def test_signed_token_has_slurm_header_and_verifies_with_the_whole_key() -> None:
-    token = HS256Signer(KEY).sign(make_claims("alice", 60))
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT"}
+    signer = HS256Signer(KEY)
+    token = signer.sign(make_claims("alice", 60))
+    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": signer.kid, "typ": "JWT"}
+    assert key_id_of(token) == signer.kid
     claims = jwt.decode(token, KEY, algorithms=["HS256"])
     assert claims["sun"] == "alice" and isinstance(claims["exp"], int)
     with pytest.raises(jwt.InvalidSignatureError):
@@ -80,3 +84,20 @@ def test_fingerprint_is_short_stable_and_not_the_token() -> None:
 ])
 def test_plain_user_names(name: str, plain: bool) -> None:
     assert is_plain_user_name(name) is plain
+
+
+def test_hs256_key_id_names_the_key_and_hides_it() -> None:
+    kid = hs256_key_id(KEY)
+    assert len(kid) == 22 and kid == hs256_key_id(KEY)
+    assert set(kid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+    # The whole key, byte for byte, as slurmctld reads it: a newline less is another key.
+    assert hs256_key_id(KEY.rstrip(b"\n")) != kid
+    assert base64.urlsafe_b64encode(KEY).decode()[:8] not in kid
+
+
+def test_key_id_of_a_token_without_kid_is_dash_and_a_bad_kid_is_refused() -> None:
+    claims = _part({"sun": "a", "exp": 1})
+    assert key_id_of(f"{_part({'alg': 'HS256'})}.{claims}.sig") == "-"
+    for bad in ("a.b", "", 5, "x" * 65):
+        with pytest.raises(ValueError):
+            key_id_of(f"{_part({'alg': 'HS256', 'kid': bad})}.{claims}.sig")
