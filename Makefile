@@ -5,7 +5,7 @@
 #   make test    install test dependencies (root, Debian 12), run every check
 #                and every test; this is what .ci/run calls
 #   make check   static checks only: ruff, mypy, shellcheck, systemd-analyze,
-#                the C module with -Werror
+#                the C code (PAM module, wrapper) with -Werror
 #   make bench   throughput/latency of the helper vs `scontrol token`, shell
 #                start-up, refresh and ssh login cost (needs root)
 #   make install the whole system integration (root; PREFIX, DESTDIR honoured)
@@ -30,6 +30,8 @@ MANDIR ?= $(PREFIX)/share/man
 SYSCONFDIR ?= /etc
 UNITDIR ?= /usr/lib/systemd/system
 USERUNITDIR ?= /usr/lib/systemd/user
+# fish reads packages' snippets here, for login and interactive shells alike.
+FISHCONFDIR ?= $(PREFIX)/share/fish/vendor_conf.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SYSTEM_PYTHON ?= /usr/bin/python3
 # Debian's /etc/csh.login reads /etc/csh/login.d, not profile.d (RHEL's reads
@@ -39,12 +41,12 @@ CSH_LOGIN_D ?= $(if $(wildcard /etc/csh/login.d),$(SYSCONFDIR)/csh/login.d)
 PAMDIR ?= $(shell for d in /usr/lib64/security /usr/lib/$$($(CC) -print-multiarch 2>/dev/null)/security /lib/$$($(CC) -print-multiarch 2>/dev/null)/security /usr/lib/security; do if [ -d "$$d" ]; then echo "$$d"; break; fi; done)
 INSTALL := install
 
-include mk/pam.mk
+include mk/c.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
 	test-integration bench demo demo-down clean install uninstall man deb rpm dist
 
-all: pam
+all: c
 
 deps:
 	@if [ "$$(id -u)" = 0 ]; then sh tests/setup-deps.sh; \
@@ -75,19 +77,19 @@ shellcheck:
 units:
 	sh packaging/systemd/verify-units.sh
 
-check: lint typecheck shellcheck units pam
+check: lint typecheck shellcheck units c
 
-test-unit: venv pam pam-harness
+test-unit: venv c c-harness
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
-test-integration: venv pam
+test-integration: venv c
 	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-test: deps check pam-test
-	$(MAKE) -s pam-fuzz PAM_FUZZ_SECONDS=20
+test: deps check c-test c-harness
+	$(MAKE) -s c-fuzz C_FUZZ_SECONDS=20
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
-bench: deps pam
+bench: deps c
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
 # The two-host demo in Docker (tests/demo): bookworm by default,
@@ -108,12 +110,13 @@ printf '#!%s -I\n# %s: installed by pam-slurmjwt\nimport sys\nsys.path.insert(0,
 chmod 0755 "$(DESTDIR)$(3)/$(1)"
 endef
 
-install: pam man
+install: c man
 	@test -n "$(PAMDIR)" || { echo "make install: no PAM module directory found; set PAMDIR=" >&2; exit 1; }
 	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/profile.d" "$(DESTDIR)$(BINDIR)" \
 		"$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(PAMDIR)" "$(DESTDIR)$(SYSCONFDIR)/profile.d" \
 		"$(DESTDIR)$(SYSCONFDIR)/pam.d" "$(DESTDIR)$(SYSCONFDIR)/slurm" "$(DESTDIR)$(UNITDIR)" \
-		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" \
+		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(LIBDIR)/bin" \
+		"$(DESTDIR)$(FISHCONFDIR)" \
 		"$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
 	$(INSTALL) -m 0644 pam_slurmjwt/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/"
 	$(SYSTEM_PYTHON) -I -m compileall -q -d "$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/pam_slurmjwt"
@@ -121,21 +124,25 @@ install: pam man
 	$(call wrapper,slurmjwt-refresh,pam_slurmjwt.refresh,$(BINDIR))
 	$(call wrapper,slurmjwt-helper,pam_slurmjwt.helper,$(SBINDIR))
 	$(INSTALL) -m 0644 $(PAM_SO) "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so"
+	@# The Slurm command wrapper; LIBDIR/bin gets its links (slurmjwt wrappers).
+	$(INSTALL) -m 0755 $(WRAP) "$(DESTDIR)$(LIBDIR)/slurmjwt-wrap"
 	@# The shims' fast paths in profile.d, their full logic in LIBDIR.
 	$(INSTALL) -m 0644 profile.d/lib/slurmjwt.sh profile.d/lib/slurmjwt.csh "$(DESTDIR)$(LIBDIR)/profile.d/"
 	@# Built aside, then installed (a rename): a login never reads half a shim.
 	mkdir -p build/profile.d
-	for f in slurmjwt.sh slurmjwt.csh; do \
-		sed 's|/usr/lib/slurmjwt/profile\.d/|$(subst |,\|,$(subst &,\&,$(LIBDIR)))/profile.d/|g' \
+	for f in slurmjwt.sh slurmjwt.csh slurmjwt.fish; do \
+		sed 's|/usr/lib/slurmjwt/|$(subst |,\|,$(subst &,\&,$(LIBDIR)))/|g' \
 			"profile.d/$$f" > "build/profile.d/$$f" || exit 1; done
 	$(INSTALL) -m 0644 build/profile.d/slurmjwt.sh build/profile.d/slurmjwt.csh "$(DESTDIR)$(SYSCONFDIR)/profile.d/"
+	$(INSTALL) -m 0644 build/profile.d/slurmjwt.fish "$(DESTDIR)$(FISHCONFDIR)/slurmjwt.fish"
 	if [ -n "$(CSH_LOGIN_D)" ]; then \
 		$(INSTALL) -d -m 0755 "$(DESTDIR)$(CSH_LOGIN_D)" && \
 		ln -sfn "$(SYSCONFDIR)/profile.d/slurmjwt.csh" "$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh"; fi
 	$(INSTALL) -m 0644 packaging/pam.d/slurmjwt "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt"
 	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
 	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
-	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper.service "$(DESTDIR)$(UNITDIR)/"
+	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper-root.socket \
+		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount "$(DESTDIR)$(UNITDIR)/"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-refresh.service packaging/systemd/slurmjwt-refresh.timer "$(DESTDIR)$(USERUNITDIR)/"
 	$(INSTALL) -m 0644 packaging/tmpfiles.d/slurmjwt.conf "$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf"
 	$(INSTALL) -m 0644 build/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
@@ -146,6 +153,8 @@ install: pam man
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ]; then \
 		echo "make install: keeping existing $(SYSCONFDIR)/slurm/slurmjwt.conf"; \
 	else $(INSTALL) -m 0644 build/man/slurmjwt.conf.sample "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; fi
+	@# One link per Slurm command installed here; packages do this in postinst.
+	@if [ -z "$(DESTDIR)" ]; then "$(BINDIR)/slurmjwt" wrappers --update; fi
 
 uninstall: man
 	rm -rf "$(DESTDIR)$(LIBDIR)"
@@ -155,6 +164,8 @@ uninstall: man
 		"$(DESTDIR)$(SYSCONFDIR)/csh/login.d/slurmjwt.csh" \
 		$(if $(CSH_LOGIN_D),"$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh") "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
+		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper-root.socket" "$(DESTDIR)$(UNITDIR)/run-slurmjwt-users.mount" \
+		"$(DESTDIR)$(FISHCONFDIR)/slurmjwt.fish" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
 		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \
 		"$(DESTDIR)$(MANDIR)/man1/slurmjwt.1" "$(DESTDIR)$(MANDIR)/man1/slurmjwt-refresh.1" \
@@ -172,7 +183,7 @@ DEB := build/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb
 
 # A Debian package from packaging/debian: make install into a staging root,
 # control files beside it, dpkg-deb. Depends on Debian's own python3-jwt.
-deb: pam man
+deb: c man
 	rm -rf build/deb
 	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr \
 		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security CSH_LOGIN_D=/etc/csh/login.d
@@ -181,6 +192,7 @@ deb: pam man
 		packaging/debian/control.in > build/deb/DEBIAN/control
 	install -m 0644 packaging/debian/conffiles build/deb/DEBIAN/conffiles
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm build/deb/DEBIAN/
+	install -m 0644 packaging/debian/triggers build/deb/DEBIAN/triggers
 	find build/deb -name __pycache__ -prune -exec rm -rf {} +
 	dpkg-deb --root-owner-group --build build/deb $(DEB)
 
@@ -202,6 +214,6 @@ rpm: dist
 		--define "systemd_preun() :" --define "systemd_postun_with_restart() :" \
 		--define "systemd_requires %{nil}"
 
-clean: pam-clean
+clean: c-clean
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +

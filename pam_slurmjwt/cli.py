@@ -250,6 +250,33 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_wrappers(args: argparse.Namespace) -> int:
+    """List the Slurm command wrappers against the installed Slurm; with
+    --update (root), make them match. Exit 1 when they differ (list only)."""
+    from pam_slurmjwt import wrappers
+
+    cfg = load_config(args.config)
+    directory, program = args.dir or wrappers.WRAPPER_DIR, args.program or wrappers.WRAP_PROGRAM
+    if args.update:
+        if os.geteuid() != 0 and not args.dir:
+            raise UsageError("--update changes the system's wrapper directory: run it as root")
+        added, removed = wrappers.update(directory, program, cfg.slurm_bin_dir)
+        for name in added:
+            print(f"added {directory}/{name}")
+        for name in removed:
+            print(f"removed {directory}/{name}")
+        return EXIT_OK
+    missing, extra = wrappers.differences(directory, program, cfg.slurm_bin_dir)
+    print(f"wrappers: {directory} -> {program}")
+    print(f"Slurm commands in {cfg.slurm_bin_dir}: "
+          f"{' '.join(wrappers.slurm_commands(cfg.slurm_bin_dir)) or 'none'}")
+    for name in missing:
+        print(f"missing: {name} (run slurmjwt wrappers --update as root)")
+    for name in extra:
+        print(f"extra: {name} (no {cfg.slurm_bin_dir}/{name}; run slurmjwt wrappers --update)")
+    return EXIT_OK if not (missing or extra) else EXIT_ERROR
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Check the whole chain; exit 0 when every check passed."""
     from pam_slurmjwt.doctor import run_doctor
@@ -306,6 +333,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ping = sub.add_parser("ping", help="check that slurmjwt-helper answers")
     ping.set_defaults(func=cmd_ping)
+
+    wrap = sub.add_parser("wrappers", help="the Slurm command wrappers: list them, or "
+                          "--update them to match the installed Slurm")
+    wrap.add_argument("--update", action="store_true",
+                      help="root: one link per Slurm command in SlurmBinDir, no other")
+    wrap.add_argument("--dir", help="wrapper directory (default: LIBDIR/bin)")
+    wrap.add_argument("--program", help="what the links point to (default: "
+                      "LIBDIR/slurmjwt-wrap)")
+    wrap.set_defaults(func=cmd_wrappers)
 
     doctor = sub.add_parser("doctor", help="check the whole chain and say how to fix it")
     doctor.add_argument("--user", help="root: prove slurmctld accepts a token for this user")

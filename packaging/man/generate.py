@@ -1,7 +1,7 @@
 """Generate the man pages and the sample slurmjwt.conf from the code itself:
 the option table (config.py), the argument parsers (cli.py, helper.py), the
 usage text (refresh.py), the exit codes (errors.py) and the PAM module's
-argument list (pam/pam_slurmjwt.c). So the manual cannot drift.
+argument list (c/pam/pam_slurmjwt.c). So the manual cannot drift.
 
 Usage: python3 -I packaging/man/generate.py OUTDIR
        python3 -I packaging/man/generate.py --readme   (README reference table)
@@ -251,7 +251,7 @@ def helper_page() -> str:
 
 def pam_arguments() -> list[tuple[str, str]]:
     """Return (argument, description) pairs from pam_slurmjwt.c's header."""
-    text = (REPO / "pam" / "pam_slurmjwt.c").read_text()
+    text = (REPO / "c" / "pam" / "pam_slurmjwt.c").read_text()
     comment = text.split("*/", 1)[0]
     lines = [line.strip()[1:].rstrip() if line.strip().startswith("*") else line
              for line in comment.splitlines()]
@@ -278,11 +278,14 @@ def pam_page() -> str:
     out += [".SH SYNOPSIS", ".B session optional pam_slurmjwt.so", "[\\fIARGUMENTS\\fR]",
             ".SH DESCRIPTION"]
     out += para("""pam_slurmjwt gives every login session a Slurm JSON Web Token. At
-        session open it asks slurmjwt-helper(8) for a token for the PAM user, puts it
-        into the PAM environment as SLURM_JWT (so even a non-interactive ssh host
-        squeue has it) when the helper's Export policy says so, and hands it to
-        slurmjwt-refresh --store-stdin running as the user, which writes the user's
-        token cache; root never writes into the user's directories.""")
+        session open it asks slurmjwt-helper(8) for a token for the PAM user, checks
+        that the token is that user's, puts it into the PAM environment as SLURM_JWT
+        (so even a non-interactive ssh host squeue has it) when the helper's Export
+        policy says so, and puts the Slurm command wrappers (/usr/lib/slurmjwt/bin)
+        first on PATH, so that every Slurm command the session ever starts fetches
+        a live token. It writes the user's token cache in a child process that has
+        become the user for good; root never writes into the user's
+        directories.""")
     out += para("""It fails open, always: helper down or hung, slurmctld down, key
         missing, bad arguments: the session opens without a token after at most
         timeout= milliseconds, with one AUTHPRIV syslog line saying why. It never
@@ -297,7 +300,8 @@ def pam_page() -> str:
             ".nf", "@include slurmjwt", ".fi", "where /etc/pam.d/slurmjwt holds:", ".nf",
             "session optional pam_slurmjwt.so", ".fi",
             ".SH FILES", ".TP", ".B /etc/pam.d/slurmjwt", "the snippet",
-            ".TP", ".B /run/slurmjwt/helper.sock", "the helper's socket",
+            ".TP", ".B /run/slurmjwt/root.sock", "the helper's socket for root (logins)",
+            ".TP", ".B /usr/lib/slurmjwt/bin", "the Slurm command wrappers",
             ".SH SEE ALSO", "slurmjwt\\-helper(8), slurmjwt.conf(5), slurmjwt(1), pam(8)"]
     return "\n".join(out) + "\n"
 

@@ -9,11 +9,13 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 make -s -C "$top" install DESTDIR="$tmp/root" >/dev/null
 mkdir -p "$tmp/units"
-for unit in "$tmp"/root/usr/lib/systemd/system/slurmjwt-* "$tmp"/root/usr/lib/systemd/user/slurmjwt-*; do
+for unit in "$tmp"/root/usr/lib/systemd/system/slurmjwt-* "$tmp"/root/usr/lib/systemd/system/*.mount \
+        "$tmp"/root/usr/lib/systemd/user/slurmjwt-*; do
     sed -e "s|/usr/sbin/slurmjwt-helper|$tmp/root/usr/sbin/slurmjwt-helper|g" \
         -e "s|/usr/bin/slurmjwt-refresh|$tmp/root/usr/bin/slurmjwt-refresh|g" \
         "$unit" >"$tmp/units/$(basename "$unit")"
 done
-systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper.service
+systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper-root.socket \
+    "$tmp"/units/slurmjwt-helper.service "$tmp"/units/run-slurmjwt-users.mount
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-refresh.service "$tmp"/units/slurmjwt-refresh.timer
 echo "verify-units: all units pass systemd-analyze verify"

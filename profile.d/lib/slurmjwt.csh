@@ -3,7 +3,9 @@
 # slurmjwt.sh (read the header of its library); contracts in docs/internals.md.
 #
 # csh cannot read a file without forking, so the warm path `source`s the
-# cache's token.csh (written only by slurmjwt-refresh, as the user) and
+# cache's token.csh (written only by slurmjwt-refresh, slurmjwt-wrap or
+# pam_slurmjwt's child, as the user) and the helper's key id, id.csh (only
+# when neither it nor its directory may be written by group or others), and
 # tells the time by truncating the cache's .clock with a builtin echo and
 # reading its mtime (`-M`): no fork, no exec. The check is against the
 # epoch: refresh at exp - (expire_up + 5 - refresh_up), expire at exp - 5
@@ -33,7 +35,11 @@ if ( $_slurmjwt_on ) then
 endif
 
 if ( $_slurmjwt_on ) then
-    set _slurmjwt_dir = "/run/slurmjwt/users/$uid"
+    if ( -d /usr/lib/slurmjwt/bin && " $path " !~ "* /usr/lib/slurmjwt/bin *" ) set path = ( /usr/lib/slurmjwt/bin $path )
+    set _slurmjwt_dir = "/run/slurmjwt/users/$uid" _slurmjwt_kd = /run/slurmjwt/key
+    if ( $?SLURMJWT_KEY_DIR ) then
+        if ( "$SLURMJWT_KEY_DIR" != "" ) set _slurmjwt_kd = "$SLURMJWT_KEY_DIR"
+    endif
     if ( $?XDG_RUNTIME_DIR ) then
         if ( "$XDG_RUNTIME_DIR" != "" ) then
             if ( -d "$XDG_RUNTIME_DIR" && -o "$XDG_RUNTIME_DIR" ) set _slurmjwt_dir = "$XDG_RUNTIME_DIR/slurmjwt"
@@ -92,19 +98,22 @@ if ( $_slurmjwt_on ) then
         endif
         if ( $_slurmjwt_ok ) then
             if ( $?_slurmjwt_c ) unset _slurmjwt_c
+            if ( $?_slurmjwt_kid ) unset _slurmjwt_kid
             source "$_slurmjwt_f"
+            if ( -Lf "$_slurmjwt_kd/id.csh" && ! -P22 "$_slurmjwt_kd" && ! -P22 "$_slurmjwt_kd/id.csh" ) source "$_slurmjwt_kd/id.csh"
             set _slurmjwt_ok = 0
-            if ( $?_slurmjwt_c ) then
-                if ( $#_slurmjwt_c == 7 ) set _slurmjwt_ok = 1
+            if ( $?_slurmjwt_c && $?_slurmjwt_kid ) then
+                if ( $#_slurmjwt_c == 9 ) set _slurmjwt_ok = 1
             endif
         endif
         if ( $_slurmjwt_ok ) then
-            if ( "$_slurmjwt_c[1]" != slurmjwt1 ) set _slurmjwt_ok = 0
+            if ( "$_slurmjwt_c[1]" != slurmjwt2 || "$_slurmjwt_c[9]" != end ) set _slurmjwt_ok = 0
+            if ( "$_slurmjwt_c[7]" != "$_slurmjwt_kid" || "$_slurmjwt_kid" !~ ?* || "$_slurmjwt_kid" =~ *[^A-Za-z0-9_-]* ) set _slurmjwt_ok = 0
             foreach _slurmjwt_n ( "$_slurmjwt_c[3]" "$_slurmjwt_c[4]" "$_slurmjwt_c[5]" )
                 if ( "$_slurmjwt_n" !~ [0-9]* || "$_slurmjwt_n" =~ *[^0-9]* || "$_slurmjwt_n" =~ ?????????????* ) set _slurmjwt_ok = 0
             end
             if ( "$_slurmjwt_c[6]" != 0 && "$_slurmjwt_c[6]" != 1 ) set _slurmjwt_ok = 0
-            set _slurmjwt_tok = "$_slurmjwt_c[7]"
+            set _slurmjwt_tok = "$_slurmjwt_c[8]"
             if ( "$_slurmjwt_tok" =~ *[^A-Za-z0-9_.-]* || "$_slurmjwt_tok" =~ *.*.*.* || "$_slurmjwt_tok" !~ ?*.?*.?* ) set _slurmjwt_ok = 0
         endif
         if ( $_slurmjwt_ok ) then
@@ -152,7 +161,8 @@ if ( $_slurmjwt_on ) then
     # unset of a name that is not set is no error.
     unset _slurmjwt_dir _slurmjwt_r _slurmjwt_state _slurmjwt_code _slurmjwt_err \
         _slurmjwt_tok _slurmjwt_x _slurmjwt_ng _slurmjwt_pass _slurmjwt_ok _slurmjwt_f \
-        _slurmjwt_k _slurmjwt_v _slurmjwt_m _slurmjwt_n _slurmjwt_now _slurmjwt_c _slurmjwt_on
+        _slurmjwt_k _slurmjwt_v _slurmjwt_m _slurmjwt_n _slurmjwt_now _slurmjwt_c _slurmjwt_on \
+        _slurmjwt_kd _slurmjwt_kid
 else
     unset _slurmjwt_on
 endif

@@ -4,9 +4,11 @@
 # refresh CLI, exit codes): docs/internals.md.
 #
 # Warm path: builtins only (read, test, case): no fork, no exec, no $(...).
-# It exports the cache's token when the cache line is well formed, from this
-# boot, not past refresh_up, in a directory and file that are owned by the
-# user and not symlinks. The shim cannot check mode bits (test(1) has no
+# It exports the cache's token when the cache line is well formed (format 2,
+# ending in `end`), from this boot, not past refresh_up, of the key the
+# helper signs with (the id in ${SLURMJWT_KEY_DIR:-/run/slurmjwt/key}/id), in
+# a directory and file that are owned by the user and not symlinks. It also
+# puts the Slurm command wrappers (/usr/lib/slurmjwt/bin) first on PATH. The shim cannot check mode bits (test(1) has no
 # operator for them); slurmjwt-refresh checks modes on every write and read,
 # and its exit 6 ("cache unsafe") makes the shim distrust the cache.
 # Anything else runs `slurmjwt-refresh --if-needed` once (it bounds its own
@@ -38,21 +40,36 @@
 #   SLURM_JWT            exported, or unset, as above
 #   SLURMJWT_DISABLE     read: user switch
 #   SLURMJWT_CACHE_DIR   read: cache directory override (tests, users)
+#   SLURMJWT_KEY_DIR     read: where the helper publishes its key id (tests)
 #   SLURMJWT_REFRESH     read: refresh program (default: slurmjwt-refresh on PATH)
+#   PATH                 /usr/lib/slurmjwt/bin put first when missing
 # Left behind in interactive bash and zsh only (the prompt hook):
 #   _slurmjwt_hook       function in PROMPT_COMMAND / precmd_functions
 #   _slurmjwt_read       function: one read of the cache, with every check
+#   _slurmjwt_keyid      function: one read of the helper's key id
 #   _slurmjwt_next       uptime second of the hook's next full check
 #   _slurmjwt_tok        the token this shell exported (not exported itself)
+#   _slurmjwt_kid        the key id of that token
 #   _slurmjwt_msg        the last message shown, so it is shown once
 # Temporaries while it runs: _slurmjwt_* (unset again; never exported).
 #
-# The hook costs one read of /proc/uptime per prompt; it re-reads the cache
-# once the exported token reaches its refresh_up (and runs the refresh only
-# if no other shell already did), after a failure every 300 s.
+# The hook costs one read of /proc/uptime and one of the key id per prompt;
+# it re-reads the cache once the exported token reaches its refresh_up or
+# the helper's key changes (and runs the refresh only if no other shell
+# already did), after a failure every 300 s.
 
-# Sets _slurmjwt_up, _uid (empty for root or unknown), _dir, _boot and the
-# cache's fields, and _slurmjwt_state: fresh (before refresh_up), margin
+# Sets _slurmjwt_key to the id of the key the helper signs with ("" when it
+# cannot be read: then no cached token counts). One builtin read.
+_slurmjwt_keyid() {
+    _slurmjwt_key=
+    if { { read -r _slurmjwt_key; } <"${SLURMJWT_KEY_DIR:-/run/slurmjwt/key}/id"; } 2>/dev/null; then :
+    else
+        _slurmjwt_key=
+    fi
+}
+
+# Sets _slurmjwt_up, _uid (empty for root or unknown), _dir, _boot, _key and
+# the cache's fields, and _slurmjwt_state: fresh (before refresh_up), margin
 # (before expire_up), or bad.
 _slurmjwt_read() {
     _slurmjwt_up=
@@ -84,18 +101,22 @@ _slurmjwt_read() {
     fi
     _slurmjwt_boot=
     if { { read -r _slurmjwt_boot; } </proc/sys/kernel/random/boot_id; } 2>/dev/null; then :; fi
-
+    _slurmjwt_keyid
     _slurmjwt_state=bad _slurmjwt_v='' _slurmjwt_x='' _slurmjwt_bid='' _slurmjwt_rup=''
-    _slurmjwt_eup='' _slurmjwt_exp='' _slurmjwt_ctok='' _slurmjwt_xtra=''
+    _slurmjwt_eup='' _slurmjwt_exp='' _slurmjwt_ckid='' _slurmjwt_ctok='' _slurmjwt_end=''
+    _slurmjwt_xtra=''
     _slurmjwt_f=$_slurmjwt_dir/token
-    # read fails on a line without its newline: a truncated file.
+    # read fails on a line without its newline, and a torn one has no `end`.
     if [ -n "$_slurmjwt_uid" ] && [ -n "$_slurmjwt_up" ] && [ -n "$_slurmjwt_boot" ] &&
             [ -d "$_slurmjwt_dir" ] && [ ! -L "$_slurmjwt_dir" ] && [ -O "$_slurmjwt_dir" ] &&
             [ -f "$_slurmjwt_f" ] && [ ! -L "$_slurmjwt_f" ] && [ -O "$_slurmjwt_f" ] &&
             { { IFS=' ' read -r _slurmjwt_v _slurmjwt_bid _slurmjwt_rup _slurmjwt_eup \
-                _slurmjwt_exp _slurmjwt_x _slurmjwt_ctok _slurmjwt_xtra; } <"$_slurmjwt_f"; } 2>/dev/null &&
-            [ "$_slurmjwt_v" = slurmjwt1 ] && [ "$_slurmjwt_bid" = "$_slurmjwt_boot" ] &&
-            [ -z "$_slurmjwt_xtra" ] && [ "${#_slurmjwt_ctok}" -le 4096 ]; then
+                _slurmjwt_exp _slurmjwt_x _slurmjwt_ckid _slurmjwt_ctok _slurmjwt_end \
+                _slurmjwt_xtra; } <"$_slurmjwt_f"; } 2>/dev/null &&
+            [ "$_slurmjwt_v" = slurmjwt2 ] && [ "$_slurmjwt_bid" = "$_slurmjwt_boot" ] &&
+            [ "$_slurmjwt_end" = end ] && [ -z "$_slurmjwt_xtra" ] &&
+            [ -n "$_slurmjwt_ckid" ] && [ "$_slurmjwt_ckid" = "$_slurmjwt_key" ] &&
+            [ "${#_slurmjwt_ctok}" -le 7168 ]; then
         _slurmjwt_state=ok
     fi
     # Digits only, and short, before any -lt: ksh93's test evaluates its
@@ -106,6 +127,7 @@ _slurmjwt_read() {
         esac
     done
     case $_slurmjwt_x in 0|1) ;; *) _slurmjwt_state=bad ;; esac
+    case $_slurmjwt_ckid in *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-]*) _slurmjwt_state=bad ;; esac
     case $_slurmjwt_ctok in
     *[!ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-]*|*.*.*.*) _slurmjwt_state=bad ;;
     ?*.?*.?*) ;;
@@ -130,9 +152,12 @@ _slurmjwt_hook() {
     fi
     case $_slurmjwt_up in ''|*[!0123456789]*) _slurmjwt_up= ;; esac
     case ${_slurmjwt_next:-0} in ''|*[!0123456789]*) _slurmjwt_next=0 ;; esac
+    # Until the next check is due, only a change of the helper's key counts.
+    _slurmjwt_keyid
     if [ "${SLURMJWT_DISABLE:-0}" != 0 ] || { [ -n "$_slurmjwt_up" ] &&
-            [ "$_slurmjwt_up" -lt "$_slurmjwt_next" ]; }; then
-        unset _slurmjwt_up _slurmjwt_v
+            [ "$_slurmjwt_up" -lt "$_slurmjwt_next" ] &&
+            [ "$_slurmjwt_key" = "${_slurmjwt_kid:-$_slurmjwt_key}" ]; }; then
+        unset _slurmjwt_up _slurmjwt_v _slurmjwt_key
         return "$_slurmjwt_rc"
     fi
 
@@ -183,6 +208,10 @@ _slurmjwt_hook() {
     done
 
     _slurmjwt_v=
+    # The key this check saw: until it changes again, the next check waits
+    # for _slurmjwt_next (a helper down after a key change is not asked at
+    # every prompt).
+    _slurmjwt_kid=$_slurmjwt_key
     if [ -z "$_slurmjwt_uid" ] || [ "$_slurmjwt_code" = 5 ]; then
         # Root or denied: leave the environment alone, check again rarely.
         _slurmjwt_next=$((${_slurmjwt_up:-0} + 3600))
@@ -224,7 +253,8 @@ _slurmjwt_hook() {
     unset _slurmjwt_up _slurmjwt_v _slurmjwt_uid _slurmjwt_dir _slurmjwt_boot \
         _slurmjwt_state _slurmjwt_code _slurmjwt_err _slurmjwt_ctok _slurmjwt_r \
         _slurmjwt_pass _slurmjwt_f _slurmjwt_bid _slurmjwt_rup _slurmjwt_eup \
-        _slurmjwt_exp _slurmjwt_x _slurmjwt_xtra _slurmjwt_n _slurmjwt_k
+        _slurmjwt_exp _slurmjwt_x _slurmjwt_xtra _slurmjwt_n _slurmjwt_k _slurmjwt_key \
+        _slurmjwt_ckid _slurmjwt_end
     # Hand back the caller's $? (a prompt may show it) without keeping a
     # variable for it: positional parameters are the function's own.
     set -- "$_slurmjwt_rc"
@@ -233,6 +263,15 @@ _slurmjwt_hook() {
 }
 
 if [ "${SLURMJWT_DISABLE:-0}" = 0 ] && [ ! -e /etc/slurm/slurmjwt.disable ]; then
+    # The Slurm command wrappers first on PATH (not for root, who gets no
+    # token): every Slurm command started from here fetches a live token.
+    case :${PATH:-}: in
+    *:/usr/lib/slurmjwt/bin:*) ;;
+    *) if [ ! -O / ] && [ -d /usr/lib/slurmjwt/bin ]; then
+           PATH=/usr/lib/slurmjwt/bin${PATH:+:$PATH}
+           export PATH
+       fi ;;
+    esac
     _slurmjwt_next=0
     # `|| :` also keeps a caller's `set -e` out of the function.
     _slurmjwt_hook >/dev/null || :
@@ -253,10 +292,10 @@ if [ "${SLURMJWT_DISABLE:-0}" = 0 ] && [ ! -e /etc/slurm/slurmjwt.disable ]; the
         esac'
         ;;
     *)
-        unset -f _slurmjwt_hook _slurmjwt_read
-        unset _slurmjwt_next _slurmjwt_tok _slurmjwt_msg
+        unset -f _slurmjwt_hook _slurmjwt_read _slurmjwt_keyid
+        unset _slurmjwt_next _slurmjwt_tok _slurmjwt_msg _slurmjwt_kid
         ;;
     esac
 else
-    unset -f _slurmjwt_hook _slurmjwt_read
+    unset -f _slurmjwt_hook _slurmjwt_read _slurmjwt_keyid
 fi

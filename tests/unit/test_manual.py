@@ -77,10 +77,10 @@ def test_every_command_option_is_documented(pages: dict[str, str]) -> None:
 
 
 def test_every_pam_argument_in_the_c_option_table_is_documented(pages: dict[str, str]) -> None:
-    source = (REPO / "pam/pam_slurmjwt.c").read_text()
+    source = (REPO / "c/pam/pam_slurmjwt.c").read_text()
     table = source.split("OPTIONS[] = {", 1)[1].split("};", 1)[0]
     names = re.findall(r'\{\s*"([a-z]+)"', table)
-    assert names and set(names) >= {"socket", "timeout", "refresh", "debug"}
+    assert names and set(names) >= {"socket", "timeout", "wrappers", "nocache", "debug"}
     page = roff_text(pages["pam_slurmjwt.8"])
     for name in names:
         assert re.search(rf"^\.B {name}\b", page, re.M), name

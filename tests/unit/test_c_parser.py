@@ -1,7 +1,7 @@
-"""The PAM module's wire-format parser (pam/protocol.c), driven from Python.
+"""The C front ends' wire-format parser (c/common/protocol.c), driven from Python.
 
-The C parser runs in build/pam/parse_response, built with ASan and UBSan by
-`make -f mk/pam.mk pam-harness`. Its decisions are checked against the text of
+The C parser runs in build/c/parse_response, built with ASan and UBSan by
+`make -f mk/c.mk c-harness`. Its decisions are checked against the text of
 docs/internals.md, written out below as two regular expressions, on fixed
 cases and on a few thousand seeded mutations of valid lines.
 """
@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESS = ROOT / "build" / "pam" / "parse_response"
+HARNESS = ROOT / "build" / "c" / "parse_response"
 
-# docs/internals.md, response format, version 1, as an independent reference.
-OK_RE = re.compile(rb"SLURMJWT/1 OK ([1-9][0-9]{0,17}) ([01]) ([A-Za-z0-9_.-]+)\n")
-ERR_RE = re.compile(rb"SLURMJWT/1 ERR ([a-z-]{1,32}) ([\x20-\x7e]+)\n")
+# docs/internals.md, response format, version 2, as an independent reference.
+OK_RE = re.compile(rb"SLURMJWT/2 OK ([1-9][0-9]{0,17}) ([1-9][0-9]{0,17}) ([01]) "
+                   rb"([A-Za-z0-9_-]{1,64}) ([A-Za-z0-9_.-]{1,7168})\n")
+ERR_RE = re.compile(rb"SLURMJWT/2 ERR ([a-z-]{1,32}) ([\x20-\x7e]+)\n")
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjE3MDAwMDAwMDAsInN1biI6ImFsaWNlIn0.c2lnbmF0dXJl"
 
@@ -31,7 +32,7 @@ def harness() -> Path:
     """Build the ASan harness and return its path."""
     if shutil.which("make") is None or shutil.which("cc") is None:
         pytest.skip("needs make and a C compiler with ASan (gcc)")
-    subprocess.run(["make", "-s", "-f", "mk/pam.mk", "pam-harness"], cwd=ROOT, check=True)
+    subprocess.run(["make", "-s", "-f", "mk/c.mk", "c-harness"], cwd=ROOT, check=True)
     return HARNESS
 
 
@@ -54,10 +55,10 @@ def parse_many(harness: Path, inputs: list[bytes]) -> list[str]:
 
 def reference(data: bytes) -> str:
     """Given response bytes, return what docs/internals.md says they are."""
-    if len(data) > 1024:
+    if len(data) > 8192:
         return "BAD"
     m = OK_RE.fullmatch(data)
-    if m:
+    if m and int(m.group(2)) <= int(m.group(1)):
         return "OK " + " ".join(g.decode() for g in m.groups())
     m = ERR_RE.fullmatch(data)
     if m:
@@ -65,43 +66,59 @@ def reference(data: bytes) -> str:
     return "BAD"
 
 
-def test_ok_line_yields_exp_export_and_token(harness: Path) -> None:
-    line = f"SLURMJWT/1 OK 1700000000 1 {TOKEN}\n".encode()
+def test_ok_line_yields_exp_refresh_export_kid_and_token(harness: Path) -> None:
+    line = f"SLURMJWT/2 OK 1700000000 1699999400 1 k-1_X {TOKEN}\n".encode()
     verdict = parse(harness, line).split()
-    assert verdict[:4] == ["OK", "1700000000", "1", TOKEN]
+    assert verdict[:6] == ["OK", "1700000000", "1699999400", "1", "k-1_X", TOKEN]
 
 
 def test_fingerprint_matches_the_helpers(harness: Path) -> None:
     from pam_slurmjwt.token import fingerprint
 
-    verdict = parse(harness, f"SLURMJWT/1 OK 1700000000 0 {TOKEN}\n".encode())
+    verdict = parse(harness, f"SLURMJWT/2 OK 1700000000 1700000000 0 - {TOKEN}\n".encode())
     assert verdict.split()[-1] == fingerprint(TOKEN)
 
 
 def test_err_line_yields_code_and_message(harness: Path) -> None:
-    verdict = parse(harness, b"SLURMJWT/1 ERR denied root may not have a token.\n")
+    verdict = parse(harness, b"SLURMJWT/2 ERR denied root may not have a token.\n")
     assert verdict == "ERR denied root may not have a token."
+
+
+OK = b"SLURMJWT/2 OK 1700000000 1699999400 1 k "
 
 
 @pytest.mark.parametrize(
     ("data", "reason"),
     [
         (b"", "empty response"),
-        (f"SLURMJWT/1 OK 1700000000 1 {TOKEN}".encode(), "response has no newline"),
-        (b"SLURMJWT/1 OK 1700000000 1 a\nSLURMJWT/1 OK 1 1 b\n", "data after the newline"),
-        (b"SLURMJWT/2 OK 1700000000 1 abc\n", "response does not start with SLURMJWT/1"),
-        (b"SLURMJWT/1 PONG 0.1.0\n", "unknown status word"),
-        (b"SLURMJWT/1 OK 017 1 abc\n", "exp is not a positive decimal without leading zeros"),
-        (b"SLURMJWT/1 OK 1234567890123456789 1 abc\n", "exp has too many digits"),
-        (b"SLURMJWT/1 OK 1700000000 yes abc\n", "export flag is not 0 or 1"),
-        (b"SLURMJWT/1 OK 1700000000 1 \n", "token is empty"),
-        (b"SLURMJWT/1 OK 1700000000 1 abc def\n", "token has a character outside [A-Za-z0-9_.-]"),
-        (b"SLURMJWT/1 OK 1700000000 1 abc\r\n", "token has a character outside [A-Za-z0-9_.-]"),
-        (b"SLURMJWT/1 ERR denied\n", "error code is not followed by one space"),
-        (b"SLURMJWT/1 ERR denied \n", "error message is empty"),
-        (b"SLURMJWT/1 ERR denied no \x1b[2J\n", "error message has a non-printable byte"),
-        (b"SLURMJWT/1 ERR " + b"x" * 33 + b" m\n", "error code is too long"),
-        (b"SLURMJWT/1 OK 1 1 " + b"a" * 1007 + b"\n", "response longer than 1024 bytes"),
+        (OK + TOKEN.encode(), "response has no newline"),
+        (OK + b"a\nSLURMJWT/2 OK 1 1 1 k b\n", "data after the newline"),
+        (b"SLURMJWT/1 OK 1700000000 1 abc\n",
+         "the helper speaks another protocol version; restart slurmjwt-helper"),
+        (b"HELLO OK 1700000000 1 abc\n", "response does not start with SLURMJWT/2"),
+        (b"SLURMJWT/2 PONG 0.1.0\n", "unknown status word"),
+        (b"SLURMJWT/2 OK 017 1 1 k abc\n",
+         "exp is not a positive decimal followed by one space"),
+        (b"SLURMJWT/2 OK 1234567890123456789 1 1 k abc\n",
+         "exp is not a positive decimal followed by one space"),
+        (b"SLURMJWT/2 OK 1700000000 x 1 k abc\n",
+         "refresh is not a positive decimal followed by one space"),
+        (b"SLURMJWT/2 OK 1700000000 1700000001 1 k abc\n", "refresh is after exp"),
+        (b"SLURMJWT/2 OK 1700000000 1699999400 yes k abc\n", "export flag is not 0 or 1"),
+        (b"SLURMJWT/2 OK 1700000000 1699999400 1  abc\n",
+         "kid is empty or longer than 64 characters"),
+        (OK[:-2] + b"k" * 65 + b" abc\n", "kid is empty or longer than 64 characters"),
+        (b"SLURMJWT/2 OK 1700000000 1699999400 1 k.x abc\n",
+         "kid has a character outside [A-Za-z0-9_-]"),
+        (OK + b"\n", "token is empty"),
+        (OK + b"abc def\n", "token has a character outside [A-Za-z0-9_.-]"),
+        (OK + b"abc\r\n", "token has a character outside [A-Za-z0-9_.-]"),
+        (OK + b"a" * 7169 + b"\n", "token is longer than 7168 characters"),
+        (b"SLURMJWT/2 ERR denied\n", "error code is not followed by one space"),
+        (b"SLURMJWT/2 ERR denied \n", "error message is empty"),
+        (b"SLURMJWT/2 ERR denied no \x1b[2J\n", "error message has a non-printable byte"),
+        (b"SLURMJWT/2 ERR " + b"x" * 33 + b" m\n", "error code is too long"),
+        (b"SLURMJWT/2 ERR denied " + b"a" * 8200 + b"\n", "response longer than 8192 bytes"),
     ],
 )
 def test_malformed_responses_are_refused_with_a_reason(
@@ -110,9 +127,8 @@ def test_malformed_responses_are_refused_with_a_reason(
     assert parse(harness, data) == f"BAD {reason}"
 
 
-def test_a_1024_byte_line_is_the_longest_accepted(harness: Path) -> None:
-    head = b"SLURMJWT/1 OK 1700000000 1 "
-    exact = head + b"a" * (1024 - len(head) - 1) + b"\n"
+def test_a_7168_character_token_is_the_longest_accepted(harness: Path) -> None:
+    exact = OK + b"a" * 7168 + b"\n"
     assert parse(harness, exact).startswith("OK ")
     assert parse(harness, exact[:-1] + b"a\n").startswith("BAD")
 
@@ -124,10 +140,10 @@ def test_request_names_the_user_and_refuses_names_that_break_the_line(harness: P
         )
         return proc.stdout
 
-    assert request("alice") == "SLURMJWT/1 TOKEN alice -\n"
-    for bad in ("a b", "a\tb", "x\nSLURMJWT/1 PING", "é", "u" * 237):
+    assert request("alice") == "SLURMJWT/2 TOKEN alice -\n"
+    for bad in ("a b", "a\tb", "x\nSLURMJWT/2 PING", "é", "u" * 237):
         assert request(bad) == "BAD\n", bad
-    assert request("u" * 236) == f"SLURMJWT/1 TOKEN {'u' * 236} -\n"
+    assert request("u" * 236) == f"SLURMJWT/2 TOKEN {'u' * 236} -\n"
 
 
 def mutate(rng: random.Random, data: bytes) -> bytes:
@@ -147,20 +163,20 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
         elif op == 4:
             buf[pos:pos] = buf[: rng.randint(0, 64)]
         else:
-            buf[pos:pos] = b"a" * rng.choice((1, 600, 1100))
+            buf[pos:pos] = b"a" * rng.choice((1, 600, 7200))
     return bytes(buf)
 
 
 def test_parser_agrees_with_the_spec_on_mutated_lines(harness: Path) -> None:
     rng = random.Random(20240601)
     seeds = [
-        f"SLURMJWT/1 OK 1700000000 1 {TOKEN}\n".encode(),
-        b"SLURMJWT/1 OK 9 0 a\n",
-        b"SLURMJWT/1 ERR no-user no such user.\n",
-        b"SLURMJWT/1 ERR denied root may not have a token.\n",
+        f"SLURMJWT/2 OK 1700000000 1699999400 1 kid_A-1 {TOKEN}\n".encode(),
+        b"SLURMJWT/2 OK 9 9 0 - a\n",
+        b"SLURMJWT/2 ERR no-user no such user.\n",
+        b"SLURMJWT/2 ERR denied root may not have a token.\n",
     ]
     inputs = seeds + [mutate(rng, rng.choice(seeds)) for _ in range(4000)]
-    inputs = [x[:4096] for x in inputs]
+    inputs = [x[:16384] for x in inputs]
     accepted = 0
     for data, verdict in zip(inputs, parse_many(harness, inputs)):
         kind = verdict.split(" ", 1)[0]
@@ -170,6 +186,6 @@ def test_parser_agrees_with_the_spec_on_mutated_lines(harness: Path) -> None:
             continue
         accepted += 1
         words = verdict.split(" ")
-        got = " ".join(words[:4]) if kind == "OK" else verdict
+        got = " ".join(words[:6]) if kind == "OK" else verdict
         assert got == want, (data, verdict)
     assert accepted > 100  # the mutations also produced valid lines to compare

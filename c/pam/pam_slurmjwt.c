@@ -2,44 +2,53 @@
  * pam_slurmjwt.c - give every login session a Slurm JWT (session stack only).
  *
  * Responsible for: the PAM entry points and their options; asking
- * slurmjwt-helper for a token for the PAM user, bounded in time and size;
- * putting SLURM_JWT into the PAM environment when the helper's export policy
- * says so. Elsewhere: the wire format (protocol.c), the hand-off to
- * slurmjwt-refresh running as the user (handoff.c), minting (the helper).
+ * slurmjwt-helper for a token for the PAM user; checking that the token is
+ * that user's; putting SLURM_JWT into the PAM environment when the helper's
+ * export policy says so; putting the Slurm command wrappers first on PATH;
+ * logging. Elsewhere: the wire format and the helper connection
+ * (../common/protocol.c, client.c), what a token says (../common/token.c),
+ * writing the cache as the user (handoff.c, ../common/cache.c), minting
+ * (the helper).
  *
  * It fails open, always: whatever goes wrong, open_session returns
- * PAM_SUCCESS, without a token, after at most timeout= milliseconds of
- * talking to the helper, with one syslog line saying why. Configure it as
- * "session optional"; never "sufficient", which would skip later modules.
+ * PAM_SUCCESS, without a token, after at most timeout= milliseconds for the
+ * helper and the cache together, with one syslog line saying why. Configure
+ * it as "session optional"; never "sufficient", which would skip later
+ * modules.
  *
  * Configuration comes only from module arguments and fixed paths, never from
  * the environment, which the user may influence. Arguments:
  *
- *   socket=PATH    helper socket (default /run/slurmjwt/helper.sock)
- *   timeout=MS     milliseconds for connect+send+receive together, 1..60000
- *                  (default 2000); the login waits no longer on the helper
+ *   socket=PATH    helper socket (default /run/slurmjwt/root.sock, the
+ *                  helper's root-only socket; when that is missing,
+ *                  /run/slurmjwt/helper.sock is tried)
+ *   timeout=MS     milliseconds for the helper exchange and the cache write
+ *                  together, 1..60000 (default 2000); the login waits no
+ *                  longer
  *   minuid=UID     users below it are skipped without asking (default 1000)
- *   refresh=PATH   slurmjwt-refresh, run as the user with --store-stdin to
- *                  fill the cache (default /usr/bin/slurmjwt-refresh); must
- *                  be root-owned and writable by root only; "none" disables
+ *   wrappers=DIR   put DIR first on PATH, so that every Slurm command the
+ *                  session starts gets a live token (default
+ *                  /usr/lib/slurmjwt/bin; only when DIR is a directory that
+ *                  only root can change); "none" leaves PATH alone
+ *   path=PATH      the PATH to put after DIR when the PAM environment has
+ *                  none yet (default /usr/local/bin:/usr/bin:/bin)
+ *   nocache        do not write the user's token cache
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
- *                  hand-off still happens)
+ *                  is still written)
  *   debug          also log skipped users and policy refusals (LOG_DEBUG)
  *
  * Unknown or malformed arguments are logged once each and ignored.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <pwd.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -47,14 +56,44 @@
 #include <security/pam_ext.h>
 #include <security/pam_modules.h>
 
-#include "protocol.h"
-#include "pam_slurmjwt.h"
+#include "../common/cache.h"
+#include "../common/client.h"
+#include "../common/protocol.h"
+#include "../common/token.h"
+#include "handoff.h"
 
 /* Built with -fvisibility=hidden: only the PAM entry points are exported. */
 #define PAM_PUBLIC __attribute__((visibility("default")))
 
-#define DEFAULT_SOCKET "/run/slurmjwt/helper.sock"
-#define DEFAULT_REFRESH "/usr/bin/slurmjwt-refresh"
+#define DEFAULT_SOCKET "/run/slurmjwt/root.sock"
+#define USERS_SOCKET "/run/slurmjwt/helper.sock"
+#ifndef SLURMJWT_WRAPPERS
+#define SLURMJWT_WRAPPERS "/usr/lib/slurmjwt/bin"   /* LIBDIR/bin of make install */
+#endif
+#define DEFAULT_WRAPPERS SLURMJWT_WRAPPERS
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define LOG_LINE_MAX 512
+#define PATH_VALUE_MAX 8192
+
+/* Parsed module arguments; strings point into argv or at literals. */
+struct options {
+    bool debug;
+    bool noexport;
+    bool nocache;
+    long long minuid;
+    long long timeout_ms;
+    const char *socket;
+    const char *wrappers;       /* "none" leaves PATH alone */
+    const char *path;
+};
+
+/* What a session carries between its steps; one per open_session call. */
+struct session {
+    pam_handle_t *pamh;
+    const struct options *opt;
+    const char *user;
+    long long deadline;
+};
 
 enum opt_type { OPT_FLAG, OPT_NUMBER, OPT_PATH };
 
@@ -67,13 +106,16 @@ static const struct option_spec {
 } OPTIONS[] = {
     { "debug",    OPT_FLAG,   offsetof(struct options, debug),      0, 0 },
     { "noexport", OPT_FLAG,   offsetof(struct options, noexport),   0, 0 },
+    { "nocache",  OPT_FLAG,   offsetof(struct options, nocache),    0, 0 },
     { "minuid",   OPT_NUMBER, offsetof(struct options, minuid),     0, 4294967295LL },
     { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, 60000 },
     { "socket",   OPT_PATH,   offsetof(struct options, socket),     0, 0 },
-    { "refresh",  OPT_PATH,   offsetof(struct options, refresh),    0, 0 },
+    { "wrappers", OPT_PATH,   offsetof(struct options, wrappers),   0, 0 },
+    { "path",     OPT_PATH,   offsetof(struct options, path),       0, 0 },
 };
 
-void say(const struct session *s, int prio, const char *fmt, ...)
+__attribute__((format(printf, 3, 4)))
+static void say(const struct session *s, int prio, const char *fmt, ...)
 {
     char line[LOG_LINE_MAX];
     va_list ap;
@@ -94,8 +136,8 @@ static void parse_options(const struct session *s, struct options *opt,
     size_t k, n;
 
     *opt = (struct options) {
-        .minuid = 1000, .timeout_ms = 2000,
-        .socket = DEFAULT_SOCKET, .refresh = DEFAULT_REFRESH,
+        .minuid = 1000, .timeout_ms = 2000, .socket = DEFAULT_SOCKET,
+        .wrappers = DEFAULT_WRAPPERS, .path = DEFAULT_PATH,
     };
     for (i = 0; i < argc; i++) {
         const struct option_spec *spec = NULL;
@@ -133,141 +175,88 @@ static void parse_options(const struct session *s, struct options *opt,
                 continue;
             }
         }
-        say(s, LOG_WARNING, "ignoring bad argument \"%s\"; see pam_slurmjwt(8)",
-            argv[i]);
+        say(s, LOG_WARNING, "ignoring bad argument \"%s\"; see pam_slurmjwt(8)", argv[i]);
     }
 }
 
-/* ---- talking to the helper, within one deadline ---- */
+/* ---- PATH ---- */
 
-static long long now_ms(void)
+/* True when dir is one of the colon-separated components of path. */
+static bool on_path(const char *path, const char *dir)
 {
-    struct timespec ts;
+    size_t n = strlen(dir);
+    const char *p;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Wait for events on fd until deadline: 1 ready, 0 timed out, -1 error. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-    struct pollfd pfd = { .fd = fd, .events = events };
-    long long left;
-    int rc;
-
-    for (;;) {
-        left = deadline - now_ms();
-        if (left <= 0)
-            return 0;
-        rc = poll(&pfd, 1, (int) left);
-        if (rc > 0)
-            return 1;
-        if (rc == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
+    for (p = path; p != NULL; p = strchr(p, ':') ? strchr(p, ':') + 1 : NULL)
+        if (strncmp(p, dir, n) == 0 && (p[n] == ':' || p[n] == '\0'))
+            return true;
+    return false;
 }
 
 /*
- * Connect without blocking. A full listen backlog (EAGAIN) during a login
- * burst is worth retrying until the deadline; anything else is final.
+ * Put the wrapper directory first on the session's PATH: a directory on
+ * everybody's PATH that someone else could write would run their programs
+ * as every user, so it must be a directory only root can change.
  */
-static int connect_helper(const char *path, long long deadline,
-                          char *why, size_t whylen)
+static void put_wrappers_on_path(const struct session *s)
 {
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd, err = 0;
-    socklen_t errlen = sizeof(err);
+    const char *dir = s->opt->wrappers, *old;
+    char value[PATH_VALUE_MAX];
+    struct stat st;
+    int n;
 
-    if (path[0] != '/' || strlen(path) >= sizeof(sa.sun_path)) {
-        snprintf(why, whylen, "socket= \"%s\" is not an absolute path shorter "
-                 "than %zu bytes", path, sizeof(sa.sun_path));
-        return -1;
+    if (strcmp(dir, "none") == 0)
+        return;
+    if (dir[0] != '/' || strchr(dir, ':') != NULL || stat(dir, &st) < 0
+        || !S_ISDIR(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+        say(s, LOG_ERR, "wrappers= \"%s\" is not an absolute directory that only root can "
+            "change; PATH left alone", dir);
+        return;
     }
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-        snprintf(why, whylen, "socket: %s", strerror(errno));
-        return -1;
+    old = pam_getenv(s->pamh, "PATH");
+    if (old != NULL && on_path(old, dir))
+        return;
+    n = snprintf(value, sizeof(value), "PATH=%s:%s", dir, old != NULL ? old : s->opt->path);
+    if (n < 0 || (size_t) n >= sizeof(value) || pam_putenv(s->pamh, value) != PAM_SUCCESS)
+        say(s, LOG_ERR, "could not put \"%s\" on PATH", dir);
+}
+
+/* ---- the token ---- */
+
+/* Ask the helper; fall back to the users' socket when the root one is missing. */
+static ssize_t ask(const struct session *s, const char *req, size_t reqlen, char *resp,
+                   char *why, size_t whylen)
+{
+    ssize_t len;
+    int missing = 0;
+
+    len = sjwt_ask(s->opt->socket, s->deadline, req, reqlen, resp, why, whylen, &missing);
+    if (len < 0 && missing && strcmp(s->opt->socket, DEFAULT_SOCKET) == 0) {
+        say(s, LOG_DEBUG, "no %s; asking %s", DEFAULT_SOCKET, USERS_SOCKET);
+        len = sjwt_ask(USERS_SOCKET, s->deadline, req, reqlen, resp, why, whylen, &missing);
     }
-    for (;;) {
-        if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0)
-            return fd;
-        if (errno != EAGAIN || now_ms() + 10 >= deadline)
-            break;
-        poll(NULL, 0, 10);
-    }
-    if (errno == EINPROGRESS || errno == EINTR) {
-        if (wait_fd(fd, POLLOUT, deadline) != 1)
-            err = ETIMEDOUT;
-        else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &errlen) < 0)
-            err = errno;
-        if (err == 0)
-            return fd;
-        errno = err;
-    }
-    snprintf(why, whylen, "cannot connect to helper \"%s\": %s; is "
-             "slurmjwt-helper running?", path,
-             errno == EAGAIN ? "listen queue full" : strerror(errno));
-    close(fd);
-    return -1;
+    return len;
 }
 
 /*
- * Send the request and read one response line into resp (at most
- * SJWT_RESPONSE_MAX bytes); return its length, or -1 with why filled in.
+ * Return NULL when the token in r is the PAM user's, with the exp and kid
+ * the helper announced; otherwise why not.
  */
-static ssize_t ask_helper(const struct session *s, const char *req, size_t reqlen,
-                          char *resp, char *why, size_t whylen)
+static const char *not_the_users(const struct session *s, const struct sjwt_response *r)
 {
-    long long deadline = now_ms() + s->opt->timeout_ms;
-    size_t got = 0, sent = 0;
-    ssize_t n;
-    int fd, rc;
+    struct sjwt_claims c;
+    const char *bad = sjwt_peek(r->token, r->token_len, &c);
 
-    fd = connect_helper(s->opt->socket, deadline, why, whylen);
-    if (fd < 0)
-        return -1;
-    while (sent < reqlen) {
-        rc = wait_fd(fd, POLLOUT, deadline);
-        /* MSG_NOSIGNAL: a helper that hangs up must not SIGPIPE sshd. */
-        n = rc == 1 ? send(fd, req + sent, reqlen - sent, MSG_NOSIGNAL) : -1;
-        if (n < 0 && rc == 1 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n < 0) {
-            snprintf(why, whylen, "sending to helper: %s",
-                     rc == 0 ? "timed out" : strerror(errno));
-            goto fail;
-        }
-        sent += (size_t) n;
-    }
-    while (got == 0 || memchr(resp, '\n', got) == NULL) {
-        if (got == SJWT_RESPONSE_MAX) {
-            snprintf(why, whylen, "helper response has no newline within %d "
-                     "bytes", SJWT_RESPONSE_MAX);
-            goto fail;
-        }
-        rc = wait_fd(fd, POLLIN, deadline);
-        n = rc == 1 ? recv(fd, resp + got, SJWT_RESPONSE_MAX - got, 0) : -1;
-        if (n < 0 && rc == 1 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n <= 0) {
-            snprintf(why, whylen, "reading from helper: %s after %zu bytes",
-                     n == 0 ? "connection closed" : rc == 0
-                     ? "timed out" : strerror(errno), got);
-            goto fail;
-        }
-        got += (size_t) n;
-    }
-    close(fd);
-    return (ssize_t) got;
-fail:
-    close(fd);
-    return -1;
+    if (bad != NULL)
+        return bad;
+    if (strcmp(c.sun, s->user) != 0)
+        return "the token is for another user";
+    if (c.exp != r->exp)
+        return "the token's exp is not the one announced";
+    if (strlen(c.kid) != r->kid_len || memcmp(c.kid, r->kid, r->kid_len) != 0)
+        return "the token's kid is not the one announced";
+    return NULL;
 }
-
-/* ---- the session ---- */
 
 /* Given a looked-up user, get a token and place it; every failure is logged. */
 static void give_token(const struct session *s, const struct passwd *pw)
@@ -275,9 +264,11 @@ static void give_token(const struct session *s, const struct passwd *pw)
     char req[SJWT_REQUEST_MAX + 1];
     char resp[SJWT_RESPONSE_MAX];
     char why[LOG_LINE_MAX / 2];
-    char env[sizeof("SLURM_JWT=") + SJWT_RESPONSE_MAX];
+    char env[sizeof("SLURM_JWT=") + SJWT_TOKEN_MAX];
+    struct sjwt_entry e;
     struct sjwt_response r;
     const char *bad, *placed = "not exported (helper policy)";
+    unsigned long long fp;
     ssize_t len;
     int reqlen;
 
@@ -286,15 +277,14 @@ static void give_token(const struct session *s, const struct passwd *pw)
         say(s, LOG_ERR, "no token: user name cannot be sent to the helper");
         return;
     }
-    len = ask_helper(s, req, (size_t) reqlen, resp, why, sizeof(why));
+    len = ask(s, req, (size_t) reqlen, resp, why, sizeof(why));
     if (len < 0) {
         say(s, LOG_ERR, "no token: %s", why);
         return;
     }
     bad = sjwt_parse_response(resp, (size_t) len, &r);
     if (bad != NULL) {
-        say(s, LOG_ERR, "no token: bad helper response (%zd bytes): %s",
-            len, bad);
+        say(s, LOG_ERR, "no token: bad helper response (%zd bytes): %s", len, bad);
         goto out;
     }
     if (r.kind == SJWT_RESP_ERR) {
@@ -304,10 +294,14 @@ static void give_token(const struct session *s, const struct passwd *pw)
             r.code, (int) r.message_len, r.message);
         goto out;
     }
+    fp = (unsigned long long) sjwt_fingerprint(r.token, r.token_len);
+    if ((bad = not_the_users(s, &r)) != NULL) {
+        say(s, LOG_ERR, "no token: refusing token fp=%016llx from the helper: %s", fp, bad);
+        goto out;
+    }
     if (r.exp <= (long long) time(NULL)) {
-        say(s, LOG_ERR, "no token: helper sent token fp=%016llx that expired "
-            "at %lld; check the helper host's clock",
-            (unsigned long long) sjwt_fingerprint(r.token, r.token_len), r.exp);
+        say(s, LOG_ERR, "no token: helper sent token fp=%016llx that expired at %lld; "
+            "check the helper host's clock", fp, r.exp);
         goto out;
     }
     if (r.export_env && s->opt->noexport)
@@ -319,18 +313,27 @@ static void give_token(const struct session *s, const struct passwd *pw)
         placed = pam_putenv(s->pamh, env) == PAM_SUCCESS
             ? "exported" : "not exported (pam_putenv failed)";
     }
-    say(s, LOG_INFO, "token fp=%016llx exp=%lld %s",
-        (unsigned long long) sjwt_fingerprint(r.token, r.token_len), r.exp,
-        placed);
-    if (strcmp(s->opt->refresh, "none") != 0)
-        hand_off(s, pw, resp, (size_t) len);
+    say(s, LOG_INFO, "token fp=%016llx exp=%lld kid=%.*s %s", fp, r.exp, (int) r.kid_len,
+        r.kid, placed);
+    if (!s->opt->nocache) {
+        e = (struct sjwt_entry) { .exp = r.exp, .refresh = r.refresh,
+                                  .export_env = r.export_env };
+        memcpy(e.kid, r.kid, r.kid_len);
+        memcpy(e.token, r.token, r.token_len);
+        if (handoff_store(pw, pam_getenv(s->pamh, "XDG_RUNTIME_DIR"), &e, s->deadline,
+                          why, sizeof(why)) < 0)
+            say(s, LOG_ERR, "token not cached: %s", why);
+        else
+            say(s, LOG_DEBUG, "token cached");
+        explicit_bzero(&e, sizeof(e));
+    }
 out:
     explicit_bzero(resp, sizeof(resp));
     explicit_bzero(env, sizeof(env));
 }
 
 /* Look the user up (reentrant: sshd may hold several PAM handles). */
-static void open_session(const struct session *s)
+static void open_session(struct session *s)
 {
     struct passwd pw, *found = NULL;
     long size = sysconf(_SC_GETPW_R_SIZE_MAX);
@@ -351,8 +354,11 @@ static void open_session(const struct session *s)
     else if ((long long) pw.pw_uid < s->opt->minuid)
         say(s, LOG_DEBUG, "skipped: uid %lu is below minuid=%lld",
             (unsigned long) pw.pw_uid, s->opt->minuid);
-    else
+    else {
+        s->deadline = sjwt_now_ms() + s->opt->timeout_ms;
+        put_wrappers_on_path(s);
         give_token(s, &pw);
+    }
     free(buf);
 }
 

@@ -1,22 +1,23 @@
 /*
- * parse_response.c - a command-line door to protocol.c for the Python tests
- * (tests/unit/test_pam_parser.py); built with ASan/UBSan by `make pam-harness`.
+ * parse_response.c - a command-line door to ../common/protocol.c for the
+ * Python tests (tests/unit/test_c_parser.py); built with ASan/UBSan by
+ * `make c-harness`.
  *
- *   parse_response              parse stdin (at most 4096 bytes) as one response
+ *   parse_response              parse stdin (at most 16384 bytes) as one response
  *   parse_response --batch      stdin holds records: 4 hex digits of length, then
  *                               that many bytes; one result line per record
  *   parse_response --request U  print the request for user U, or "BAD"
  *
- * A result line is "OK <exp> <export> <token> <fp>", "ERR <code> <message>"
+ * A result line is "OK <exp> <refresh> <export> <kid> <token> <fp>", "ERR <code> <message>"
  * or "BAD <reason>". Test tokens only: the module itself never prints one.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "protocol.h"
+#include "../common/protocol.h"
 
-#define INPUT_MAX 4096
+#define INPUT_MAX 16384
 
 static void report(const char *buf, size_t len)
 {
@@ -26,8 +27,8 @@ static void report(const char *buf, size_t len)
     if (bad != NULL)
         printf("BAD %s\n", bad);
     else if (r.kind == SJWT_RESP_OK)
-        printf("OK %lld %d %.*s %016llx\n", r.exp, r.export_env,
-               (int) r.token_len, r.token,
+        printf("OK %lld %lld %d %.*s %.*s %016llx\n", r.exp, r.refresh, r.export_env,
+               (int) r.kid_len, r.kid, (int) r.token_len, r.token,
                (unsigned long long) sjwt_fingerprint(r.token, r.token_len));
     else
         printf("ERR %s %.*s\n", r.code, (int) r.message_len, r.message);

@@ -1,0 +1,25 @@
+/*
+ * client.h - one exchange with slurmjwt-helper: connect, check who answers
+ * (SO_PEERCRED: root, or the caller itself), send one request line, read
+ * one response line; everything within one deadline.
+ */
+#ifndef SLURMJWT_CLIENT_H
+#define SLURMJWT_CLIENT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long sjwt_now_ms(void);
+
+/*
+ * Given the socket path, a deadline (sjwt_now_ms() scale), and a request of
+ * reqlen bytes, read one response line into resp (at most SJWT_RESPONSE_MAX
+ * bytes) and return its length; or return -1 with why filled in (the
+ * helper is absent, slow, served by another uid, or sent no line).
+ * *missing is set when the socket does not exist (ENOENT).
+ */
+ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t reqlen,
+                 char *resp, char *why, size_t whylen, int *missing);
+
+#endif /* SLURMJWT_CLIENT_H */

@@ -1,0 +1,227 @@
+/*
+ * handoff.c - write the token into the user's cache as the user.
+ *
+ * Root must never write under /run/user/UID, where the user can plant links,
+ * so the module forks: the child makes itself undumpable before anything
+ * else (it is a copy of sshd, host keys in memory, about to belong to the
+ * user), drops groups, gid and uid for good and verifies that, then writes
+ * the cache with cache.c, exactly as slurmjwt-refresh would, and exits. No
+ * program is started: the login pays one fork and a few system calls. The
+ * parent waits until the deadline at most, then kills the child.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/client.h"
+#include "handoff.h"
+
+#define MAX_GROUPS 65536
+#define WHY_MAX 400
+
+/* Everything the child needs, gathered before the fork. */
+struct plan {
+    char dir[SJWT_CACHE_PATH_MAX];
+    uid_t uid;
+    gid_t gid;
+    gid_t *groups;
+    int ngroups;
+};
+
+/* The user's groups, as initgroups(3) would set them; -1 when unknown. */
+static int user_groups(const struct passwd *pw, struct plan *p)
+{
+    int n = 0, want = 64;
+
+    /* getgrouplist says how many it needs when the first guess is short. */
+    for (p->groups = NULL; want <= MAX_GROUPS; want = n) {
+        free(p->groups);
+        p->groups = malloc((size_t) want * sizeof(gid_t));
+        n = want;
+        if (p->groups == NULL)
+            return -1;
+        if (getgrouplist(pw->pw_name, pw->pw_gid, p->groups, &n) >= 0) {
+            p->ngroups = n;
+            return 0;
+        }
+        if (n <= want)
+            break;
+    }
+    free(p->groups);
+    p->groups = NULL;
+    return -1;
+}
+
+/*
+ * Without XDG_RUNTIME_DIR the cache goes to SJWT_FALLBACK_BASE/UID. That
+ * parent is root's alone (0711), so no user can squat another's entry; root
+ * makes the entry here and gives it to the user. Safe as root: every step
+ * is relative to a descriptor of a directory only root can change, and
+ * nothing follows a link.
+ */
+static int make_fallback_dir(const struct passwd *pw, char *why, size_t whylen)
+{
+    char name[24];
+    struct stat st;
+    int dfd, fd, rc = -1;
+
+    dfd = open(SJWT_FALLBACK_BASE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) {
+        snprintf(why, whylen, "no XDG_RUNTIME_DIR and no %s (%s): install the tmpfiles.d "
+                 "entry for /run/slurmjwt", SJWT_FALLBACK_BASE, strerror(errno));
+        return -1;
+    }
+    if (fstat(dfd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022) != 0) {
+        snprintf(why, whylen, "%s is not root's alone; run chown root: %s && chmod 0711 %s",
+                 SJWT_FALLBACK_BASE, SJWT_FALLBACK_BASE, SJWT_FALLBACK_BASE);
+        goto out;
+    }
+    snprintf(name, sizeof(name), "%lu", (unsigned long) pw->pw_uid);
+    if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create %s/%s: %s", SJWT_FALLBACK_BASE, name,
+                 strerror(errno));
+        goto out;
+    }
+    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "cannot open %s/%s: %s", SJWT_FALLBACK_BASE, name,
+                 strerror(errno));
+        goto out;
+    }
+    /* Root's means made just now (or by an earlier login that crashed). */
+    if (fstat(fd, &st) == 0 && st.st_uid == 0
+        && (fchown(fd, pw->pw_uid, pw->pw_gid) < 0 || fchmod(fd, 0700) < 0))
+        snprintf(why, whylen, "cannot give %s/%s to the user: %s", SJWT_FALLBACK_BASE, name,
+                 strerror(errno));
+    else
+        rc = 0;
+    close(fd);
+out:
+    close(dfd);
+    return rc;
+}
+
+/* The child: become the user for good, store, report failures on fd. */
+static void become_user_and_store(const struct plan *p, const struct sjwt_entry *e, int fd)
+{
+    char why[WHY_MAX] = "";
+    uid_t r, eu, sv;
+    gid_t gr, ge, gs;
+
+    /* First of all: a copy of sshd must never be readable by the user. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        _exit(2);
+    if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
+        || setuid(p->uid) < 0)
+        snprintf(why, sizeof(why), "could not become the user: %s", strerror(errno));
+    else if (getresuid(&r, &eu, &sv) < 0 || r != p->uid || eu != p->uid || sv != p->uid
+             || getresgid(&gr, &ge, &gs) < 0 || gr != p->gid || ge != p->gid || gs != p->gid
+             || (p->uid != 0 && setuid(0) == 0))
+        snprintf(why, sizeof(why), "could not drop root for good");
+    /* A change of credentials resets the flag to fs.suid_dumpable: again. */
+    else if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        snprintf(why, sizeof(why), "could not make the child undumpable");
+    else
+        (void) sjwt_cache_store(p->dir, p->uid, e, why, sizeof(why));
+    if (why[0] != '\0' && write(fd, why, strlen(why)) < 0)
+        _exit(1);
+    _exit(why[0] != '\0');
+}
+
+/*
+ * Read the child's report into why until end of file or the deadline; set
+ * *eof when the child closed its end; return the bytes read.
+ */
+static size_t read_report(int fd, long long deadline, char *why, size_t whylen, int *eof)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    size_t got = 0;
+    long long left;
+    ssize_t n;
+    int ready;
+
+    *eof = 0;
+    while (got < whylen - 1) {
+        left = deadline - sjwt_now_ms();
+        ready = left > 0 ? poll(&pfd, 1, (int) left) : 0;
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready <= 0)
+            break;
+        n = read(fd, why + got, whylen - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *eof = n == 0;
+            break;
+        }
+        got += (size_t) n;
+    }
+    why[got] = '\0';
+    return got;
+}
+
+int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
+                  long long deadline, char *why, size_t whylen)
+{
+    struct plan p = { .uid = pw->pw_uid, .gid = pw->pw_gid };
+    int fds[2], status = 0, rc = -1, eof = 0;
+    size_t got;
+    pid_t pid;
+
+    if (sjwt_cache_dir(p.dir, sizeof(p.dir), pw->pw_uid, NULL, xdg) < 0) {
+        snprintf(why, whylen, "cache directory path too long");
+        return -1;
+    }
+    if (strncmp(p.dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0
+        && make_fallback_dir(pw, why, whylen) < 0)
+        return -1;
+    if (user_groups(pw, &p) < 0) {
+        snprintf(why, whylen, "cannot list the user's groups");
+        return -1;
+    }
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        goto out;
+    }
+    pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        become_user_and_store(&p, e, fds[1]);
+    }
+    close(fds[1]);
+    if (pid < 0) {
+        snprintf(why, whylen, "fork: %s", strerror(errno));
+        close(fds[0]);
+        goto out;
+    }
+    /* End of file on the pipe: the child is done; bytes before it: why it failed. */
+    got = read_report(fds[0], deadline, why, whylen, &eof);
+    close(fds[0]);
+    if (!eof) {
+        kill(pid, SIGKILL);
+        if (got == 0)
+            snprintf(why, whylen, "writing the cache took longer than the timeout");
+    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    /* ECHILD (sshd reaped it for us) leaves status 0: the pipe tells anyway. */
+    if (eof && got == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        rc = 0;
+    else if (got == 0 && eof)
+        snprintf(why, whylen, "the child that writes the cache failed (status %d)", status);
+out:
+    free(p.groups);
+    return rc;
+}

@@ -1,0 +1,311 @@
+/*
+ * slurmjwt-wrap.c - a Slurm client command that brings its own live token.
+ *
+ * Installed once, linked as /usr/lib/slurmjwt/bin/NAME for every Slurm
+ * command that authenticates (see `slurmjwt wrappers`), and put first on
+ * PATH by the PAM module and the shims. Run as NAME, it puts a valid token
+ * from the user's cache in SLURM_JWT (asking slurmjwt-helper when the cache
+ * is missing, due, or of another key), replacing whatever stale value was
+ * inherited, then execs SlurmBinDir/NAME. A Slurm client reads SLURM_JWT once,
+ * when it starts: so every command a long-lived process (a workflow manager,
+ * an IDE's terminal, a notebook) starts gets a live token. The rules, with
+ * srun and jobs, are in docs/internals.md ("The Slurm command wrappers").
+ *
+ * Warm path (a fresh cache): no interpreter, no helper round trip, no
+ * process but the exec. It never prints on stdout, never execs anything but
+ * SlurmBinDir/NAME, and says in one line on stderr what is wrong when it
+ * cannot run that (exit 127). SLURMJWT_DEBUG=1 says what it decided.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../common/cache.h"
+#include "../common/client.h"
+#include "../common/protocol.h"
+#include "../common/token.h"
+#include "conf.h"
+
+#ifndef SLURMJWT_CONF_PATH
+#define SLURMJWT_CONF_PATH "/etc/slurm/slurmjwt.conf"
+#endif
+#define PROG "slurmjwt-wrap"
+#define NAME_MAX_LEN 64
+#define WHY_MAX 512
+#define RETRY_MS 50     /* pause before asking again after `busy` */
+
+static int debugging;
+
+__attribute__((format(printf, 1, 2)))
+static void complain(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs(PROG ": ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+#define debug(...) do { if (debugging) complain(__VA_ARGS__); } while (0)
+
+/* True when SLURMJWT_DISABLE asks us to change nothing (set, not "" or "0"). */
+static int disabled(void)
+{
+    const char *v = getenv("SLURMJWT_DISABLE");
+
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+static int is_socket(const char *path)
+{
+    struct stat st;
+
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* The last component of argv[0], if it is a plain command name. */
+static const char *command_name(const char *argv0)
+{
+    const char *name = strrchr(argv0, '/') ? strrchr(argv0, '/') + 1 : argv0;
+    size_t i, n = strlen(name);
+
+    if (n == 0 || n > NAME_MAX_LEN || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return NULL;
+    for (i = 0; i < n; i++)
+        if (!sjwt_is_token_char((unsigned char) name[i]))
+            return NULL;
+    return name;
+}
+
+/*
+ * Find SlurmBinDir/NAME: a regular, executable file that is not this
+ * wrapper (no loop, whatever the PATH or the links); 0, or -1 after one
+ * line on stderr.
+ */
+static int find_real(const struct wrap_conf *c, const char *name, char *real, size_t size)
+{
+    struct stat st, self;
+    const char *problem = NULL;
+
+    if (snprintf(real, size, "%s/%s", c->slurm_bin_dir, name) >= (int) size) {
+        complain("no real %s: SlurmBinDir is too long", name);
+        return -1;
+    }
+    if (stat(real, &st) < 0 || access(real, X_OK) < 0)
+        problem = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        problem = "not a regular file";
+    if (problem != NULL) {
+        complain("no real %s: %s: %s; install Slurm's %s or set SlurmBinDir in %s", name,
+                 real, problem, name, SLURMJWT_CONF_PATH);
+        return -1;
+    }
+    if (stat("/proc/self/exe", &self) == 0 && self.st_dev == st.st_dev
+        && self.st_ino == st.st_ino) {
+        complain("no real %s: %s is this wrapper; set SlurmBinDir in %s to where Slurm's "
+                 "commands are", name, real, SLURMJWT_CONF_PATH);
+        return -1;
+    }
+    return 0;
+}
+
+/* The caller's own name; NULL when NSS does not know the uid. */
+static const char *my_name(void)
+{
+    static char name[SJWT_NAME_MAX + 1];
+    struct passwd *pw = getpwuid(getuid());
+
+    if (pw == NULL || strlen(pw->pw_name) > SJWT_NAME_MAX)
+        return NULL;
+    strcpy(name, pw->pw_name);
+    return name;
+}
+
+/*
+ * Ask the helper for our own token (again after `busy` or `timeout`, until
+ * HelperTimeout); fill *e and return 0, or -1.
+ */
+static int fetch(const struct wrap_conf *c, struct sjwt_entry *e)
+{
+    char req[SJWT_REQUEST_MAX + 1], resp[SJWT_RESPONSE_MAX], why[WHY_MAX];
+    long long deadline = sjwt_now_ms() + c->helper_timeout_ms;
+    struct sjwt_response r;
+    struct sjwt_claims claims;
+    const char *bad, *me;
+    unsigned char jitter = 0;
+    ssize_t len;
+    int reqlen = sjwt_format_request(req, sizeof(req), NULL), missing;
+
+    for (;;) {
+        len = sjwt_ask(c->helper_socket, deadline, req, (size_t) reqlen, resp, why,
+                       sizeof(why), &missing);
+        if (len < 0) {
+            debug("no token from the helper: %s", why);
+            return -1;
+        }
+        if ((bad = sjwt_parse_response(resp, (size_t) len, &r)) != NULL) {
+            debug("no token from the helper: %s", bad);
+            return -1;
+        }
+        if (r.kind == SJWT_RESP_OK)
+            break;
+        debug("the helper said %s: %.*s", r.code, (int) r.message_len, r.message);
+        if (strcmp(r.code, "busy") != 0 && strcmp(r.code, "timeout") != 0)
+            return -1;
+        /* Jittered, so a burst of commands does not come back in lockstep. */
+        if (getrandom(&jitter, 1, GRND_NONBLOCK) != 1)
+            jitter = 0;
+        if (sjwt_now_ms() + RETRY_MS * 2 >= deadline)
+            return -1;
+        usleep((useconds_t) (RETRY_MS + RETRY_MS * jitter / 255) * 1000);
+    }
+    me = my_name();
+    if (sjwt_peek(r.token, r.token_len, &claims) != NULL || me == NULL
+        || strcmp(claims.sun, me) != 0 || claims.exp != r.exp
+        || strlen(claims.kid) != r.kid_len || memcmp(claims.kid, r.kid, r.kid_len) != 0) {
+        debug("refusing the helper's token: not the one announced for this user");
+        return -1;
+    }
+    memset(e, 0, sizeof(*e));
+    e->exp = r.exp;
+    e->refresh = r.refresh;
+    e->export_env = r.export_env;
+    memcpy(e->kid, r.kid, r.kid_len);
+    memcpy(e->token, r.token, r.token_len);
+    return 0;
+}
+
+/*
+ * An inherited SLURM_JWT may stay only when it is a well-formed token for
+ * this user, not expired and signed by the key in use.
+ */
+static int inherited_is_good(const char *token, const char *kid, long long now)
+{
+    struct sjwt_claims claims;
+    const char *me;
+
+    if (sjwt_peek(token, strlen(token), &claims) != NULL || claims.exp - SJWT_SAFETY <= now)
+        return 0;
+    me = my_name();
+    return me != NULL && strcmp(claims.sun, me) == 0 && strcmp(claims.kid, kid) == 0;
+}
+
+/* The Export policy of slurmjwt.conf, as config.py's export_wanted. */
+static int export_wanted(const struct wrap_conf *c)
+{
+    if (c->export_mode != EXPORT_AUTO)
+        return c->export_mode == EXPORT_ALWAYS;
+    return !is_socket(c->munge_socket);
+}
+
+/* Put a live token in SLURM_JWT, or take out what must not be passed on. */
+static void place_token(const struct wrap_conf *c, uid_t uid)
+{
+    char dir[SJWT_CACHE_PATH_MAX], keydir[SJWT_CACHE_PATH_MAX], kid[SJWT_KID_MAX + 1] = "";
+    char why[WHY_MAX];
+    struct sjwt_entry e;
+    const char *slash, *inherited;
+    long long now = (long long) time(NULL);
+    int rc, usable, cache_ok;
+
+    slash = strrchr(c->helper_socket, '/');
+    snprintf(keydir, sizeof(keydir), "%.*s/key", (int) (slash - c->helper_socket),
+             c->helper_socket);
+    if (sjwt_read_key_id(keydir, kid) < 0)
+        debug("no key id in %s: every cached token counts as stale", keydir);
+    cache_ok = sjwt_cache_dir(dir, sizeof(dir), uid, getenv("SLURMJWT_CACHE_DIR"),
+                              getenv("XDG_RUNTIME_DIR")) == 0;
+    rc = cache_ok ? sjwt_cache_load(dir, uid, &e, why, sizeof(why)) : SJWT_CACHE_NONE;
+    if (rc == SJWT_CACHE_UNSAFE) {
+        complain("%s", why);   /* someone loosened or replaced it: say so, never use it */
+        cache_ok = 0;
+    }
+    usable = rc == SJWT_CACHE_OK && e.exp - SJWT_SAFETY > now && kid[0] != '\0'
+        && strcmp(e.kid, kid) == 0;
+    if (!usable || e.refresh <= now) {
+        debug(usable ? "cached token is due" : "no usable cached token (%s)",
+              rc == SJWT_CACHE_OK ? "expired or of another key" : why);
+        if (fetch(c, &e) == 0) {
+            usable = 1;
+            if (cache_ok && sjwt_cache_store(dir, uid, &e, why, sizeof(why)) != SJWT_CACHE_OK)
+                debug("token not cached: %s", why);
+        }
+    }
+    if (usable && e.export_env) {
+        debug("SLURM_JWT set (exp %lld, kid %s)", e.exp, e.kid);
+        setenv("SLURM_JWT", e.token, 1);
+    } else if (usable) {
+        debug("SLURM_JWT removed: the export policy says munge works here");
+        unsetenv("SLURM_JWT");
+    } else if ((inherited = getenv("SLURM_JWT")) != NULL
+               && !(export_wanted(c) && inherited_is_good(inherited, kid, now))) {
+        debug("SLURM_JWT removed: no live token, and the inherited one is not good");
+        unsetenv("SLURM_JWT");
+    }
+    explicit_bzero(&e, sizeof(e));
+}
+
+static int usage(FILE *out, int code)
+{
+    fputs("usage: link a Slurm command name to " PROG " (slurmjwt wrappers --update)\n"
+          "Runs SlurmBinDir/NAME with a live SLURM_JWT from the token cache or\n"
+          "slurmjwt-helper; see docs/internals.md, \"The Slurm command wrappers\".\n", out);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    char real[PATH_MAX], why[WHY_MAX];
+    struct wrap_conf c;
+    const char *name, *conf;
+    uid_t uid = getuid();
+
+    debugging = getenv("SLURMJWT_DEBUG") != NULL && strcmp(getenv("SLURMJWT_DEBUG"), "1") == 0;
+    name = argc > 0 ? command_name(argv[0]) : NULL;
+    if (name == NULL || strcmp(name, PROG) == 0) {
+        if (argc == 2 && strcmp(argv[1], "--help") == 0)
+            return usage(stdout, 0);
+        return usage(stderr, 2);
+    }
+    /* Root's code takes no file a user named. */
+    conf = uid != 0 && getenv("SLURMJWT_CONF") != NULL ? getenv("SLURMJWT_CONF")
+                                                        : SLURMJWT_CONF_PATH;
+    if (wrap_conf_load(&c, conf, why, sizeof(why)) < 0) {
+        complain("%s; no token handling until that is fixed", why);
+        if (find_real(&c, name, real, sizeof(real)) < 0)
+            return 127;
+        if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket))
+            unsetenv("SLURM_JWT");
+        execv(real, argv);
+        complain("cannot run %s: %s", real, strerror(errno));
+        return 126;
+    }
+    if (find_real(&c, name, real, sizeof(real)) < 0)
+        return 127;
+    if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket)) {
+        /* slurmd does not take JWT; 26.05's srun refuses to start with it. */
+        debug("SLURM_JWT removed for srun: munge works here");
+        unsetenv("SLURM_JWT");
+    } else if (disabled())
+        debug("SLURMJWT_DISABLE is set: environment untouched");
+    else if (getenv("SLURMD_NODENAME") != NULL)
+        debug("inside a job (SLURMD_NODENAME): environment untouched");
+    else if (uid == 0 || (long long) uid < c.min_uid)
+        debug("uid %lu gets no token (root or below MinUid)", (unsigned long) uid);
+    else
+        place_token(&c, uid);
+    execv(real, argv);
+    complain("cannot run %s: %s", real, strerror(errno));
+    return 126;
+}

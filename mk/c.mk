@@ -1,0 +1,86 @@
+# mk/c.mk - build, test and fuzz the C code; included by the top Makefile.
+#
+#   make c           build/c/pam_slurmjwt.so and build/c/slurmjwt-wrap
+#   make c-test      C unit tests (wire format, tokens, cache) under ASan+UBSan
+#                    and valgrind; only the PAM entry points are exported
+#   make c-harness   the programs the Python tests drive (parse_response, cachetool)
+#   make c-fuzz      libFuzzer run of every parser, bounded by C_FUZZ_SECONDS (needs clang)
+#   make c-clean     remove what the targets above built
+#
+# Works standalone too: make -f mk/c.mk c
+
+CC ?= cc
+CFLAGS ?=
+SYSCONFDIR ?= /etc
+LIBDIR ?= /usr/lib/slurmjwt
+C_BUILD := build/c
+PAM_SO := $(C_BUILD)/pam_slurmjwt.so
+WRAP := $(C_BUILD)/slurmjwt-wrap
+COMMON_SRCS := c/common/protocol.c c/common/client.c c/common/token.c c/common/cache.c
+COMMON_HDRS := c/common/protocol.h c/common/client.h c/common/token.h c/common/cache.h
+PAM_SRCS := c/pam/pam_slurmjwt.c c/pam/handoff.c $(COMMON_SRCS)
+PAM_HDRS := c/pam/handoff.h $(COMMON_HDRS)
+WRAP_SRCS := c/wrap/slurmjwt-wrap.c c/wrap/conf.c $(COMMON_SRCS)
+WRAP_HDRS := c/wrap/conf.h $(COMMON_HDRS)
+# Hardening and warnings are not optional: they come before $(CFLAGS) only so
+# that extra flags (e.g. -g) can be added; -O2 is needed by _FORTIFY_SOURCE.
+C_WARN := -Wall -Wextra -Werror
+C_HARDEN := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
+PAM_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIC -fvisibility=hidden -DSLURMJWT_WRAPPERS='"$(LIBDIR)/bin"'
+PAM_LDFLAGS := -shared -Wl,-z,relro,-z,now -Wl,-z,defs
+WRAP_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIE -DSLURMJWT_CONF_PATH='"$(SYSCONFDIR)/slurm/slurmjwt.conf"'
+WRAP_LDFLAGS := -pie -Wl,-z,relro,-z,now
+# Test programs: same warnings, sanitizers instead of fortify.
+C_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+C_TEST_CFLAGS := $(C_WARN) -O1 -g
+C_VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=all
+C_FUZZ_CC ?= clang
+C_FUZZ_SECONDS ?= 30
+C_TESTS := test_protocol test_token test_cache
+
+.PHONY: c c-test c-harness c-fuzz c-clean
+
+c: $(PAM_SO) $(WRAP)
+
+$(C_BUILD):
+	mkdir -p $@
+
+$(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) | $(C_BUILD)
+	$(CC) $(PAM_CFLAGS) $(CFLAGS) $(PAM_LDFLAGS) -o $@ $(PAM_SRCS) -lpam
+
+$(WRAP): $(WRAP_SRCS) $(WRAP_HDRS) | $(C_BUILD)
+	$(CC) $(WRAP_CFLAGS) $(CFLAGS) $(WRAP_LDFLAGS) -o $@ $(WRAP_SRCS)
+
+$(C_BUILD)/test_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
+	$(CC) $(C_TEST_CFLAGS) $(C_SAN) -o $@ $< $(COMMON_SRCS)
+
+$(C_BUILD)/plain_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
+	$(CC) $(C_TEST_CFLAGS) -o $@ $< $(COMMON_SRCS)
+
+# The Python tests (tests/unit/test_c_*.py) drive these.
+$(C_BUILD)/parse_response $(C_BUILD)/cachetool: $(C_BUILD)/%: c/tests/%.c $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
+	$(CC) $(C_TEST_CFLAGS) $(C_SAN) -o $@ $< $(COMMON_SRCS)
+
+c-harness: $(C_BUILD)/parse_response $(C_BUILD)/cachetool
+
+c-test: c $(addprefix $(C_BUILD)/,$(C_TESTS)) $(addprefix $(C_BUILD)/plain_,$(patsubst test_%,%,$(C_TESTS)))
+	@for t in $(C_TESTS); do out=$$($(C_BUILD)/$$t) || { echo "$$out"; exit 1; }; \
+		echo "$$t: $$(echo "$$out" | tail -n 1)"; done
+	@for t in $(patsubst test_%,%,$(C_TESTS)); do $(C_VALGRIND) $(C_BUILD)/plain_$$t > /dev/null || exit 1; done
+	@# Only the PAM entry points may be exported from the module.
+	@nm -D --defined-only $(PAM_SO) | awk '$$2 == "T" && $$3 !~ /^pam_sm_/ { print "exported: " $$3; bad = 1 } END { exit bad }'
+
+$(C_BUILD)/fuzz_parsers: c/tests/fuzz_parsers.c $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
+	@command -v $(C_FUZZ_CC) > /dev/null || { echo "c-fuzz needs clang and libclang-rt-14-dev (apt-get install clang libclang-rt-14-dev)" >&2; exit 2; }
+	$(C_FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ c/tests/fuzz_parsers.c $(COMMON_SRCS)
+
+c-fuzz: $(C_BUILD)/fuzz_parsers
+	rm -rf $(C_BUILD)/corpus && mkdir -p $(C_BUILD)/corpus
+	cp c/tests/fuzz-seeds/* $(C_BUILD)/corpus/
+	$(C_BUILD)/fuzz_parsers -max_total_time=$(C_FUZZ_SECONDS) -max_len=9000 \
+		-timeout=5 -print_final_stats=1 -artifact_prefix=$(C_BUILD)/ $(C_BUILD)/corpus
+
+c-clean:
+	rm -rf $(C_BUILD)
