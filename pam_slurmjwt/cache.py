@@ -282,8 +282,8 @@ def _replace(dfd: int, name: str, text: str) -> None:
 
 def _touch(dfd: int, name: str) -> None:
     try:
-        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                     dir_fd=dfd)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o600, dir_fd=dfd)
     except OSError:
         return  # only the csh shim's clock; a failure costs it a refresh, nothing more
     os.close(fd)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _socket  # not `socket`: its enum import alone costs more than a refresh
 import os
+import stat
 import struct
 import time
 
@@ -197,15 +198,30 @@ def exchange(path: str, request: bytes, timeout: float) -> bytes:
 
 
 def check_peer(sock: _socket.socket, path: str) -> None:
-    """Accept only a helper whose socket root set up (systemd, or the helper
-    before it dropped to SlurmUser), or one the caller runs itself: for a
-    unix stream client, SO_PEERCRED names whoever called listen(). Raise
-    HelperUnreachable otherwise."""
+    """Accept only the helper (docs/internals.md, "Helper sockets"): a peer
+    of uid 0, of our own uid, or of the uid that owns the key directory root
+    made beside the socket. Raise HelperUnreachable otherwise."""
     raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, PEERCRED.size)
     uid = PEERCRED.unpack(raw)[1]
-    if uid not in (0, os.getuid()):
-        raise HelperUnreachable(f"the helper socket {path} is served by uid {uid}, not "
-                                f"root; refusing its answer (check HelperSocket)")
+    if uid in (0, os.getuid()) or uid == helper_uid(path):
+        return
+    raise HelperUnreachable(f"the helper socket {path} is served by uid {uid}, not root or "
+                            f"the helper's user; refusing its answer (check HelperSocket)")
+
+
+def helper_uid(path: str) -> int | None:
+    """Given the socket path, return the owner of the key/ directory beside
+    it when the socket's directory is root's alone (so only root can have
+    made key/ there), else None."""
+    directory = os.path.dirname(path)
+    try:
+        parent = os.stat(directory)
+        keys = os.lstat(os.path.join(directory, "key"))
+    except OSError:
+        return None
+    if parent.st_uid != 0 or parent.st_mode & 0o022 or not stat.S_ISDIR(keys.st_mode):
+        return None
+    return keys.st_uid
 
 
 def _connect(sock: _socket.socket, path: str, deadline: float) -> None:

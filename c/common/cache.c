@@ -411,8 +411,9 @@ int sjwt_cache_store(const char *dir, uid_t uid, const struct sjwt_entry *e,
         close(dfd);
         return SJWT_CACHE_UNSAFE;
     }
-    /* Only the csh shim's clock: a failure costs it a refresh, nothing more. */
-    fd = openat(dfd, ".clock", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    /* Only the csh shim's clock: a failure costs it a refresh, nothing more.
+     * O_NONBLOCK: a FIFO planted there must not hold a login. */
+    fd = openat(dfd, ".clock", O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd >= 0)
         close(fd);
     close(dfd);

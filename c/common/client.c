@@ -3,9 +3,9 @@
  *
  * Non-blocking socket, poll() with what is left of the deadline, MSG_NOSIGNAL
  * (a helper that hangs up must not SIGPIPE sshd), and the peer check of
- * docs/internals.md: the listening socket is made by root (systemd, or the
- * helper before it drops to SlurmUser), so an answer is taken only from
- * uid 0 or from the caller's own uid.
+ * docs/internals.md ("Helper sockets"): an answer is taken only from uid 0,
+ * the caller's own uid, or the owner of the key/ directory root made beside
+ * the socket (SlurmUser), never from anyone else who managed to listen there.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,6 +95,26 @@ static int connect_helper(const char *path, long long deadline, char *why, size_
     return -1;
 }
 
+/*
+ * True when uid owns the key/ directory beside the socket at path and the
+ * socket's directory is root's alone: only root can have made key/ there.
+ */
+static int is_helper_uid(const char *path, uid_t uid)
+{
+    char dir[sizeof(((struct sockaddr_un *) 0)->sun_path) + 8];
+    const char *slash = strrchr(path, '/');
+    struct stat parent, keys;
+    int n = slash == NULL ? -1 : (int) (slash - path);
+
+    if (n < 0 || snprintf(dir, sizeof(dir), "%.*s", n == 0 ? 1 : n, path) >= (int) sizeof(dir)
+        || stat(dir, &parent) < 0 || parent.st_uid != 0 || (parent.st_mode & 022) != 0)
+        return 0;
+    if (snprintf(dir, sizeof(dir), "%.*s/key", n, path) >= (int) sizeof(dir)
+        || lstat(dir, &keys) < 0 || !S_ISDIR(keys.st_mode))
+        return 0;
+    return keys.st_uid == uid;
+}
+
 ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t reqlen,
                  char *resp, char *why, size_t whylen, int *missing)
 {
@@ -108,9 +129,9 @@ ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t r
     if (fd < 0)
         return -1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peerlen) < 0
-        || (peer.uid != 0 && peer.uid != getuid())) {
-        snprintf(why, whylen, "the helper socket %s is served by uid %lu, not root; "
-                 "refusing its answer (check the socket path)", path,
+        || (peer.uid != 0 && peer.uid != getuid() && !is_helper_uid(path, peer.uid))) {
+        snprintf(why, whylen, "the helper socket %s is served by uid %lu, not root or the "
+                 "helper's user; refusing its answer (check the socket path)", path,
                  (unsigned long) peer.uid);
         goto fail;
     }

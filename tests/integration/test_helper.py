@@ -111,7 +111,7 @@ def test_expired_helper_token_is_refused_by_slurmctld(
     short = start_helper(installed, cluster.slurm_conf, work,
                          extra="Lifespan=10\nRefreshMargin=5\n")
     try:
-        line = short.ask(b"SLURMJWT/1 TOKEN alice -\n")
+        line = short.ask(b"SLURMJWT/2 TOKEN alice -\n")
     finally:
         short.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -129,16 +129,16 @@ def test_expired_helper_token_is_refused_by_slurmctld(
 def test_bob_cannot_get_alices_token_and_nobody_gets_root_or_slurm(
         helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
     bob = test_users["bob"].uid
-    assert helper.ask(b"SLURMJWT/1 TOKEN alice -\n", as_uid=bob) == (
-        b"SLURMJWT/1 ERR denied uid %d may only ask for its own token\n" % bob)
-    assert helper.ask(b"SLURMJWT/1 TOKEN root -\n", as_uid=bob).startswith(
-        b"SLURMJWT/1 ERR denied ")
+    assert helper.ask(b"SLURMJWT/2 TOKEN alice -\n", as_uid=bob) == (
+        b"SLURMJWT/2 ERR denied uid %d may only ask for its own token\n" % bob)
+    assert helper.ask(b"SLURMJWT/2 TOKEN root -\n", as_uid=bob).startswith(
+        b"SLURMJWT/2 ERR denied ")
     for name in (b"root", b"slurm", b"0", b"64030", b"sysjwt", b"daemon"):
-        answer = helper.ask(b"SLURMJWT/1 TOKEN %s -\n" % name)  # as root, who may ask for others
-        assert answer.startswith(b"SLURMJWT/1 ERR "), (name, answer)
+        answer = helper.ask(b"SLURMJWT/2 TOKEN %s -\n" % name)  # as root, who may ask for others
+        assert answer.startswith(b"SLURMJWT/2 ERR "), (name, answer)
         assert b" OK " not in answer
     # and the helper itself, as root asking for itself:
-    assert helper.ask(b"SLURMJWT/1 TOKEN - -\n").startswith(b"SLURMJWT/1 ERR denied root is root")
+    assert helper.ask(b"SLURMJWT/2 TOKEN - -\n").startswith(b"SLURMJWT/2 ERR denied root is root")
     log = helper.log_text()
     assert f"refuse (user alice) by uid={bob}" in log
 
@@ -147,7 +147,7 @@ def test_grants_are_logged_with_a_fingerprint_never_the_token(
         helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
     from pam_slurmjwt.token import fingerprint
 
-    token = helper.ask(b"SLURMJWT/1 TOKEN carol 60\n").split()[-1].decode()
+    token = helper.ask(b"SLURMJWT/2 TOKEN carol 60\n").split()[-1].decode()
     log = helper.log_text()
     assert f"fp={fingerprint(token)}" in log
     assert token not in log and token.split(".")[2] not in log
@@ -205,16 +205,16 @@ def test_stalled_malformed_and_oversized_callers_do_not_stop_others(
             sock = socket.socket(socket.AF_UNIX)
             sock.connect(str(helper.socket))
             if i % 3 == 1:
-                sock.sendall(b"SLURMJWT/1 TOKEN ali")  # a slow-loris half line
+                sock.sendall(b"SLURMJWT/2 TOKEN ali")  # a slow-loris half line
             stalled.append(sock)
-        assert helper.ask(b"x" * 70000).startswith(b"SLURMJWT/1 ERR too-long")
-        assert helper.ask(b"\x00\xff garbage\n").startswith(b"SLURMJWT/1 ERR bad-request")
-        assert helper.ask(b"GET / HTTP/1.0\n").startswith(b"SLURMJWT/1 ERR bad-version")
+        assert helper.ask(b"x" * 70000).startswith(b"SLURMJWT/2 ERR too-long")
+        assert helper.ask(b"\x00\xff garbage\n").startswith(b"SLURMJWT/2 ERR bad-request")
+        assert helper.ask(b"GET / HTTP/1.0\n").startswith(b"SLURMJWT/2 ERR bad-version")
         start = time.monotonic()
         answers = []
 
         def one(_: int) -> None:
-            answers.append(helper.ask(b"SLURMJWT/1 TOKEN alice 60\n"))
+            answers.append(helper.ask(b"SLURMJWT/2 TOKEN alice 60\n"))
 
         threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
         for thread in threads:
@@ -223,7 +223,7 @@ def test_stalled_malformed_and_oversized_callers_do_not_stop_others(
             thread.join()
         # ReadTimeout is 2 s: all served sooner means none waited behind a staller.
         assert time.monotonic() - start < 1.5
-        assert len(answers) == 20 and all(a.startswith(b"SLURMJWT/1 OK ") for a in answers)
+        assert len(answers) == 20 and all(a.startswith(b"SLURMJWT/2 OK ") for a in answers)
     finally:
         for sock in stalled:
             sock.close()
@@ -238,8 +238,8 @@ def test_sighup_reloads_config_without_dropping_requests(
 
     def hammer() -> None:
         while not stop.is_set():
-            answer = proc.ask(b"SLURMJWT/1 TOKEN alice -\n")
-            if not answer.startswith(b"SLURMJWT/1 OK "):
+            answer = proc.ask(b"SLURMJWT/2 TOKEN alice -\n")
+            if not answer.startswith(b"SLURMJWT/2 OK "):
                 failures.append(answer)
 
     worker = threading.Thread(target=hammer)
@@ -250,7 +250,7 @@ def test_sighup_reloads_config_without_dropping_requests(
         deadline = time.monotonic() + 10
         lifespan = 0
         while time.monotonic() < deadline and lifespan != 700:
-            token = proc.ask(b"SLURMJWT/1 TOKEN alice -\n").split()[-1]
+            token = proc.ask(b"SLURMJWT/2 TOKEN alice -\n").split()[-1]
             claims = jwt.decode(token, options={"verify_signature": False})
             lifespan = claims["exp"] - claims["iat"]
         assert lifespan == 700
@@ -268,8 +268,8 @@ def test_scontrol_backend_tokens_work_too(
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-sc-"))
     proc = start_helper(installed, cluster.slurm_conf, work, extra="Backend=scontrol\n")
     try:
-        line = proc.ask(b"SLURMJWT/1 TOKEN bob 600\n", timeout=30)
-        assert line.startswith(b"SLURMJWT/1 OK "), line
+        line = proc.ask(b"SLURMJWT/2 TOKEN bob 600\n", timeout=30)
+        assert line.startswith(b"SLURMJWT/2 OK "), line
         assert "backend=scontrol" in proc.log_text()
     finally:
         proc.stop()
@@ -302,7 +302,7 @@ def test_admin_mint_is_accepted_and_refuses_root(
 
 def test_decode_shows_claims_without_the_signature(
         installed: Installed, helper: HelperProcess, test_users: dict[str, TestUser]) -> None:
-    token = helper.ask(b"SLURMJWT/1 TOKEN alice 300\n").split()[-1].decode()
+    token = helper.ask(b"SLURMJWT/2 TOKEN alice 300\n").split()[-1].decode()
     out = subprocess.run([installed.cmd("slurmjwt"), "decode", "-"], input=token,
                          capture_output=True, text=True)
     assert out.returncode == 0
@@ -332,13 +332,13 @@ def test_one_user_flooding_cannot_take_the_slots_of_others(
         deadline = time.monotonic() + 5
         answer = b""
         while time.monotonic() < deadline:  # the helper accepts asynchronously
-            answer = proc.ask(b"SLURMJWT/1 TOKEN - -\n", as_uid=bob)
-            if answer.startswith(b"SLURMJWT/1 ERR busy "):
+            answer = proc.ask(b"SLURMJWT/2 TOKEN - -\n", as_uid=bob)
+            if answer.startswith(b"SLURMJWT/2 ERR busy "):
                 break
-        assert answer.startswith(b"SLURMJWT/1 ERR busy "), answer
+        assert answer.startswith(b"SLURMJWT/2 ERR busy "), answer
         alice = test_users["alice"].uid
-        assert proc.ask(b"SLURMJWT/1 TOKEN - -\n", as_uid=alice).startswith(b"SLURMJWT/1 OK ")
-        assert proc.ask(b"SLURMJWT/1 TOKEN carol -\n").startswith(b"SLURMJWT/1 OK ")
+        assert proc.ask(b"SLURMJWT/2 TOKEN - -\n", as_uid=alice).startswith(b"SLURMJWT/2 OK ")
+        assert proc.ask(b"SLURMJWT/2 TOKEN carol -\n").startswith(b"SLURMJWT/2 OK ")
         assert f"refuse uid={bob} " in proc.log_text() and "reason=busy" in proc.log_text()
         assert flood.stdin is not None
         flood.stdin.close()
@@ -396,7 +396,7 @@ def test_scontrol_backend_kills_scontrol_when_the_caller_hangs_up(
 
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(proc.socket))
-            sock.sendall(b"SLURMJWT/1 TOKEN alice -\n")
+            sock.sendall(b"SLURMJWT/2 TOKEN alice -\n")
             deadline = time.monotonic() + 10
             while not pidfile.exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -435,9 +435,9 @@ def test_helper_serves_a_socket_passed_by_systemd_socket_activation(
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(20)
             sock.connect(str(sock_path))
-            sock.sendall(b"SLURMJWT/1 TOKEN alice 60\n")
+            sock.sendall(b"SLURMJWT/2 TOKEN alice 60\n")
             answer = sock.makefile("rb").readline()
-        assert answer.startswith(b"SLURMJWT/1 OK "), answer
+        assert answer.startswith(b"SLURMJWT/2 OK "), answer
         assert not (work / "unused.sock").exists()  # it used the passed socket
         import pwd
 

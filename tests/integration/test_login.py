@@ -1,8 +1,8 @@
 """End to end: real sshd, su, helper, slurmctld, slurmd and slurmrestd.
 
 Every login here goes through a private PAM stack generated from the shipped
-packaging/pam.d/slurmjwt, talks to the real slurmjwt-helper and hands the
-token to the real slurmjwt-refresh; what the user then does (squeue, sbatch
+packaging/pam.d/slurmjwt, talks to the real slurmjwt-helper and writes the
+user's token cache as the user; what the user then does (squeue, sbatch
 with srun, curl to slurmrestd) runs against a real cluster. Slurm clients in
 the sessions use a copy of slurm.conf whose munge socket does not exist, so a
 command that works there worked with the token alone.
@@ -39,9 +39,10 @@ from tests.integration.fixtures.login import (
     login_world,
     module_lines,
     pam_env_line,
+    session_env,
     snippet_lines,
     token_claims,
-    wait_refresh_done,
+    wrapper_path,
 )
 from tests.integration.fixtures.users import TestUser
 
@@ -107,7 +108,7 @@ def test_generated_stack_keeps_the_snippet_and_points_at_the_test_helper(world: 
     module = [x for x in world.stack if "pam_slurmjwt" in x]
     assert module == [
         f"session optional {world.installed.pam_module} timeout=2000 "
-        f"socket={world.helper.socket} refresh={world.installed.cmd('slurmjwt-refresh')}"
+        f"socket={world.helper.root_socket} wrappers={world.installed.wrappers}"
     ]
 
 
@@ -132,8 +133,12 @@ def test_squeue_over_ssh_works_with_the_token_and_only_with_it(world: World) -> 
     assert "JOBID" in ok.stdout and "PARTITION" in ok.stdout
     # Same session, same slurm.conf, no token: munge is the only other way in,
     # and its socket does not exist.
-    without = world.sshd.ssh("alice", "unset SLURM_JWT; squeue")
+    without = world.sshd.ssh("alice", "unset SLURM_JWT; /usr/bin/squeue")
     assert without.returncode != 0, without.stdout
+    # squeue on PATH is the wrapper: it brings its own token.
+    wrapped = world.sshd.ssh("alice", "unset SLURM_JWT; command -v squeue; squeue")
+    assert wrapped.returncode == 0, wrapped.stderr
+    assert wrapped.stdout.startswith(f"{world.installed.wrappers}/squeue\n"), wrapped.stdout
     assert "JOBID" not in without.stdout
     assert "munge" in without.stderr.lower(), without.stderr
 
@@ -152,9 +157,11 @@ def test_interactive_ssh_login_shell_gets_the_token(world: World) -> None:
 
 
 @pytest.mark.parametrize("login", [True, False], ids=["su -", "su"])
-def test_su_gets_the_token(world: World, scratch: Path, login: bool) -> None:
+def test_su_gets_the_token_and_the_wrappers(world: World, scratch: Path, login: bool) -> None:
     """`su [-] alice` as root, with a private su stack bind-mounted over
-    /etc/pam.d/su and su-l inside a mount namespace that dies with the command."""
+    /etc/pam.d/su and su-l, and the installed shim as /etc/profile.d (a login
+    shell's /etc/profile resets PATH; the shim puts the wrappers back),
+    inside a mount namespace that dies with the command."""
     stack = scratch / "su"
     stack.write_text("\n".join([
         "auth sufficient pam_rootok.so",
@@ -162,18 +169,25 @@ def test_su_gets_the_token(world: World, scratch: Path, login: bool) -> None:
         "account required pam_unix.so",
         "password required pam_deny.so",
         "session required pam_unix.so",
-        *module_lines(world.installed, world.helper.socket),
+        pam_env_line(scratch / "pam_env.conf", session_env(world.helper, world.jwt_only_conf)),
+        *module_lines(world.installed, world.helper.root_socket),
     ]) + "\n")
     stack.chmod(0o644)
+    profile = scratch / "profile.d"
+    profile.mkdir(mode=0o755)
+    shutil.copy(world.installed.root / "profile.d" / "slurmjwt.sh", profile / "slurmjwt.sh")
+    (profile / "slurmjwt.sh").chmod(0o644)
     su = ["su", "-", "alice"] if login else ["su", "alice"]
     script = ('mount --bind "$1" /etc/pam.d/su && mount --bind "$1" /etc/pam.d/su-l '
-              '&& shift && exec "$@"')
+              '&& mount --bind "$2" /etc/profile.d && shift 2 && exec "$@"')
     result = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-         str(stack), *su, "-c", "printenv SLURM_JWT"],
+         str(stack), str(profile), *su, "-c", "command -v squeue; printenv SLURM_JWT"],
         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
         env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, cwd="/", check=False)
-    token_claims(world.cluster, session_token(result), "alice")
+    where, token = session_token(result).splitlines()
+    assert where == f"{world.installed.wrappers}/squeue", result.stdout
+    token_claims(world.cluster, token, "alice")
 
 
 def test_slurmjwt_token_header_reaches_slurmrestd(world: World) -> None:
@@ -211,7 +225,6 @@ def test_fifty_simultaneous_logins_all_get_a_token_for_their_user(world: World) 
         client_ports.add(connection.split()[1])
         token_claims(world.cluster, token, user)
     assert len(client_ports) == len(users)  # 50 distinct sessions
-    wait_refresh_done(world.installed)
 
 
 # ---- root and system accounts ---------------------------------------------------------
@@ -235,21 +248,16 @@ def test_login_fills_the_users_cache_with_the_session_token(
 ) -> None:
     alice = test_users["alice"]
     cache = CACHE_BASE / str(alice.uid)
-    wait_refresh_done(world.installed)
     shutil.rmtree(cache, ignore_errors=True)
     token = session_token(world.sshd.ssh("alice", "printenv SLURM_JWT"))
+    # Written before the login went on: no waiting for anything.
     path = cache / "token"
-    deadline = time.monotonic() + 30
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
-    wait_refresh_done(world.installed)
     for item, mode in ((cache, 0o700), (path, 0o600), (cache / "token.csh", 0o600)):
         st = os.lstat(item)
         assert (st.st_uid, st.st_gid) == (alice.uid, alice.gid), item
         assert stat.S_IMODE(st.st_mode) == mode, (item, oct(st.st_mode))
     words = path.read_text().split()
-    assert words[0] == "slurmjwt1" and words[-2:] == ["1", token]
+    assert words[0] == "slurmjwt2" and words[-4:] == ["1", world.helper.key_id(), token, "end"]
     status = world.cluster.run(
         [world.installed.cmd("slurmjwt"), "status", "--json"], user="alice",
         env_extra={"SLURMJWT_CONF": str(world.helper.config)})
@@ -291,7 +299,6 @@ def test_no_user_can_claim_another_users_fallback_cache(
 ) -> None:
     alice, bob = test_users["alice"], test_users["bob"]
     cache = CACHE_BASE / str(alice.uid)
-    wait_refresh_done(world.installed)
     shutil.rmtree(cache, ignore_errors=True)
     squat = subprocess.run(["setpriv", "--reuid", "bob", "--regid", "bob", "--init-groups",
                             "mkdir", str(cache)], capture_output=True, text=True)
@@ -313,7 +320,6 @@ def test_links_planted_in_the_cache_never_make_root_write_elsewhere(
     alice = test_users["alice"]
     target = root_target(scratch)
     before = snapshot(target)
-    wait_refresh_done(world.installed)
     if where == "xdg":
         runtime = owned_dir(scratch / "xdg", alice)
         cache = runtime / "slurmjwt"
@@ -332,14 +338,13 @@ def test_links_planted_in_the_cache_never_make_root_write_elsewhere(
     try:
         if where == "xdg":
             stack = [pam_env_line(scratch / "pam_env.conf", {"XDG_RUNTIME_DIR": str(runtime)}),
-                     *module_lines(world.installed, world.helper.socket)]
+                     *module_lines(world.installed, world.helper.root_socket)]
             with login_sshd(stack, ["alice"]) as sshd:
                 result = sshd.ssh("alice", "printenv SLURM_JWT")
         else:
             result = world.sshd.ssh("alice", "printenv SLURM_JWT")
         # The login itself is unaffected.
         token_claims(world.cluster, session_token(result), "alice")
-        wait_refresh_done(world.installed)
         assert snapshot(target) == before
         if what == "directory":
             assert cache.is_symlink()  # refused, not followed

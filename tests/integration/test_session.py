@@ -116,6 +116,7 @@ class World:
             "LANG": "C",
             "SLURM_CONF": str(self.conf),
             "SLURMJWT_CONF": str((helper or self.helper).config),
+            "SLURMJWT_KEY_DIR": str((helper or self.helper).key_dir),
             "SLURMJWT_CACHE_DIR": str(self.cache(user)),
         }
         env.update(over)
@@ -142,7 +143,8 @@ class World:
         return self.run([*SHELLS[shell], "-c", script], user, helper, over=over)
 
     def cached(self, user: str = "alice") -> list[str]:
-        """The cache's token line, split into its 7 fields."""
+        """The cache's token line, split into its 9 fields (format 2:
+        [6] the key id, [7] the token, [8] "end")."""
         return (self.cache(user) / "token").read_text().split()
 
     def claims(self, token: str) -> dict[str, object]:
@@ -174,9 +176,10 @@ def source(shell: str) -> str:
 
 
 def show(shell: str) -> str:
-    """Commands printing SQUEUE=ok|fail (squeue with this shell's environment)
-    and JWT=<SLURM_JWT or <unset>>, the latter as a child process sees it."""
-    probe = "squeue -h >/dev/null && echo SQUEUE=ok || echo SQUEUE=fail"
+    """Commands printing SQUEUE=ok|fail (the real squeue with this shell's
+    environment: not the wrapper the shim put on PATH, which would bring its
+    own token) and JWT=<SLURM_JWT or <unset>>, as a child process sees it."""
+    probe = "/usr/bin/squeue -h >/dev/null && echo SQUEUE=ok || echo SQUEUE=fail"
     child = "sh -c 'printf \"JWT=%s\\n\" \"${SLURM_JWT-<unset>}\"'"
     return f"{probe}; {child}"
 
@@ -209,7 +212,8 @@ def test_shim_with_no_cache_fetches_a_token_that_slurmctld_accepts(world: World,
     claims = world.claims(token)
     assert claims["sun"] == "alice" and claims["exp"] - claims["iat"] == 1800  # type: ignore[operator]
     fields = world.cached()
-    assert fields[0] == "slurmjwt1" and fields[6] == token and fields[5] == "1"
+    assert fields[0] == "slurmjwt2" and fields[7] == token and fields[5] == "1"
+    assert fields[6] == world.helper.key_id() and fields[8] == "end"
     st = world.cache().stat()
     assert (st.st_uid, st.st_mode & 0o777) == (world.users["alice"].uid, 0o700)
 
@@ -245,7 +249,8 @@ def _hostile(world: World, kind: str) -> str:
     good = world.cluster.mint("alice", lifespan=1800)
     up = int(float(Path("/proc/uptime").read_text().split()[0]))
     boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    line = f"slurmjwt1 {boot} {up + 1200} {up + 1795} {int(time.time()) + 1800} 1 {good}\n"
+    line = (f"slurmjwt2 {boot} {up + 1200} {up + 1795} {int(time.time()) + 1800} 1 "
+            f"{world.helper.key_id()} {good} end\n")
     if kind == "dir_0777":
         # Empty, so the POSIX shims (which cannot see modes) must ask refresh.
         d.chmod(0o777)
@@ -403,11 +408,11 @@ while not os.path.exists(stop):
     reads += 1
     text = data.decode("ascii", "replace")
     words = text.split(" ")
-    ok = text.endswith("\n") and text.count("\n") == 1 and len(words) == 7 \
-        and words[0] == "slurmjwt1" and words[6].strip().count(".") == 2
+    ok = text.endswith(" end\n") and text.count("\n") == 1 and len(words) == 9 \
+        and words[0] == "slurmjwt2" and words[7].count(".") == 2
     if ok:
         try:
-            body = words[6].split(".")[1]
+            body = words[7].split(".")[1]
             claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             ok = claims["sun"] == "alice" and claims["exp"] > time.time() \
                 and int(words[4]) == claims["exp"]
@@ -459,8 +464,8 @@ def test_100_simultaneous_refreshes_never_expose_a_partial_cache(world: World) -
     assert seen["reads"] > 100, seen
     assert {p.name for p in world.cache().iterdir()} == CACHE_FILES
     fields = world.cached()
-    assert world.claims(fields[6])["sun"] == "alice"
-    assert world.squeue(fields[6]).returncode == 0
+    assert world.claims(fields[7])["sun"] == "alice"
+    assert world.squeue(fields[7]).returncode == 0
 
 
 # --- slurmjwt status / token / exec ----------------------------------------------------------
@@ -470,7 +475,7 @@ def test_status_text_and_json_describe_the_cache(world: World) -> None:
     assert empty.returncode == 1
     assert json.loads(empty.stdout)["valid"] is False
     assert world.run([REFRESH]).returncode == 0
-    token = world.cached()[6]
+    token = world.cached()[7]
     text = world.run(["slurmjwt", "status"])
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
@@ -478,7 +483,8 @@ def test_status_text_and_json_describe_the_cache(world: World) -> None:
     assert lines[1] == f"cache:       {world.cache()}"
     assert re.fullmatch(r"expires:     \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
                         r"\((29m [45]\d|30m 00)s left\)", lines[2]), lines[2]
-    assert lines[3:] == ["exported:    yes", f"fingerprint: {fingerprint(token)}",
+    assert lines[3:] == ["exported:    yes", f"key:         {world.helper.key_id()} (the "
+                         "helper's key)", f"fingerprint: {fingerprint(token)}",
                          "SLURM_JWT:   unset"]
     js = world.run(["slurmjwt", "status", "--json"], SLURM_JWT=token)
     report = json.loads(js.stdout)
@@ -489,22 +495,38 @@ def test_status_text_and_json_describe_the_cache(world: World) -> None:
     assert report["fingerprint"] == fingerprint(token) and token not in js.stdout
 
 
-def test_token_prints_the_cached_token_and_refreshes_it_inside_the_margin(world: World) -> None:
+def make_due(world: World) -> None:
+    """Rewrite alice's cached entry as due for refresh (its refresh time has
+    passed), as alice, with the installed cache module."""
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1])\n"
+            "from pam_slurmjwt.cache import Cache\n"
+            "c = Cache(sys.argv[2], sys.argv[3]); e = c.load()[0]\n"
+            "e.refresh = int(time.time()) - 1; c.store(e)\n")
+    r = world.run(["/usr/bin/python3", "-I", "-c", code, str(world.installed.lib),
+                   str(world.cache()), str(world.helper.key_dir)])
+    assert r.returncode == 0, r.stderr
+
+
+def test_token_prints_the_cached_token_and_refreshes_it_when_due(world: World) -> None:
     assert world.run([REFRESH]).returncode == 0
-    cached = world.cached()[6]
+    cached = world.cached()[7]
     r = world.run(["slurmjwt", "token"])
     assert (r.returncode, r.stdout, r.stderr) == (0, cached + "\n", "")
-    # A 300 s token is inside the 600 s margin from the start.
+    # A 300 s token of one's own is due halfway (it lives less than twice
+    # RefreshMargin); here it is made due at once.
     assert world.run([REFRESH, "--lifespan", "300"]).returncode == 0
-    short = world.cached()[6]
+    short = world.cached()[7]
     assert short != cached
+    r = world.run(["slurmjwt", "token"])
+    assert (r.returncode, r.stdout.strip()) == (0, short)  # not due yet: kept
+    make_due(world)
     r = world.run(["slurmjwt", "token"])
     fresh = r.stdout.strip()
     # (Not compared with `cached`: minted in the same second, it may be the same.)
     assert r.returncode == 0 and fresh != short
     claims = world.claims(fresh)
     assert claims["exp"] - claims["iat"] == 1800  # type: ignore[operator]
-    assert world.cached()[6] == fresh
+    assert world.cached()[7] == fresh
     assert world.squeue(fresh).returncode == 0
 
 
@@ -526,7 +548,7 @@ def test_exec_runs_the_command_with_a_fresh_token_despite_an_expired_one(world: 
                    'squeue -h && printf "%s\\n" "$SLURM_JWT"'], SLURM_JWT=stale)
     assert r.returncode == 0, r.stderr
     token = r.stdout.strip()
-    assert token != stale and token == world.cached()[6]
+    assert token != stale and token == world.cached()[7]
     assert world.claims(token)["sun"] == "alice"
 
 
@@ -536,7 +558,7 @@ def test_refresh_ignores_an_expired_slurm_jwt_in_its_environment(world: World) -
     stale = world.expired()
     r = world.run([REFRESH], SLURM_JWT=stale)
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
-    token = world.cached()[6]
+    token = world.cached()[7]
     assert token != stale
     assert world.squeue(token).returncode == 0
 
@@ -642,7 +664,7 @@ def test_print_env_output_exports_the_token_in_its_shell(world: World, shell: st
     r = world.run(EVAL[shell], SLURM_JWT="old.stale.value")
     assert r.returncode == 0 and r.stderr == "", r.stderr
     token = r.stdout.strip().removeprefix("JWT=")
-    assert token == world.cached()[6]
+    assert token == world.cached()[7]
     assert world.squeue(token).returncode == 0
 
 

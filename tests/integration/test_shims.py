@@ -2,8 +2,9 @@
 what they refuse, and that they stay silent, fork-free and tidy.
 
 Shells run as alice (setpriv) with a controlled environment; a fake
-slurmjwt-refresh (SLURMJWT_REFRESH) writes the cache in format 1 and logs
-its arguments, so each test knows whether and how the refresh was called.
+slurmjwt-refresh (SLURMJWT_REFRESH) writes the cache in format 2 with the
+key id it finds in SLURMJWT_KEY_DIR and logs its arguments, so each test
+knows whether and how the refresh was called.
 """
 
 from __future__ import annotations
@@ -41,17 +42,18 @@ PAM_TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJwYW0iOjF9.cGFtc2ln"
 FAIL_MSG = "slurmjwt-refresh: cannot reach slurmjwt-helper at /run/slurmjwt/helper.sock"
 
 FAKE_REFRESH = r"""#!/bin/sh
-# Stand-in for slurmjwt-refresh: logs its arguments, writes cache format 1.
+# Stand-in for slurmjwt-refresh: logs its arguments, writes cache format 2.
 printf '%s\n' "$*" >>"$FAKE_LOG"
 dir=$SLURMJWT_CACHE_DIR
 write() {  # token export lifetime margin
     read -r up _ </proc/uptime; up=${up%.*}
     read -r bid </proc/sys/kernel/random/boot_id
+    read -r kid <"$SLURMJWT_KEY_DIR/id"
     now=$(date +%s)
-    printf 'slurmjwt1 %s %s %s %s %s %s\n' "$bid" $((up + $3 - $4)) $((up + $3 - 5)) \
-        $((now + $3)) "$2" "$1" >"$dir/.t"
-    printf 'set _slurmjwt_c=(slurmjwt1 %s %s %s %s %s %s)\n' "$bid" $((up + $3 - $4)) \
-        $((up + $3 - 5)) $((now + $3)) "$2" "$1" >"$dir/.tc"
+    printf 'slurmjwt2 %s %s %s %s %s %s %s end\n' "$bid" $((up + $3 - $4)) $((up + $3 - 5)) \
+        $((now + $3)) "$2" "$kid" "$1" >"$dir/.t"
+    printf 'set _slurmjwt_c=(slurmjwt2 %s %s %s %s %s %s %s end)\n' "$bid" $((up + $3 - $4)) \
+        $((up + $3 - 5)) $((now + $3)) "$2" "$kid" "$1" >"$dir/.tc"
     : >>"$dir/.clock"
     chmod 600 "$dir/.t" "$dir/.tc" "$dir/.clock"
     mv -f "$dir/.t" "$dir/token"
@@ -71,8 +73,8 @@ hang) sleep 3; echo "slurmjwt-refresh: helper timed out" >&2; exit 4 ;;
 garbage)
     echo 'SLURM_JWT=evil.evil.evil; export SLURM_JWT; echo pwned'
     echo 'garbage on stderr' >&2
-    printf 'slurmjwt1 garbage\n' >"$dir/token"
-    printf 'set _slurmjwt_c=(slurmjwt1 garbage)\n' >"$dir/token.csh"
+    printf 'slurmjwt2 garbage\n' >"$dir/token"
+    printf 'set _slurmjwt_c=(slurmjwt2 garbage)\n' >"$dir/token.csh"
     ;;
 denied) echo "slurmjwt-refresh: denied: uid 1001 is not allowed" >&2; exit 5 ;;
 unsafe) echo "slurmjwt-refresh: cache unsafe: mode 0777" >&2; exit 6 ;;
@@ -88,6 +90,7 @@ class Env:
     cache: Path
     user: TestUser
     log: Path
+    keys: Path  # where "the helper" publishes its key id (root's, 0755)
     extra: dict[str, str] = field(default_factory=dict)
 
     def environ(self, **over: str | None) -> dict[str, str]:
@@ -96,6 +99,7 @@ class Env:
             "HOME": self.user.home,
             "LANG": "C",
             "SLURMJWT_CACHE_DIR": str(self.cache),
+            "SLURMJWT_KEY_DIR": str(self.keys),
             "SLURMJWT_REFRESH": str(self.base / "fake-refresh"),
             "FAKE_LOG": str(self.log),
             "FAKE_TOKEN": TOKEN,
@@ -114,6 +118,14 @@ class Env:
             return []
         return self.log.read_text().splitlines()
 
+    def publish(self, kid: str) -> None:
+        """Publish kid as the helper does: id and id.csh, root's, 0644."""
+        for name, text in (("id", f"{kid}\n"), ("id.csh", f"set _slurmjwt_kid={kid}\n")):
+            tmp = self.keys / f".{name}"
+            tmp.write_text(text)
+            tmp.chmod(0o644)
+            tmp.rename(self.keys / name)
+
 
 def uptime() -> int:
     return int(float(Path("/proc/uptime").read_text().split()[0]))
@@ -123,6 +135,10 @@ def boot_id() -> str:
     return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
+KEY = "key-A_1"  # the key id the shim_env's "helper" publishes
+KEY2 = "key-B_2"
+
+
 def write_cache(
     env: Env,
     token: str = TOKEN,
@@ -130,19 +146,20 @@ def write_cache(
     life: int = 1800,
     margin: int = 300,
     export: int = 1,
+    kid: str = KEY,
     boot: str | None = None,
     line: str | None = None,
     csh_line: str | None = None,
     owner: TestUser | None = None,
 ) -> None:
-    """Write token, token.csh and .clock as slurmjwt-refresh would (format 1).
+    """Write token, token.csh and .clock as slurmjwt-refresh would (format 2).
 
     life: seconds until exp; margin: refresh margin. The csh view is exactly
     the same instant: refresh at exp - margin, expire at exp - 5.
     """
     up, now = uptime(), int(time.time())
-    fields = (f"slurmjwt1 {boot or boot_id()} {up + life - margin} {up + life - 5} "
-              f"{now + life} {export} {token}")
+    fields = (f"slurmjwt2 {boot or boot_id()} {up + life - margin} {up + life - 5} "
+              f"{now + life} {export} {kid} {token} end")
     files = {
         "token": line if line is not None else fields + "\n",
         "token.csh": csh_line if csh_line is not None else f"set _slurmjwt_c=({fields})\n",
@@ -229,7 +246,11 @@ def shim_env(test_users: dict[str, TestUser]) -> Iterator[Env]:
     logdir = base / "logs"
     logdir.mkdir()
     os.chown(logdir, alice.uid, alice.gid)
-    yield Env(base=base, cache=cache, user=alice, log=logdir / "calls")
+    keys = base / "key"
+    keys.mkdir(mode=0o755)
+    env = Env(base=base, cache=cache, user=alice, log=logdir / "calls", keys=keys)
+    env.publish(KEY)
+    yield env
     shutil.rmtree(base, ignore_errors=True)
 
 
@@ -288,11 +309,11 @@ def test_warm_cache_in_a_script_never_reads_the_full_logic(shim_env: Env, shell:
     interactive shell does read it."""
     write_cache(shim_env)
     lib = shim_env.base / "lib"
-    lib.mkdir(mode=0o755)
+    (lib / "profile.d").mkdir(mode=0o755, parents=True)
     for name in ("slurmjwt.sh", "slurmjwt.csh"):
-        (lib / name).write_text("echo LIBRARY-READ >&2\n" if name.endswith(".sh")
-                                else "sh -c 'echo LIBRARY-READ >&2'\n")
-        (lib / name).chmod(0o644)
+        (lib / "profile.d" / name).write_text("echo LIBRARY-READ >&2\n" if name.endswith(".sh")
+                                              else "sh -c 'echo LIBRARY-READ >&2'\n")
+        (lib / "profile.d" / name).chmod(0o644)
     sh, csh = install_shims(shim_env.base, lib)
     src = f"source {csh}" if shell == "tcsh" else f". {sh}"
     r = run(shim_env, shell, f"{src}; {show_jwt(shell)}")
@@ -313,28 +334,39 @@ def test_missing_cache_calls_refresh_once_and_exports(shim_env: Env, shell: str)
 
 
 _FAR = "99999999 99999999 2999999999"  # refresh_up, expire_up, exp: far ahead
+_B = boot_id()
 BROKEN_SH = {
     "expired": {"life": -10},
     "wrong_boot_id": {"boot": "00000000-0000-0000-0000-000000000000"},
-    "wrong_magic": {"line": f"slurmjwt2 {boot_id()} 1 2 3 1 {TOKEN}\n"},
-    # Cut inside the signature, without the newline (a torn write).
-    "truncated": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN[:-7]}"},
-    "missing_field": {"line": f"slurmjwt1 {boot_id()} 99999999 2999999999 1 {TOKEN}\n"},
-    "extra_field": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN} x\n"},
-    "bad_token_chars": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 a$(id).b.c\n"},
-    "three_dots": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 a.b.c.d\n"},
-    "arith_injection": {"line": f"slurmjwt1 {boot_id()} x[$(id>&2)] 9 2999999999 1 {TOKEN}\n"},
-    "long_number": {"line": f"slurmjwt1 {boot_id()} 99999999 9999999999999 2999999999 1 {TOKEN}\n"},
-    "non_ascii_token": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1 {TOKEN[:30]}\u00e9{TOKEN[31:]}\n"},
-    "tab_in_line": {"line": f"slurmjwt1 {boot_id()} {_FAR} 1\t{TOKEN}\n"},
+    "another_key": {"kid": KEY2},
+    "format_1": {"line": f"slurmjwt1 {_B} {_FAR} 1 {TOKEN}\n"},
+    # Cut inside the signature, without `end` or the newline (a torn write).
+    "truncated": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} {TOKEN[:-7]}"},
+    "no_end": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} {TOKEN}\n"},
+    "missing_field": {"line": f"slurmjwt2 {_B} 99999999 2999999999 1 {KEY} {TOKEN} end\n"},
+    "extra_field": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} {TOKEN} end x\n"},
+    "bad_token_chars": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} a$(id).b.c end\n"},
+    "bad_kid_chars": {"line": f"slurmjwt2 {_B} {_FAR} 1 k$(id>&2) {TOKEN} end\n"},
+    "three_dots": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} a.b.c.d end\n"},
+    "arith_injection": {"line": f"slurmjwt2 {_B} x[$(id>&2)] 9 2999999999 1 {KEY} {TOKEN} end\n"},
+    "long_number": {"line": f"slurmjwt2 {_B} 99999999 9999999999999 2999999999 1 {KEY} {TOKEN} "
+                            f"end\n"},
+    "non_ascii_token": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY} {TOKEN[:30]}\u00e9{TOKEN[31:]} "
+                                f"end\n"},
+    "tab_in_line": {"line": f"slurmjwt2 {_B} {_FAR} 1 {KEY}\t{TOKEN} end\n"},
     "empty": {"line": ""},
 }
 BROKEN_CSH = {
     "expired": {"life": -10},
-    "wrong_magic": {"csh_line": f"set _slurmjwt_c=(slurmjwt2 b 1 2 2999999999 1 {TOKEN})\n"},
-    "missing_field": {"csh_line": f"set _slurmjwt_c=(slurmjwt1 b 1 2999999999 1 {TOKEN})\n"},
-    "bad_token_chars": {"csh_line": "set _slurmjwt_c=(slurmjwt1 b 1 2 2999999999 1 a:b.c.d)\n"},
-    "bad_number": {"csh_line": f"set _slurmjwt_c=(slurmjwt1 b 1x 2 2999999999 1 {TOKEN})\n"},
+    "another_key": {"kid": KEY2},
+    "format_1": {"csh_line": f"set _slurmjwt_c=(slurmjwt1 b 1 2 2999999999 1 {TOKEN})\n"},
+    "no_end": {"csh_line": f"set _slurmjwt_c=(slurmjwt2 b 1 2 2999999999 1 {KEY} {TOKEN})\n"},
+    "missing_field": {"csh_line": f"set _slurmjwt_c=(slurmjwt2 b 1 2999999999 1 {KEY} {TOKEN} "
+                                  f"end)\n"},
+    "bad_token_chars": {"csh_line": f"set _slurmjwt_c=(slurmjwt2 b 1 2 2999999999 1 {KEY} "
+                                    f"a:b.c.d end)\n"},
+    "bad_number": {"csh_line": f"set _slurmjwt_c=(slurmjwt2 b 1x 2 2999999999 1 {KEY} {TOKEN} "
+                               f"end)\n"},
     "empty": {"csh_line": ""},
 }
 BROKEN = [(s, k) for s in SH_SHELLS for k in BROKEN_SH] + [("tcsh", k) for k in BROKEN_CSH]
@@ -358,7 +390,7 @@ def test_zsh_fast_path_never_expands_the_cache_as_patterns(shim_env: Env) -> Non
     marker = shim_env.base / "logs" / "ran"
     sig = "A" * 43
     hostile = f"/*(e:touch\\ {marker}:)"
-    write_cache(shim_env, line=f"slurmjwt1 {boot_id()} {_FAR} 1 a.b.{sig} {hostile}\n")
+    write_cache(shim_env, line=f"slurmjwt2 {boot_id()} {_FAR} 1 {KEY} a.b.{sig} end {hostile}\n")
     r = run(shim_env, "zsh", f"setopt globsubst; {source('zsh')}; {show_jwt('zsh')}",
             FAKE_MODE="fail", LANG="C.UTF-8")
     assert r.returncode == 0, r.stderr
@@ -662,8 +694,9 @@ def test_interactive_bash_and_zsh_keep_only_the_documented_hook_names(shim_env: 
     r = run(shim_env, shell, f"{dump}; echo @@; {source(shell)}; {dump}", interactive=True)
     before, after = r.stdout.split("@@\n")
     added = _names(after) - _names(before)
-    assert added <= {"SLURM_JWT", "_slurmjwt_hook", "_slurmjwt_read", "_slurmjwt_next",
-                     "_slurmjwt_tok", "_slurmjwt_msg", "PROMPT_COMMAND", "precmd_functions"}, added
+    assert added <= {"SLURM_JWT", "_slurmjwt_hook", "_slurmjwt_read", "_slurmjwt_keyid",
+                     "_slurmjwt_next", "_slurmjwt_tok", "_slurmjwt_kid", "_slurmjwt_msg",
+                     "PROMPT_COMMAND", "precmd_functions"}, added
     assert "_slurmjwt_hook" in added
 
 
@@ -758,3 +791,203 @@ def test_prompt_hook_unsets_an_expired_token_when_refresh_fails(shim_env: Env,
     finally:
         proc.kill()
         proc.wait()
+
+
+# --- the key follows the helper ----------------------------------------------------------
+
+@pytest.mark.parametrize("shell", ALL_SHELLS)
+def test_a_cached_token_of_the_old_key_is_never_exported_after_a_switch(shim_env: Env,
+                                                                          shell: str) -> None:
+    # Fresh by its expiry, but signed by the key the helper no longer uses:
+    # slurmctld would refuse it; the shim refreshes instead.
+    write_cache(shim_env, TOKEN2)
+    shim_env.publish(KEY2)
+    jwt, err = jwt_after_source(shim_env, shell)
+    assert (jwt, err) == (TOKEN, "")
+    assert shim_env.calls() == ["--if-needed"]
+    assert (shim_env.cache / "token").read_text().split()[6] == KEY2
+    # And with the helper down, nothing rather than the old key's token.
+    write_cache(shim_env, TOKEN2)
+    jwt, _ = jwt_after_source(shim_env, shell, FAKE_MODE="fail", SLURM_JWT=TOKEN2)
+    assert jwt == "<unset>"
+
+
+@pytest.mark.parametrize("shell", ALL_SHELLS)
+def test_no_published_key_id_means_no_cached_token_counts(shim_env: Env, shell: str) -> None:
+    write_cache(shim_env)
+    (shim_env.keys / "id").unlink()
+    (shim_env.keys / "id.csh").unlink()
+    jwt, _ = jwt_after_source(shim_env, shell, FAKE_MODE="fail")
+    assert jwt == "<unset>"
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+def test_tcsh_never_sources_a_key_id_others_may_write(shim_env: Env, what: str) -> None:
+    """id.csh is sourced, so it runs: one that group or others may write
+    (or in such a directory) is never read."""
+    write_cache(shim_env)
+    (shim_env.keys / "id.csh").write_text(f"set _slurmjwt_kid={KEY}; echo RAN >&2\n")
+    (shim_env.keys / ("id.csh" if what == "file" else "")).chmod(0o666 if what == "file"
+                                                                  else 0o777)
+    jwt, err = jwt_after_source(shim_env, "tcsh", FAKE_MODE="fail")
+    assert (jwt, "RAN" in err) == ("<unset>", False)
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_prompt_hook_follows_a_key_switch_at_the_next_prompt(shim_env: Env, shell: str) -> None:
+    # Long before refresh_up, the helper switches keys and another shell (or
+    # a wrapper) caches a token of the new key: the next prompt exports it.
+    write_cache(shim_env, TOKEN)
+    proc = _interactive(shim_env, shell)
+    try:
+        show = 'printf "%s\\n" "${SLURM_JWT-<unset>}"'
+        assert _converse(proc, f"{source(shell)}; {show}", "M1") == TOKEN
+        shim_env.publish(KEY2)
+        write_cache(shim_env, TOKEN2, kid=KEY2)
+        assert _converse(proc, ":", "M2") == ""  # a prompt passes: the hook runs
+        assert _converse(proc, show, "M3") == TOKEN2
+        assert shim_env.calls() == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- the Slurm command wrappers on PATH ---------------------------------------------------
+
+@pytest.fixture
+def wrapper_shims(shim_env: Env) -> tuple[Path, Path, Path]:
+    """Shims installed with a LIBDIR that has the wrapper directory:
+    (slurmjwt.sh, slurmjwt.csh, LIBDIR/bin)."""
+    root = shim_env.base / "inst"
+    root.mkdir(mode=0o755)
+    sh, csh = install_shims(root)
+    (root / "lib" / "bin").mkdir(mode=0o755)
+    return sh, csh, root / "lib" / "bin"
+
+
+def _path_after(env: Env, shell: str, shim: Path, twice: bool = False, **over: str | None
+                ) -> str:
+    src = f"source {shim}" if shell == "tcsh" else f". {shim}"
+    show = "printenv PATH"
+    r = run(env, shell, f"{src}; {src + '; ' if twice else ''}{show}", over=over)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+@pytest.mark.parametrize("shell", ALL_SHELLS)
+def test_the_wrappers_go_first_on_path_once(shim_env: Env, shell: str, interactive: bool,
+                                            wrapper_shims: tuple[Path, Path, Path]) -> None:
+    sh, csh, wrappers = wrapper_shims
+    shim = csh if shell == "tcsh" else sh
+    write_cache(shim_env)
+    if interactive:
+        src = f"source {shim}" if shell == "tcsh" else f". {shim}"
+        r = run(shim_env, shell, f"{src}\nprintenv PATH\n", interactive=True)
+        # (tcsh prints its prompt, "> ", on stdout.)
+        assert re.search(rf"^(> )?{re.escape(str(wrappers))}:/usr/bin:/bin$", r.stdout,
+                         re.M), r.stdout
+        return
+    assert _path_after(shim_env, shell, shim) == f"{wrappers}:/usr/bin:/bin"
+    assert _path_after(shim_env, shell, shim, twice=True) == f"{wrappers}:/usr/bin:/bin"
+    # Where PAM (or a parent) put it already, it stays where it is.
+    kept = f"/usr/bin:{wrappers}:/bin"
+    assert _path_after(shim_env, shell, shim, PATH=kept) == kept
+    # Cold cache, refresh failing: the wrappers still go on PATH (they ask
+    # the helper themselves, later).
+    shutil.rmtree(shim_env.cache)
+    assert _path_after(shim_env, shell, shim, FAKE_MODE="fail") == f"{wrappers}:/usr/bin:/bin"
+
+
+@pytest.mark.parametrize("shell", ALL_SHELLS)
+def test_path_is_left_alone_when_disabled_or_for_root(shim_env: Env, shell: str,
+                                                      wrapper_shims: tuple[Path, Path, Path]
+                                                      ) -> None:
+    sh, csh, _wrappers = wrapper_shims
+    shim = csh if shell == "tcsh" else sh
+    assert _path_after(shim_env, shell, shim, SLURMJWT_DISABLE="1") == "/usr/bin:/bin"
+    src = f"source {shim}" if shell == "tcsh" else f". {shim}"
+    r = run(shim_env, shell, f"{src}; printenv PATH", user=TestUser("root", 0, 0, "/root"))
+    assert r.stdout.strip() == "/usr/bin:/bin"
+
+
+# --- fish ----------------------------------------------------------------------------------
+
+def _fish(env: Env, script: str, *, interactive: bool = False, shim: Path | None = None,
+          **over: str | None) -> subprocess.CompletedProcess[str]:
+    """Run a login fish (interactive too, if asked) as the env's user, with
+    the installed shim sourced as fish sources its vendor_conf.d snippets."""
+    shim = shim or shims()[0].parent / "slurmjwt.fish"
+    flags = ["-l", *(["-i"] if interactive else [])]
+    over.setdefault("TERM", "dumb")  # or interactive fish warns on stderr
+    return subprocess.run(
+        ["setpriv", f"--reuid={env.user.uid}", f"--regid={env.user.gid}", "--clear-groups",
+         "--", "env", "-i", *(f"{k}={v}" for k, v in env.environ(**over).items()),
+         "fish", "--no-config", *flags, "-c", f"source {shim}; {script}"],
+        capture_output=True, text=True, timeout=30, cwd=str(env.base), check=False)
+
+
+SHOW_FISH = 'set -q SLURM_JWT; and printf "%s\\n" $SLURM_JWT; or echo "<unset>"'
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_fish_exports_the_cached_token_without_a_refresh(shim_env: Env, interactive: bool
+                                                         ) -> None:
+    write_cache(shim_env)
+    r = _fish(shim_env, SHOW_FISH, interactive=interactive)
+    assert (r.returncode, r.stdout.strip(), r.stderr) == (0, TOKEN, "")
+    assert shim_env.calls() == []
+
+
+@pytest.mark.parametrize("kind", ["missing", "another_key", "expired"])
+def test_fish_refreshes_a_missing_or_stale_cache(shim_env: Env, kind: str) -> None:
+    if kind != "missing":
+        write_cache(shim_env, TOKEN2, **({"kid": KEY2} if kind == "another_key"
+                                          else {"life": -10}))
+    r = _fish(shim_env, SHOW_FISH)
+    assert (r.returncode, r.stdout.strip()) == (0, TOKEN), r.stderr
+    assert shim_env.calls() == ["--if-needed"]
+
+
+def test_fish_erases_slurm_jwt_when_refresh_fails_and_says_why_only_interactively(
+        shim_env: Env) -> None:
+    r = _fish(shim_env, SHOW_FISH, FAKE_MODE="fail", SLURM_JWT=TOKEN2)
+    assert (r.stdout.strip(), r.stderr) == ("<unset>", "")
+    r = _fish(shim_env, SHOW_FISH, interactive=True, FAKE_MODE="fail")
+    assert r.stdout.strip() == "<unset>"
+    said = [ln for ln in r.stderr.splitlines() if "slurmjwt:" in ln]
+    assert said == [f"slurmjwt: SLURM_JWT not set: {FAIL_MSG}"], r.stderr
+
+
+def test_fish_leaves_everything_alone_when_disabled(shim_env: Env) -> None:
+    write_cache(shim_env)
+    r = _fish(shim_env, SHOW_FISH + "; printf '%s\\n' $PATH", SLURMJWT_DISABLE="1",
+              SLURM_JWT=PAM_TOKEN)
+    assert r.stdout.split() == [PAM_TOKEN, "/usr/bin", "/bin"]
+    assert shim_env.calls() == []
+
+
+def test_fish_puts_the_wrappers_first_on_path_once(shim_env: Env,
+                                                   wrapper_shims: tuple[Path, Path, Path]
+                                                   ) -> None:
+    _sh, _csh, wrappers = wrapper_shims
+    shim = wrappers.parent.parent / "profile.d" / "slurmjwt.fish"
+    write_cache(shim_env)
+    r = _fish(shim_env, f"source {shim}; printf '%s\\n' $PATH", shim=shim)
+    assert r.stdout.split() == [str(wrappers), "/usr/bin", "/bin"], r.stderr
+
+
+def test_fish_prompt_follows_a_key_switch(shim_env: Env) -> None:
+    # The cache holds a token of the key in use; then the helper switches
+    # keys and a token of the new key is cached: the next prompt exports it.
+    write_cache(shim_env, TOKEN2, kid=KEY2)
+    (shim_env.cache / "token").rename(shim_env.base / "logs" / "next-token")
+    write_cache(shim_env)
+    for path in (shim_env.keys, shim_env.keys / "id"):  # alice plays the helper here
+        os.chown(path, shim_env.user.uid, shim_env.user.gid)
+    switch = (f"printf '%s\\n' {KEY2} > {shim_env.keys}/id; "
+              f"command mv {shim_env.base}/logs/next-token {shim_env.cache}/token")
+    r = _fish(shim_env, f"{SHOW_FISH}; {switch}; emit fish_prompt; {SHOW_FISH}",
+              interactive=True)
+    assert r.stdout.split() == [TOKEN, TOKEN2], r.stderr
+    assert shim_env.calls() == []

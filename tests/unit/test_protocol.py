@@ -130,8 +130,9 @@ def test_an_answer_from_a_socket_another_user_set_up_is_refused() -> None:
             time.sleep(0.01)
         with pytest.raises(HelperUnreachable) as err:
             protocol.request_token(path, timeout=2)
-        assert str(err.value) == (f"the helper socket {path} is served by uid 4242, not root; "
-                                  f"refusing its answer (check HelperSocket)")
+        assert str(err.value) == (f"the helper socket {path} is served by uid 4242, not root "
+                                  f"or the helper's user; refusing its answer (check "
+                                  f"HelperSocket)")
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
