@@ -10,7 +10,7 @@ openssh-server openssh-client pamtester
 python3-jwt python3-venv python3-pip python3-pypamtest
 libpam-wrapper libpam0g-dev shellcheck
 zsh ksh tcsh dash fish
-strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix
+strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix tmux
 python3-pam clang libclang-rt-14-dev man-db rpm
 "
 POLICY=/usr/sbin/policy-rc.d

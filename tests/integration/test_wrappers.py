@@ -1,0 +1,316 @@
+"""The Slurm command wrappers (/usr/lib/slurmjwt/bin) against the real helper
+and slurmctld: every process a user starts, however long ago, gets a live
+token when it runs a Slurm command (root: users, daemons, setuid).
+
+Sessions use a copy of slurm.conf whose munge socket does not exist, so a
+Slurm command that works there worked with a token alone. A fake SlurmBinDir
+whose "Slurm commands" print what they were given shows exactly what a
+wrapper passed on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+import pytest
+
+from tests.integration.fixtures.cluster import Cluster
+from tests.integration.fixtures.helperd import HelperProcess, start_helper, write_config
+from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.users import TestUser
+
+pytestmark = pytest.mark.root
+PROBE = '#!/bin/sh\nprintf "%s JWT=%s\\n" "$(basename "$0")" "${SLURM_JWT-<unset>}"\n'
+
+
+def make_dir(prefix: str, mode: int = 0o755) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(mode)
+    return path
+
+
+@dataclass
+class Place:
+    """A login node for wrapper tests: a helper, slurm.conf without munge,
+    alice's cache directory, and a fake SlurmBinDir of probes."""
+
+    installed: Installed
+    cluster: Cluster
+    helper: HelperProcess
+    conf: Path
+    work: Path
+    fakebin: Path
+    users: dict[str, TestUser]
+
+    def cache(self, user: str = "alice") -> Path:
+        return self.work / f"cache-{user}"
+
+    def config(self, name: str, text: str) -> Path:
+        """A slurmjwt.conf for the wrappers: the helper's, plus `text`."""
+        path = self.work / name
+        write_config(path, self.helper.config.read_text() + text)
+        return path
+
+    def run(self, argv: list[str], user: str = "alice", conf: Path | None = None,
+            path: str | None = None, timeout: float = 60, **env: str | None
+            ) -> subprocess.CompletedProcess[str]:
+        u = self.users[user]
+        base = {
+            "PATH": path or f"{self.installed.wrappers}:/usr/bin:/bin",
+            "HOME": u.home, "USER": user, "LANG": "C",
+            "SLURM_CONF": str(self.conf),
+            "SLURMJWT_CONF": str(conf or self.helper.config),
+            "SLURMJWT_CACHE_DIR": str(self.cache(user)),
+        }
+        for key, value in env.items():
+            if value is None:
+                base.pop(key, None)
+            else:
+                base[key] = value
+        return subprocess.run(
+            ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--init-groups", "--",
+             "env", "-i", *(f"{k}={v}" for k, v in base.items()), *argv],
+            capture_output=True, text=True, timeout=timeout, cwd=u.home, check=False)
+
+    def claims(self, token: str) -> dict[str, object]:
+        key = self.cluster.key_path.read_bytes()
+        return dict(jwt.decode(token, key, algorithms=["HS256"]))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def place(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]
+          ) -> Iterator[Place]:
+    work = make_dir("slurmjwt-wrap-")
+    conf = work / "slurm-jwt-only.conf"
+    text = cluster.slurm_conf.read_text()
+    munge = f"AuthInfo=socket={cluster.munge_socket}"
+    conf.write_text(text.replace(munge, f"AuthInfo=socket={work}/no-munge.socket"))
+    conf.chmod(0o644)
+    fakebin = work / "fakebin"
+    fakebin.mkdir(mode=0o755)
+    for name in ("squeue", "sbatch", "srun"):
+        (fakebin / name).write_text(PROBE)
+        (fakebin / name).chmod(0o755)
+    (work / "helper").mkdir(mode=0o755)
+    helper = start_helper(installed, cluster.slurm_conf, work / "helper",
+                          extra=f"MungeSocket={work}/no-munge.socket\n")
+    try:
+        made = Place(installed, cluster, helper, conf, work, fakebin, test_users)
+        for user in ("alice", "bob"):
+            made.cache(user).mkdir(mode=0o700)
+            os.chown(made.cache(user), test_users[user].uid, test_users[user].gid)
+        yield made
+    finally:
+        helper.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def probe(place: Place, name: str = "squeue", **env: str | None) -> str:
+    """Run the wrapper `name` with SlurmBinDir = the probes; return what the
+    probe was given (a token, or <unset>)."""
+    conf = place.config("probe.conf", f"SlurmBinDir={place.fakebin}\n")
+    r = place.run([str(place.installed.wrappers / name)], conf=conf, **env)
+    assert r.returncode == 0, r.stderr
+    word = r.stdout.strip()
+    assert word.startswith(f"{name} JWT="), r.stdout
+    return word.split("=", 1)[1]
+
+
+# ---- a live token for every command --------------------------------------------------
+
+
+def test_the_wrapper_list_is_the_installed_slurms_commands(place: Place) -> None:
+    names = sorted(p.name for p in place.installed.wrappers.iterdir())
+    assert {"squeue", "sbatch", "scancel", "scontrol", "sinfo", "sacct", "salloc",
+            "srun"} <= set(names)
+    for name in names:
+        link = place.installed.wrappers / name
+        assert os.readlink(link) == str(place.installed.wrap)
+        assert Path("/usr/bin", name).is_file()
+
+
+@pytest.mark.parametrize("kind", ["none", "expired", "empty", "garbage", "other-key", "bob's"])
+def test_squeue_works_whatever_token_was_inherited(place: Place, kind: str) -> None:
+    inherited = {
+        "none": None,
+        "expired": place.cluster.mint("alice", lifespan=60, now=time.time() - 3600),
+        "empty": "",
+        "garbage": "not.a.token",
+        "other-key": place.cluster.mint("alice", key=b"another key, another cluster!!"),
+        "bob's": place.cluster.mint("bob"),
+    }[kind]
+    r = place.run(["squeue", "--noheader"], SLURM_JWT=inherited)
+    assert r.returncode == 0, r.stderr
+    # What the real command got: the cache's token, not the inherited one.
+    given = probe(place, SLURM_JWT=inherited)
+    assert given != inherited and place.claims(given)["sun"] == "alice"
+    assert given == (place.cache() / "token").read_text().split()[7]
+
+
+def test_the_warm_path_neither_asks_the_helper_nor_starts_anything(place: Place) -> None:
+    assert place.run(["squeue", "--noheader"]).returncode == 0  # the cache is warm
+    logs = place.work / "logs-alice"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    os.chown(logs, place.users["alice"].uid, place.users["alice"].gid)
+    trace = logs / "trace"
+    r = place.run(["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=execve,connect",
+                   str(place.installed.wrappers / "squeue"), "--version"])
+    assert r.returncode == 0, r.stderr
+    lines = trace.read_text().splitlines()
+    execs = [x for x in lines if "execve(" in x]
+    assert len(execs) == 2 and '"/usr/bin/squeue"' in execs[1], execs  # wrapper, then squeue
+    assert not [x for x in lines if "connect(" in x and str(place.helper.socket) in x], lines
+
+
+def grants(place: Place, user: str = "alice") -> int:
+    return place.helper.log_text().count(f"grant (user {user})")
+
+
+def test_a_due_or_other_key_cache_is_refreshed_through_the_helper(place: Place) -> None:
+    probe(place)
+    before = grants(place)
+    probe(place)
+    assert grants(place) == before  # warm: the helper is not asked
+    lines = (place.cache() / "token").read_text().split(" ")
+    # The entry rewritten as of another key: the next command asks the helper.
+    (place.cache() / "token").write_text(" ".join([*lines[:6], "old-key", *lines[7:]]))
+    assert place.claims(probe(place))["sun"] == "alice"
+    assert grants(place) == before + 1
+    assert (place.cache() / "token").read_text().split()[6] == place.helper.key_id()
+
+
+def test_export_never_takes_slurm_jwt_out(place: Place, installed: Installed,
+                                         cluster: Cluster) -> None:
+    work = make_dir("slurmjwt-wrapnever-")
+    try:
+        never = start_helper(installed, cluster.slurm_conf, work, extra="Export=never\n")
+        conf = work / "wrap.conf"
+        write_config(conf, never.config.read_text() + f"SlurmBinDir={place.fakebin}\n")
+        cache = work / "cache"
+        cache.mkdir(mode=0o700)
+        os.chown(cache, place.users["bob"].uid, place.users["bob"].gid)
+        r = place.run([str(place.installed.wrappers / "squeue")], user="bob", conf=conf,
+                      SLURMJWT_CACHE_DIR=str(cache), SLURM_JWT="inherited.from.pam")
+        assert r.stdout.strip() == "squeue JWT=<unset>", r.stderr
+        assert (cache / "token").read_text().split()[5] == "0"  # cached, not exported
+        never.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- failures: clear, bounded, never a loop -----------------------------------------------
+
+
+def test_helper_down_the_real_command_still_runs_within_the_helper_timeout(
+        place: Place, installed: Installed, cluster: Cluster) -> None:
+    work = make_dir("slurmjwt-wrapdown-")
+    try:
+        down = start_helper(installed, cluster.slurm_conf, work, extra="HelperTimeout=2\n")
+        down.stop()  # its socket and key directory stay, nothing answers
+        stale = place.cluster.mint("alice", lifespan=60, now=time.time() - 3600)
+        start = time.monotonic()
+        r = place.run(["squeue", "--noheader"], conf=down.config,
+                      SLURMJWT_CACHE_DIR=str(work / "nocache"), SLURM_JWT=stale)
+        elapsed = time.monotonic() - start
+        # The real squeue ran, without the expired token, and failed as
+        # Slurm fails without any way in (no munge here).
+        assert r.returncode != 0 and "slurmjwt-wrap:" not in r.stderr, r.stderr
+        assert "Munge encode failed" in r.stderr  # no token left: it tried munge
+        assert elapsed < 2 + 3, elapsed  # HelperTimeout, plus squeue's own try
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_missing_real_command_is_one_line_and_exit_127(place: Place) -> None:
+    conf = place.config("nobin.conf", f"SlurmBinDir={place.work}/nowhere\n")
+    r = place.run([str(place.installed.wrappers / "squeue"), "--version"], conf=conf)
+    assert (r.returncode, r.stdout) == (127, "")
+    assert r.stderr == (f"slurmjwt-wrap: no real squeue: {place.work}/nowhere/squeue: No such "
+                        f"file or directory; install Slurm's squeue or set SlurmBinDir in "
+                        f"/etc/slurm/slurmjwt.conf\n")
+
+
+def test_no_loop_when_the_wrappers_are_on_path_twice_or_are_slurmbindir(place: Place) -> None:
+    wrappers = place.installed.wrappers
+    r = place.run(["squeue", "--noheader"], path=f"{wrappers}:{wrappers}:/usr/bin:/bin")
+    assert r.returncode == 0, r.stderr
+    conf = place.config("loop.conf", f"SlurmBinDir={wrappers}\n")
+    r = place.run([str(wrappers / "squeue")], conf=conf, timeout=10)
+    assert r.returncode == 127
+    assert r.stderr == (f"slurmjwt-wrap: no real squeue: {wrappers}/squeue is this wrapper; "
+                        f"set SlurmBinDir in /etc/slurm/slurmjwt.conf to where Slurm's commands "
+                        f"are\n")
+
+
+def test_inside_a_job_nothing_is_added(place: Place) -> None:
+    assert probe(place, SLURMD_NODENAME="node1") == "<unset>"
+    token = place.cluster.mint("alice")
+    assert probe(place, SLURMD_NODENAME="node1", SLURM_JWT=token) == token
+
+
+def test_root_and_system_users_get_nothing_and_never_ask(place: Place) -> None:
+    # MinUid in the wrapper's config: the helper is not even asked.
+    seen = len(place.helper.log_text())
+    conf = place.config("minuid.conf", f"SlurmBinDir={place.fakebin}\nMinUid=60000\n")
+    r = place.run([str(place.installed.wrappers / "squeue")], conf=conf)
+    assert r.stdout.strip() == "squeue JWT=<unset>"
+    assert "(user alice)" not in place.helper.log_text()[seen:]
+
+
+def test_srun_never_gets_the_token_where_munge_works(place: Place) -> None:
+    token = place.cluster.mint("alice")
+    munge = place.config("munge.conf", f"SlurmBinDir={place.fakebin}\n"
+                                       f"MungeSocket={place.cluster.munge_socket}\n")
+    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token)
+    assert r.stdout.strip() == "srun JWT=<unset>"
+    # Even inside a job, and even with SLURMJWT_DISABLE: slurmd takes no JWT.
+    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token,
+                  SLURMD_NODENAME="node1", SLURMJWT_DISABLE="1")
+    assert r.stdout.strip() == "srun JWT=<unset>"
+    # The real srun, on a host where munge works: the wrapper's works, the
+    # bare binary given the same environment does not (slurmd refuses JWT).
+    munge_real = place.config("munge-real.conf",
+                              f"MungeSocket={place.cluster.munge_socket}\n")
+    env = {"SLURM_CONF": str(place.cluster.slurm_conf), "SLURM_JWT": token}
+    wrapped = place.run(["srun", "--quiet", "hostname"], conf=munge_real, **env)
+    assert wrapped.returncode == 0, wrapped.stderr
+    bare = place.run(["/usr/bin/srun", "--quiet", "hostname"], conf=munge_real, **env)
+    assert bare.returncode != 0, bare.stdout
+
+
+def test_an_unsafe_cache_is_named_and_never_used(place: Place) -> None:
+    cache = place.cache("bob")
+    shutil.rmtree(cache)
+    cache.mkdir(mode=0o777)
+    cache.chmod(0o777)
+    os.chown(cache, place.users["bob"].uid, place.users["bob"].gid)
+    try:
+        r = place.run([str(place.installed.wrappers / "squeue")], user="bob",
+                      conf=place.config("probe.conf", f"SlurmBinDir={place.fakebin}\n"))
+        assert r.stderr == (f'slurmjwt-wrap: token cache "{cache}" has mode 0777; '
+                            f'run chmod 0700 "{cache}"\n')
+        token = r.stdout.strip().split("=", 1)[1]
+        assert place.claims(token)["sun"] == "bob"  # from the helper, not the cache
+        assert list(cache.iterdir()) == []  # nothing written into it
+    finally:
+        cache.chmod(0o700)
+
+
+def test_token_json_says_when_to_ask_again(place: Place) -> None:
+    r = place.run([place.installed.cmd("slurmjwt"), "token", "--json"])
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"version", "user", "token", "expires", "expiration", "refresh_after"}
+    assert doc["user"] == "alice" and place.claims(doc["token"])["exp"] == doc["expires"]
+    assert time.time() < doc["refresh_after"] < doc["expires"]
+    assert doc["expiration"] == time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                              time.gmtime(doc["expires"]))
