@@ -74,8 +74,10 @@ class Rate:
             self.buckets[uid] = (level, now)
             return False
         if len(self.buckets) >= MAX_TRACKED and uid not in self.buckets:
-            # Forgetting full buckets only ever gives back what time would.
-            self.buckets = {u: b for u, b in self.buckets.items() if b[0] < self.capacity}
+            # Forgetting buckets that time has filled again gives back nothing
+            # it would not; the others are kept.
+            self.buckets = {u: (lvl, t) for u, (lvl, t) in self.buckets.items()
+                            if lvl + (now - t) * self.refill < self.capacity}
         self.buckets[uid] = (level - 1.0, now)
         return True
 

@@ -7,8 +7,12 @@ slurmrestd themselves.
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
+import re
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -447,4 +451,222 @@ def test_helper_serves_a_socket_passed_by_systemd_socket_activation(
     finally:
         proc.terminate()
         proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- a local attacker: floods, fast callers, the root socket, odd uids -----------------
+
+FLOODER = r"""
+import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+answers = {}
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(b"SLURMJWT/2 TOKEN - -\n")
+    word = s.recv(8192).split(b" ")[1:3]
+    key = b" ".join(word).decode()
+    answers[key] = answers.get(key, 0) + 1
+    s.close()
+print(answers)
+"""
+
+
+def flood(user: str, path: Path, n: int) -> str:
+    """As user, connect/send/close n times in a row; return the answers seen."""
+    out = subprocess.run(["setpriv", "--reuid", user, "--regid", user, "--init-groups",
+                          "/usr/bin/python3", "-I", "-c", FLOODER, str(path), str(n)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_a_request_flood_cannot_flood_the_audit_log(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-logflood-"))
+    proc = start_helper(installed, cluster.slurm_conf, work, extra="Workers=1\n")
+    bob = test_users["bob"].uid
+    try:
+        answers = flood("bob", proc.socket, 2000)
+        assert "OK" in answers and "busy" in answers, answers  # granted, then rate-limited
+        lines = [x for x in proc.log_text().splitlines() if f"uid={bob} " in x]
+        assert len(lines) == 5, lines  # a burst per uid per 10 s, not a line per request
+        # The rest is counted and said in one line once the window is over.
+        deadline = time.monotonic() + 30  # the window, then the next 10 s flush
+        while not re.search(rf"uid={bob}: 1995 more requests not logged in \d+ s "
+                            r"\(busy=\d+ grant=\d+\)", proc.log_text()):
+            assert time.monotonic() < deadline, proc.log_text()[-2000:]
+            time.sleep(0.1)
+        # Root's lines (one per login) are never held back.
+        assert proc.ask(b"SLURMJWT/2 TOKEN carol -\n").startswith(b"SLURMJWT/2 OK ")
+        assert "grant (user carol)" in proc.log_text().splitlines()[-1]
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_fast_caller_is_held_to_its_request_rate(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-rate-"))
+    proc = start_helper(installed, cluster.slurm_conf, work,
+                        extra="Workers=1\nMaxRequestsPerUser=20\n", verbose=False)
+    bob = test_users["bob"].uid
+    try:
+        answers = flood("bob", proc.socket, 40)
+        # 20 at once, then one every 3 s: the flood took less than 3 s.
+        assert answers.startswith("{'OK ") and "'OK " in answers, answers
+        granted = int(re.search(r"'OK \d+': (\d+)", answers).group(1))  # type: ignore[union-attr]
+        assert granted in (20, 21), answers
+        answer = proc.ask(b"SLURMJWT/2 TOKEN - -\n", as_uid=bob)
+        assert re.fullmatch(rb"SLURMJWT/2 ERR busy too many requests from uid %d; try again "
+                            rb"in \d+ s\n" % bob, answer), answer
+        # Others are not held back by bob's rate.
+        alice = test_users["alice"].uid
+        assert proc.ask(b"SLURMJWT/2 TOKEN - -\n", as_uid=alice).startswith(b"SLURMJWT/2 OK ")
+        assert all(proc.ask(b"SLURMJWT/2 TOKEN carol -\n").startswith(b"SLURMJWT/2 OK ")
+                   for _ in range(50))  # root: no rate at all
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_root_socket_serves_root_alone(helper: HelperProcess,
+                                          test_users: dict[str, TestUser]) -> None:
+    st = os.stat(helper.root_socket)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+    bob = test_users["bob"].uid
+    with pytest.raises(PermissionError):
+        _ask_path(helper.root_socket, b"SLURMJWT/2 TOKEN - -\n", bob)
+    assert _ask_path(helper.root_socket, b"SLURMJWT/2 TOKEN carol -\n").startswith(
+        b"SLURMJWT/2 OK ")
+    # Were its mode ever loosened, the helper itself still serves root only.
+    os.chmod(helper.root_socket, 0o666)
+    try:
+        assert _ask_path(helper.root_socket, b"SLURMJWT/2 TOKEN - -\n", bob) == (
+            b"SLURMJWT/2 ERR denied this socket serves root only\n")
+    finally:
+        os.chmod(helper.root_socket, 0o600)
+
+
+ASK = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except PermissionError:
+    print("EACCES")
+    raise SystemExit
+s.sendall(sys.argv[2].encode() + b"\n")
+sys.stdout.buffer.write(s.recv(8192))
+"""
+
+
+def _ask_path(path: Path, line: bytes, as_uid: int | None = None) -> bytes:
+    """Ask at path (as as_uid, else root) in a process of its own; raise
+    PermissionError when connect() was refused."""
+    argv = ["/usr/bin/python3", "-I", "-c", ASK, str(path), line.decode().rstrip("\n")]
+    if as_uid is not None:
+        argv = ["setpriv", f"--reuid={as_uid}", f"--regid={as_uid}", "--clear-groups", *argv]
+    out = subprocess.run(argv, capture_output=True, timeout=30, check=False)
+    if out.stdout == b"EACCES\n":
+        raise PermissionError(path)
+    return out.stdout
+
+
+def test_a_socket_directory_others_may_write_is_refused_even_if_sticky(
+        installed: Installed, cluster: Cluster) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-sticky-"))
+    work.chmod(0o1777)
+    conf = work / "slurmjwt.conf"
+    conf.write_text(f"SlurmConf={cluster.slurm_conf}\nHelperSocket={work}/h.sock\n"
+                    f"RootSocket={work}/r.sock\n")
+    try:
+        out = subprocess.run([installed.cmd("slurmjwt-helper"), "-c", str(conf)],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 3
+        assert out.stderr == (f'slurmjwt-helper: cannot bind "{work}/h.sock": its directory '
+                              f'"{work}" may be changed by others; use a directory owned by '
+                              f"root, e.g. /run/slurmjwt\n")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_callers_with_uids_above_2_31_are_answered_for_their_uid(helper: HelperProcess) -> None:
+    # SO_PEERCRED's uid is unsigned: 3000000000 is a uid, not -1294967296.
+    assert helper.ask(b"SLURMJWT/2 TOKEN - -\n", as_uid=3_000_000_000) == (
+        b"SLURMJWT/2 ERR internal cannot look up uid 3000000000 right now; try again\n")
+
+
+def test_the_key_id_is_published_for_every_user_to_read(helper: HelperProcess) -> None:
+    slurm = pwd.getpwnam("slurm")
+    st = os.lstat(helper.key_dir)
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == slurm.pw_uid
+    assert stat.S_IMODE(st.st_mode) == 0o755
+    for name in ("id", "id.csh"):
+        st = os.lstat(helper.key_dir / name)
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
+    kid = helper.key_id()
+    assert (helper.key_dir / "id.csh").read_text() == f"set _slurmjwt_kid={kid}\n"
+    answer = helper.ask(b"SLURMJWT/2 TOKEN carol -\n").split()
+    assert answer[5].decode() == kid
+    token = answer[6].decode()
+    assert jwt.get_unverified_header(token)["kid"] == kid
+
+
+def test_lifespans_are_capped_short_unless_an_admin_names_the_user_or_group(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-caps-"))
+    group = grp.getgrgid(test_users["bob"].gid).gr_name
+    proc = start_helper(installed, cluster.slurm_conf, work,
+                        extra=f"MaxLifespanFor=alice:7200,@{group}:5400\n", verbose=False)
+    try:
+        def life(user: str) -> int:
+            token = proc.ask(f"SLURMJWT/2 TOKEN {user} 99999\n".encode()).split()[-1]
+            claims = jwt.decode(token, options={"verify_signature": False})
+            return int(claims["exp"]) - int(claims["iat"])
+
+        assert (life("carol"), life("alice"), life("bob")) == (3600, 7200, 5400)
+        # As the users themselves, too.
+        token = proc.ask(b"SLURMJWT/2 TOKEN - 99999\n", as_uid=test_users["carol"].uid)
+        claims = jwt.decode(token.split()[-1], options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == 3600
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_refresh_run_as_root_never_writes_where_a_user_points_it(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-rootenv-"))
+    work.chmod(0o755)
+    alice = test_users["alice"]
+    (work / "h").mkdir(mode=0o755)
+    proc = start_helper(installed, cluster.slurm_conf, work / "h",
+                        extra="MinUid=0\nAllowPrivileged=root\n", verbose=False)
+    victim = work / "victim"
+    victim.write_text("root's file\n")
+    lure = work / "lure"  # alice's, with her link where the token would go
+    lure.mkdir(mode=0o700)
+    (lure / "token").symlink_to(victim)
+    for path in (lure, lure / "token"):
+        os.chown(path, alice.uid, alice.gid, follow_symlinks=False)
+    runtime = work / "runtime"  # and a runtime dir of hers
+    runtime.mkdir(mode=0o700)
+    os.chown(runtime, alice.uid, alice.gid)
+    fallback = Path("/run/slurmjwt/users/0")
+    try:
+        out = subprocess.run([installed.cmd("slurmjwt-refresh")], capture_output=True, text=True,
+                             timeout=30, env={"PATH": "/usr/bin:/bin",
+                                              "SLURMJWT_CONF": str(proc.config),
+                                              "SLURMJWT_CACHE_DIR": str(lure),
+                                              "XDG_RUNTIME_DIR": str(runtime)})
+        assert victim.read_text() == "root's file\n"
+        assert sorted(p.name for p in lure.iterdir()) == ["token"] and not list(runtime.iterdir())
+        # Root's cache is root's own: the fallback, never a user's directory.
+        assert out.returncode in (0, 6), out.stderr
+        if out.returncode == 0:
+            assert os.lstat(fallback / "token").st_uid == 0
+    finally:
+        proc.stop()
+        shutil.rmtree(fallback, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

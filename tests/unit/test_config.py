@@ -20,6 +20,19 @@ def test_defaults_without_a_file(tmp_path: Path) -> None:
     assert cfg.allow_privileged == ()
 
 
+def test_max_lifespan_is_twice_lifespan_unless_set() -> None:
+    # Before Slurm 26.05 a token can be stored with every job it submits:
+    # the cap anyone may ask for stays close to the default.
+    assert parse_config("", "/c").max_lifespan == 3600
+    assert parse_config("Lifespan=600\nRefreshMargin=60", "/c").max_lifespan == 1200
+    assert parse_config("MaxLifespan=86400", "/c").max_lifespan == 86400
+
+
+def test_max_lifespan_for_names_users_and_groups() -> None:
+    cfg = parse_config("MaxLifespanFor=portal:86400, @workflows:43200", "/c")
+    assert cfg.max_lifespan_for == (("portal", 86400), ("@workflows", 43200))
+
+
 def test_keys_are_case_insensitive_and_comments_ignored() -> None:
     cfg = parse_config("lifespan=600  # ten minutes\nREFRESHMARGIN=60\n"
                        "DenyUsers=bob, carol\n# MinUid=5\n", "/x.conf")
@@ -43,6 +56,15 @@ def test_unknown_key_is_a_warning_naming_file_and_line() -> None:
                                         "Lifespan=100, or every token would need "
                                         "refreshing at once"),
     ("Lifespan=9000\nMaxLifespan=3600", "/c: Lifespan=9000 exceeds MaxLifespan=3600"),
+    ("MaxLifespanFor=alice", "/c:1: MaxLifespanFor: 'alice' is not NAME:SECONDS or "
+                             "@GROUP:SECONDS"),
+    ("MaxLifespanFor=alice:1d", "/c:1: MaxLifespanFor: 'alice:1d' is not NAME:SECONDS or "
+                                "@GROUP:SECONDS"),
+    ("MaxLifespanFor=@:3600", "/c:1: MaxLifespanFor: '@:3600' is not NAME:SECONDS or "
+                              "@GROUP:SECONDS"),
+    ("MaxLifespanFor=alice:5", "/c:1: MaxLifespanFor: alice:5 is below the minimum 10"),
+    ("RootSocket=root.sock", "/c:1: RootSocket=root.sock must be an absolute path"),
+    ("MaxRequestsPerUser=0", "/c:1: MaxRequestsPerUser=0 is below the minimum 1"),
 ])
 def test_bad_values_are_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:

@@ -55,6 +55,21 @@ def test_system_accounts_and_deny_users_are_refused() -> None:
         "denied", "nobody is in DenyUsers")
 
 
+def test_the_cap_is_max_lifespan_unless_a_rule_names_the_user_or_a_group() -> None:
+    import grp
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.getuid())
+    group = grp.getgrgid(me.pw_gid).gr_name
+    assert _policy("MinUid=0").cap(me) == 3600
+    assert _policy(f"MaxLifespanFor={me.pw_name}:7200").cap(me) == 7200
+    assert _policy(f"MaxLifespanFor=@{group}:9000,{me.pw_name}:7200").cap(me) == 9000
+    # Names that do not exist grant nothing; a shorter rule never shortens.
+    assert _policy("MaxLifespanFor=no-such-user:99999,@no-such-group:99999").cap(me) == 3600
+    assert _policy(f"MaxLifespanFor={me.pw_name}:60").cap(me) == 3600
+
+
 @pytest.mark.parametrize("name", ["0", "65534", "1", "-rf", "no such", "root\n"])
 def test_numeric_and_odd_names_are_never_resolved(name: str) -> None:
     assert _refusal(_policy("MinUid=0\nAllowPrivileged=root"), 0, name)[0] == "no-user"
