@@ -26,9 +26,13 @@ WRAP_HDRS := c/wrap/conf.h $(COMMON_HDRS)
 # that extra flags (e.g. -g) can be added; -O2 is needed by _FORTIFY_SOURCE.
 C_WARN := -Wall -Wextra -Werror
 C_HARDEN := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
-PAM_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIC -fvisibility=hidden -DSLURMJWT_WRAPPERS='"$(LIBDIR)/bin"'
+# The installed paths the C code names (slurmjwt.conf, the wrapper
+# directory): a header rewritten only when they change, so that
+# `make install SYSCONFDIR=... LIBDIR=...` rebuilds what depends on them.
+C_PATHS := $(C_BUILD)/paths.h
+PAM_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIC -fvisibility=hidden -include $(C_PATHS)
 PAM_LDFLAGS := -shared -Wl,-z,relro,-z,now -Wl,-z,defs
-WRAP_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIE -DSLURMJWT_CONF_PATH='"$(SYSCONFDIR)/slurm/slurmjwt.conf"'
+WRAP_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIE -include $(C_PATHS)
 WRAP_LDFLAGS := -pie -Wl,-z,relro,-z,now
 # Test programs: same warnings, sanitizers instead of fortify.
 C_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -39,17 +43,25 @@ C_FUZZ_CC ?= clang
 C_FUZZ_SECONDS ?= 30
 C_TESTS := test_protocol test_token test_cache
 
-.PHONY: c c-test c-harness c-fuzz c-clean
+.PHONY: c c-test c-harness c-fuzz c-clean c-paths
 
 c: $(PAM_SO) $(WRAP)
 
 $(C_BUILD):
 	mkdir -p $@
 
-$(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) | $(C_BUILD)
+$(C_PATHS): c-paths
+	@:
+
+c-paths: | $(C_BUILD)
+	@printf '#define SLURMJWT_CONF_PATH "%s"\n#define SLURMJWT_WRAPPERS "%s"\n' \
+		"$(SYSCONFDIR)/slurm/slurmjwt.conf" "$(LIBDIR)/bin" > $(C_PATHS).new
+	@if cmp -s $(C_PATHS).new $(C_PATHS); then rm $(C_PATHS).new; else mv $(C_PATHS).new $(C_PATHS); fi
+
+$(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) $(C_PATHS) | $(C_BUILD)
 	$(CC) $(PAM_CFLAGS) $(CFLAGS) $(PAM_LDFLAGS) -o $@ $(PAM_SRCS) -lpam
 
-$(WRAP): $(WRAP_SRCS) $(WRAP_HDRS) | $(C_BUILD)
+$(WRAP): $(WRAP_SRCS) $(WRAP_HDRS) $(C_PATHS) | $(C_BUILD)
 	$(CC) $(WRAP_CFLAGS) $(CFLAGS) $(WRAP_LDFLAGS) -o $@ $(WRAP_SRCS)
 
 $(C_BUILD)/test_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)

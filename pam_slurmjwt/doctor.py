@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pam_slurmjwt import protocol
-from pam_slurmjwt.cache import Cache
+from pam_slurmjwt import protocol, wrappers
+from pam_slurmjwt.cache import FALLBACK_BASE, Cache, key_dir, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config
 from pam_slurmjwt.errors import SlurmJwtError
 from pam_slurmjwt.keyfile import load_key
@@ -27,7 +27,13 @@ PAM_DIRS = ("/usr/lib64/security", "/lib64/security", "/usr/lib/*/security",
             "/lib/*/security", "/usr/lib/security", "/lib/security")
 SSHD_PAM = "/etc/pam.d/sshd"
 PROFILE = "/etc/profile.d/slurmjwt.sh"
+# Where shells read system-wide start-up files that profile.d does not cover:
+# zsh on Debian reads neither profile.d nor /etc/profile (login: zprofile);
+# non-login interactive bash and zsh (IDE terminals) read only their rc.
+SHELL_RCS = {"zprofile": "/etc/zsh/zprofile", "bashrc": "/etc/bash.bashrc",
+             "zshrc": "/etc/zsh/zshrc"}
 CLIENT_TIMEOUT = 20
+CANDIDATES = 5  # users doctor tries, as root without --user, to prove the key
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,20 @@ class Doctor:
     """Runs the checks in order; later ones use what earlier ones found."""
 
     def __init__(self, config_path: str | None, user: str | None,
-                 sshd_pam: str = SSHD_PAM, profile: str = PROFILE) -> None:
+                 sshd_pam: str = SSHD_PAM, profile: str = PROFILE,
+                 wrapper_dir: str = wrappers.WRAPPER_DIR,
+                 wrap_program: str = wrappers.WRAP_PROGRAM,
+                 shell_rcs: dict[str, str] | None = None) -> None:
         self.config_path = config_path
         self.root = os.geteuid() == 0
-        self.user = user or pwd.getpwuid(os.getuid()).pw_name
+        # As root without --user: a user is picked to prove the key (accepted).
+        self.user = user or ("" if self.root else pwd.getpwuid(os.getuid()).pw_name)
         self.sshd_pam = sshd_pam
         self.profile = profile
+        self.wrapper_dir = wrapper_dir
+        self.wrap_program = wrap_program
+        self.shell_rcs = SHELL_RCS if shell_rcs is None else shell_rcs
+        self.kid: str | None = None  # the key id of the helper's tokens
         self.cfg: Config | None = None
         self.slurm: SlurmConf | None = None
         self.helper_ok = False
@@ -64,12 +78,13 @@ class Doctor:
         steps: list[Callable[[], Check]] = [self.config, self.slurm_conf, self.jwt_enabled]
         if self.root:
             steps += [self.key]
-        steps += [self.helper, self.accepted, self.clock, self.export]
+        steps += [self.helper, self.accepted, self.key_id, self.clock, self.export]
         if self.root:
-            steps += [self.pam_module, self.pam_stack, self.profile_d, self.task_prolog,
+            steps += [self.root_socket, self.pam_module, self.pam_stack, self.profile_d,
+                      self.shells, self.wrappers, self.fallback, self.task_prolog,
                       self.cli_filter]
         else:
-            steps += [self.cache]
+            steps += [self.cache, self.path]
         for step in steps:
             try:
                 yield step()
@@ -115,25 +130,73 @@ class Doctor:
         return Check("OK", "helper", f"{self.cfg.helper_socket} answers (version {version})")
 
     def accepted(self) -> Check:
-        """Prove the helper's key is slurmctld's: a 60 s token must be accepted."""
+        """Prove the helper's key is slurmctld's: a 60 s token must be accepted.
+        As root without --user, the first of a few users at or above MinUid
+        whom the helper may serve is tried in turn: root gets no token."""
         assert self.cfg is not None
         if not self.helper_ok:
             return Check("SKIP", "slurmctld accepts", "needs the helper")
-        if self.root and self.user == "root":
-            return Check("SKIP", "slurmctld accepts", "root gets no token; run slurmjwt doctor "
-                         "as a user, or as root with --user NAME")
-        grant = protocol.request_token(self.cfg.helper_socket, self.user if self.root else "-",
-                                       60, self.cfg.helper_timeout)
-        out = self._client(["squeue", "--noheader", "--user", self.user], grant.token)
-        if out.returncode == 0:
-            self.token = grant.token
-            return Check("OK", "slurmctld accepts", f"a token for {self.user} from the helper "
-                         "works with squeue: the helper's key is slurmctld's")
-        reason = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        tried: list[str] = []
+        last = "no output"
+        for user in [self.user] if self.user else self._candidates():
+            try:
+                grant = protocol.request_token(self.cfg.helper_socket,
+                                               user if self.root else "-", 60,
+                                               self.cfg.helper_timeout)
+            except SlurmJwtError as err:
+                if not self.user:
+                    tried.append(f"{user} ({err})")
+                    continue
+                raise
+            self.kid = grant.kid
+            out = self._client(["squeue", "--noheader", "--user", user], grant.token)
+            if out.returncode == 0:
+                self.token = grant.token
+                self.user = self.user or user
+                return Check("OK", "slurmctld accepts", f"a token for {user} from the helper "
+                             "works with squeue: the helper's key is slurmctld's")
+            last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            tried.append(user)
+        if not tried:
+            return Check("FAIL", "slurmctld accepts", f"no user at or above MinUid "
+                         f"{self.cfg.min_uid} to prove the key with; run slurmjwt doctor "
+                         "--user NAME")
         return Check("FAIL", "slurmctld accepts",
-                     f"squeue with a fresh helper token failed ({reason}); the helper's key is "
-                     "not slurmctld's, or the clocks differ: compare the JwtKey files byte for "
-                     "byte and see slurmctld's log for 'jwt_decode failure'")
+                     f"squeue with a fresh helper token failed for {', '.join(tried)} "
+                     f"({last}); the helper's key is not slurmctld's, the clocks differ, or "
+                     "slurmctld does not know these users: compare the key files byte for "
+                     "byte, see slurmctld's log for 'jwt_decode failure', or run slurmjwt "
+                     "doctor --user NAME with a user slurmctld knows")
+
+    def _candidates(self) -> list[str]:
+        """Users the helper may serve, lowest uid first (at most CANDIDATES)."""
+        assert self.cfg is not None
+        names = [e for e in pwd.getpwall() if e.pw_uid >= self.cfg.min_uid
+                 and e.pw_name not in self.cfg.deny_users and e.pw_name != "nobody"
+                 and e.pw_uid != 65534]
+        return [e.pw_name for e in sorted(names, key=lambda e: e.pw_uid)][:CANDIDATES]
+
+    def key_id(self) -> Check:
+        """The key id the helper publishes, which every cache is checked
+        against, must be the one its tokens carry."""
+        assert self.cfg is not None
+        directory = key_dir(self.cfg.helper_socket)
+        published = read_key_id(directory)
+        if published is None:
+            return Check("FAIL", "key id", f"no key id in {directory}/id: cached tokens count "
+                         "as stale and every command asks the helper; restart slurmjwt-helper "
+                         "(it writes the file at start), and make sure SlurmUser can write "
+                         f"{directory}")
+        if self.kid is not None and self.kid != published:
+            return Check("FAIL", "key id", f"{directory}/id says {published} but the helper's "
+                         f"tokens say {self.kid}: reload the helper (systemctl reload "
+                         "slurmjwt-helper)")
+        st = os.stat(os.path.join(directory, "id"))
+        if st.st_mode & 0o022 or not st.st_mode & 0o004:
+            return Check("FAIL", "key id", f"{directory}/id has mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}; it must be 0644: restart the helper")
+        return Check("OK", "key id", f"{directory}/id names the key in use ({published}): "
+                     "caches follow a change of key")
 
     def _client(self, argv: list[str], token: str | None) -> subprocess.CompletedProcess[str]:
         assert self.cfg is not None
@@ -183,6 +246,92 @@ class Doctor:
         return Check("OK", "export", why)
 
     # -- installation (root)
+
+    def root_socket(self) -> Check:
+        assert self.cfg is not None
+        try:
+            st = os.lstat(self.cfg.root_socket)
+        except OSError:
+            return Check("WARN", "root socket", f"no {self.cfg.root_socket}: logins share "
+                         "the users' socket and its queue; systemctl enable --now "
+                         "slurmjwt-helper-root.socket (or restart the helper)")
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
+            return Check("FAIL", "root socket", f"{self.cfg.root_socket} is not a socket of "
+                         f"root's with mode 0600 (mode {stat.S_IMODE(st.st_mode):04o}, uid "
+                         f"{st.st_uid}): restart the helper's sockets")
+        return Check("OK", "root socket", f"{self.cfg.root_socket}: root's, 0600")
+
+    def wrappers(self) -> Check:
+        assert self.cfg is not None
+        if not os.access(self.wrap_program, os.X_OK):
+            return Check("FAIL", "wrappers", f"{self.wrap_program} is missing: run make install "
+                         "(or install the package)")
+        missing, extra = wrappers.differences(self.wrapper_dir, self.wrap_program,
+                                              self.cfg.slurm_bin_dir)
+        if missing or extra:
+            what = "; ".join(x for x in (
+                f"no wrapper for {' '.join(missing)}" if missing else "",
+                f"wrappers of removed commands: {' '.join(extra)}" if extra else "") if x)
+            return Check("WARN", "wrappers", f"{self.wrapper_dir} and {self.cfg.slurm_bin_dir} "
+                         f"differ ({what}); run slurmjwt wrappers --update")
+        count = len(wrappers.current(self.wrapper_dir, self.wrap_program))
+        if count == 0:
+            return Check("WARN", "wrappers", f"no Slurm command in {self.cfg.slurm_bin_dir}: "
+                         "set SlurmBinDir in slurmjwt.conf, then slurmjwt wrappers --update")
+        return Check("OK", "wrappers", f"{count} Slurm commands in {self.wrapper_dir} fetch "
+                     "their own live token")
+
+    def shells(self) -> Check:
+        """zsh's login file must read the shim (it reads no profile.d); the
+        rc files of non-login interactive shells may (the admin's choice)."""
+        line = f". {self.profile}"
+
+        def reads(path: str) -> bool:
+            try:
+                with open(path) as fh:
+                    return self.profile in fh.read(1 << 20)
+            except OSError:
+                return False
+
+        zprofile = self.shell_rcs.get("zprofile", "")
+        if zprofile and os.path.isdir(os.path.dirname(zprofile)) and not reads(zprofile):
+            return Check("WARN", "shells", f"{zprofile} does not read the shim: zsh login "
+                         f"shells get no token refresh; add the line "
+                         f"'[ -r {self.profile} ] && {line}' to it")
+        hooked = [name for name in ("bashrc", "zshrc")
+                  if name in self.shell_rcs and reads(self.shell_rcs[name])]
+        rest = [self.shell_rcs[n] for n in ("bashrc", "zshrc")
+                if n in self.shell_rcs and n not in hooked]
+        note = (f"the prompt hook also runs in non-login interactive shells "
+                f"({', '.join(hooked)})" if hooked else "non-login interactive shells "
+                "(IDE terminals) rely on the wrappers")
+        if rest:
+            note += f"; to add the prompt hook to {', '.join(rest)}: {line} there"
+        return Check("OK", "shells", note)
+
+    def fallback(self) -> Check:
+        """Sessions without XDG_RUNTIME_DIR cache in FALLBACK_BASE: root's,
+        0711, and best on a small tmpfs of its own."""
+        try:
+            st = os.lstat(FALLBACK_BASE)
+        except OSError:
+            return Check("OK", "fallback", f"no {FALLBACK_BASE}: every session has "
+                         "XDG_RUNTIME_DIR, or the tmpfiles.d entry is not installed")
+        if st.st_uid != 0 or stat.S_IMODE(st.st_mode) != 0o711:
+            return Check("FAIL", "fallback", f"{FALLBACK_BASE} has mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}, uid {st.st_uid}; run chown root: "
+                         f"{FALLBACK_BASE} && chmod 0711 {FALLBACK_BASE}")
+        users = len(os.listdir(FALLBACK_BASE))
+        if users and st.st_dev == os.stat(os.path.dirname(os.path.dirname(FALLBACK_BASE))
+                                          ).st_dev:
+            fix = ("systemctl enable --now run-slurmjwt-users.mount" if
+                   os.path.isdir("/run/systemd/system") else
+                   f"mount -t tmpfs -o mode=0711,size=4m,nr_inodes=16384,nosuid,nodev,noexec "
+                   f"tmpfs {FALLBACK_BASE} (or an fstab line)")
+            return Check("WARN", "fallback", f"{users} users' caches are on the shared /run "
+                         f"tmpfs, which any of them could fill; give them a small tmpfs of "
+                         f"their own: {fix}")
+        return Check("OK", "fallback", f"{FALLBACK_BASE}: root's, 0711")
 
     def pam_module(self) -> Check:
         found = [p for d in PAM_DIRS for p in glob.glob(os.path.join(d, "pam_slurmjwt.so"))]
@@ -295,6 +444,18 @@ class Doctor:
             return Check("WARN", "cache", f"{cache.path}: {why}; run slurmjwt-refresh")
         return Check("OK", "cache", f"{cache.path}: token valid for "
                      f"{entry.exp - int(time.time())} s")
+
+    def path(self) -> Check:
+        """The wrappers should come first on this user's PATH."""
+        first = next((d for d in os.environ.get("PATH", "").split(":")
+                      if os.path.isfile(os.path.join(d, "squeue"))), None)
+        if first == self.wrapper_dir:
+            return Check("OK", "path", f"squeue on your PATH is the wrapper "
+                         f"({self.wrapper_dir}): every Slurm command gets a live token")
+        return Check("WARN", "path", f"squeue on your PATH is {first or 'missing'}, not the "
+                     f"wrapper in {self.wrapper_dir}: Slurm commands started from here keep "
+                     f"the token they inherit; log in again, or run PATH={self.wrapper_dir}:"
+                     "$PATH")
 
 
 def _first(lines: list[list[str]], pred: Callable[[list[str]], bool]) -> int | None:

@@ -84,6 +84,9 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     login = client.containers.create(
         images.login, name=names.container(LOGIN), hostname=LOGIN, labels=labels,
         volumes=home, init=True, detach=True, ports={"22/tcp": ("127.0.0.1",)},
+        # The fallback caches' own small tmpfs, as run-slurmjwt-users.mount
+        # makes it where systemd runs (sessions here have no XDG_RUNTIME_DIR).
+        tmpfs={"/run/slurmjwt/users": "mode=0711,size=4m,nr_inodes=16384,nosuid,nodev,noexec"},
         network=names.network, networking_config={
             names.network: client.api.create_endpoint_config(aliases=[LOGIN])})
     conf = slurm_conf(rel)

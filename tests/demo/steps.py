@@ -128,8 +128,16 @@ def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
                  f"{url} | grep -E '\"job_id\"|\"name\": \"hello\"|^HTTP'",
                  note="slurmrestd lists the jobs: the token sent as headers on stdin, never "
                       "on a command line"),
-        run_step(keys, port, "no-token", "env -u SLURM_JWT squeue", expect_ok=False,
-                 note="without the token: this host has no munge, so no way in"),
+        run_step(keys, port, "no-token", "env -u SLURM_JWT /usr/bin/squeue", expect_ok=False,
+                 note="Slurm's own squeue without the token: this host has no munge, so no "
+                      "way in"),
+        run_step(keys, port, "wrapper", "command -v squeue; SLURM_JWT=expired.old.token "
+                                        "squeue --noheader --states=all | head -n 3",
+                 note="squeue on PATH is the wrapper: it brings a live token of its own, "
+                      "whatever a long-running process inherited"),
+        run_step(keys, port, "key-id", "cat /run/slurmjwt/key/id; slurmjwt status | grep key",
+                 note="the key the helper signs with; every cached token records it, so a "
+                      "change of key is followed at once"),
     ]
     return Transcript(tuple(steps), job)
 

@@ -76,6 +76,20 @@ def test_without_the_token_the_login_node_cannot_reach_slurm(shown: run.Shown) -
     assert "munge" in step.output.lower(), step.output
 
 
+def test_the_wrapper_on_path_brings_its_own_token(shown: run.Shown) -> None:
+    step = shown.transcript["wrapper"]
+    assert step.status == 0, step.output
+    assert step.output.splitlines()[0] == "/usr/lib/slurmjwt/bin/squeue"
+    assert "hello" in step.output  # the job list, for a live token despite the stale one
+
+
+def test_the_key_id_is_published_and_recorded(shown: run.Shown) -> None:
+    step = shown.transcript["key-id"]
+    kid, recorded = step.output.splitlines()[:2]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{22,43}", kid), step.output
+    assert recorded == f"key:         {kid} (the helper's key)", step.output
+
+
 def test_transcript_never_shows_a_token(shown: run.Shown) -> None:
     text = shown.transcript.render()
     assert not re.search(r"eyJ[A-Za-z0-9_-]{10,}\.", text), text

@@ -361,9 +361,15 @@ def test_doctor_proves_the_chain_and_catches_a_wrong_key(
                          capture_output=True, text=True, timeout=120)
     lines = out.stdout.splitlines()
     for name in ("config", "slurm.conf", "auth/jwt", "key", "helper", "slurmctld accepts",
-                 "clock", "export"):
+                 "key id", "clock", "export"):
         assert any(line.startswith("OK") and f" {name}: " in line for line in lines), \
             (name, out.stdout)
+    # As root without --user: root gets no token, so doctor proves the key
+    # with a user it picks (it once said all OK without proving anything).
+    picked = subprocess.run([installed.cmd("slurmjwt"), "doctor"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert re.search(r"^OK   slurmctld accepts: a token for \S+ from the helper works",
+                     picked.stdout, re.M), picked.stdout
     # As alice: the checks that concern her, and nothing about the key.
     user = as_user("alice", [installed.cmd("slurmjwt"), "doctor"],
                    {**helper.env, "SLURM_CONF": str(cluster.slurm_conf),
@@ -376,11 +382,16 @@ def test_doctor_proves_the_chain_and_catches_a_wrong_key(
         out = subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice"],
                              env={**env, **rogue.env}, capture_output=True, text=True,
                              timeout=120)
+        anyone = subprocess.run([installed.cmd("slurmjwt"), "doctor"],
+                                env={**env, **rogue.env}, capture_output=True, text=True,
+                                timeout=120)
     finally:
         rogue.stop()
         shutil.rmtree(work, ignore_errors=True)
     assert out.returncode == 1
     assert "FAIL slurmctld accepts: squeue with a fresh helper token failed" in out.stdout
+    assert anyone.returncode == 1, anyone.stdout
+    assert "FAIL slurmctld accepts: squeue with a fresh helper token failed for" in anyone.stdout
 
 
 def test_scontrol_backend_kills_scontrol_when_the_caller_hangs_up(

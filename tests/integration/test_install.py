@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def make(target: str, root: Path) -> subprocess.CompletedProcess[str]:
-    variables = [f"PREFIX={root}/usr", f"SYSCONFDIR={root}/etc",
+    variables = [f"PREFIX={root}/usr", f"SYSCONFDIR={root}/etc", f"LIBDIR={root}/usr/lib/slurmjwt",
                  f"UNITDIR={root}/usr/lib/systemd/system",
                  f"USERUNITDIR={root}/usr/lib/systemd/user",
                  f"TMPFILESDIR={root}/usr/lib/tmpfiles.d", f"PAMDIR={root}/lib/security"]
@@ -47,7 +47,11 @@ EXPECTED = {
     "etc/pam.d/slurmjwt": 0o644, "etc/slurm/slurmjwt.conf": 0o644,
     "usr/lib/slurmjwt/taskprolog.sh": 0o755, "usr/lib/slurmjwt/pam_slurmjwt/helper.py": 0o644,
     "usr/lib/systemd/system/slurmjwt-helper.socket": 0o644,
+    "usr/lib/systemd/system/slurmjwt-helper-root.socket": 0o644,
     "usr/lib/systemd/system/slurmjwt-helper.service": 0o644,
+    "usr/lib/systemd/system/run-slurmjwt-users.mount": 0o644,
+    "usr/lib/slurmjwt/slurmjwt-wrap": 0o755, "usr/lib/slurmjwt/bin": 0o755,
+    "usr/share/fish/vendor_conf.d/slurmjwt.fish": 0o644,
     "usr/lib/systemd/user/slurmjwt-refresh.timer": 0o644,
     "usr/lib/tmpfiles.d/slurmjwt.conf": 0o644,
     "usr/share/man/man8/pam_slurmjwt.8": 0o644, "usr/share/man/man5/slurmjwt.conf.5": 0o644,
@@ -69,7 +73,26 @@ def test_install_puts_every_piece_in_place_with_safe_modes(root: Path) -> None:
                               capture_output=True, text=True, env={"PYTHONPATH": "/nonexistent"})
     assert help_out.returncode == 0 and help_out.stdout.startswith("usage: slurmjwt-refresh")
     tmpfiles = (root / "usr/lib/tmpfiles.d/slurmjwt.conf").read_text()
-    assert "d /run/slurmjwt/users  0755 root root -" in tmpfiles
+    assert "d /run/slurmjwt/users  0711 root root -" in tmpfiles
+
+
+def test_install_makes_one_wrapper_per_installed_slurm_command(root: Path) -> None:
+    out = make("install", root)
+    assert out.returncode == 0, out.stderr
+    lib = root / "usr/lib/slurmjwt"
+    names = sorted(p.name for p in (lib / "bin").iterdir())
+    assert {"sbatch", "squeue", "scancel", "scontrol", "srun"} <= set(names)
+    for name in names:
+        assert os.readlink(lib / "bin" / name) == f"{lib}/slurmjwt-wrap"
+    # The wrapper names the installed configuration, and the module the
+    # installed wrapper directory (SYSCONFDIR, LIBDIR).
+    assert f"{root}/etc/slurm/slurmjwt.conf".encode() in (lib / "slurmjwt-wrap").read_bytes()
+    assert f"{lib}/bin".encode() in (root / "lib/security/pam_slurmjwt.so").read_bytes()
+    # The shims name the installed wrapper directory too.
+    assert f"{lib}/bin" in (root / "etc/profile.d/slurmjwt.sh").read_text()
+    listed = subprocess.run([str(root / "usr/bin/slurmjwt"), "wrappers"], capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin"})
+    assert listed.returncode == 0, listed.stdout  # nothing missing, nothing extra
 
 
 def test_installed_shims_read_their_full_logic_from_libdir(root: Path) -> None:
@@ -79,7 +102,7 @@ def test_installed_shims_read_their_full_logic_from_libdir(root: Path) -> None:
     for name in ("slurmjwt.sh", "slurmjwt.csh"):
         text = (root / "etc/profile.d" / name).read_text()
         assert f"{lib}/{name}" in text, name
-        assert text.count(f"{lib}/") == text.count("/usr/lib/slurmjwt/profile.d/"), name
+        assert "/usr/lib/slurmjwt/" not in text.replace(f"{root}/usr/lib/slurmjwt/", ""), name
     # An interactive shell takes the full path: the prompt hook comes from the library.
     r = subprocess.run(["bash", "--norc", "-i", "-c",
                         f". {root}/etc/profile.d/slurmjwt.sh; declare -F _slurmjwt_hook"],

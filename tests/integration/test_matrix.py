@@ -104,11 +104,11 @@ os.fchown(fd, 2000, 2000)
     assert code == 0, out
     step = ssh(shown, "expired", f"""
         SLURM_JWT=$(cat {EXPIRED}); export SLURM_JWT
-        if squeue >/dev/null 2>&1; then echo "before: accepted"; else echo "before: refused"; fi
+        if /usr/bin/squeue >/dev/null 2>&1; then echo "before: accepted"; else echo "before: refused"; fi
         . /etc/profile.d/slurmjwt.sh
         if [ "$SLURM_JWT" = "$(cat {EXPIRED})" ]; then echo "after: the expired one"; fi
         slurmjwt decode --json | tr -d '\\n'; echo
-        squeue --noheader >/dev/null && echo "after: squeue ok"
+        /usr/bin/squeue --noheader >/dev/null && echo "after: squeue ok"
     """)
     lines = step.output.splitlines()
     assert "before: refused" in lines, step.output  # it really is expired for slurmctld

@@ -16,6 +16,9 @@ SHIPPED = ("/usr/bin/slurmjwt", "/usr/bin/slurmjwt-refresh", "/usr/sbin/slurmjwt
            "/etc/pam.d/slurmjwt", "/etc/profile.d/slurmjwt.sh", "/etc/profile.d/slurmjwt.csh",
            "/etc/slurm/slurmjwt.conf", "/usr/lib/slurmjwt/pam_slurmjwt/helper.py",
            "/usr/lib/slurmjwt/taskprolog.sh", "/usr/lib/systemd/system/slurmjwt-helper.socket",
+           "/usr/lib/systemd/system/slurmjwt-helper-root.socket",
+           "/usr/lib/systemd/system/run-slurmjwt-users.mount",
+           "/usr/lib/slurmjwt/slurmjwt-wrap", "/usr/share/fish/vendor_conf.d/slurmjwt.fish",
            "/usr/lib/systemd/user/slurmjwt-refresh.timer", "/usr/lib/tmpfiles.d/slurmjwt.conf",
            "/usr/share/man/man8/pam_slurmjwt.8")
 
@@ -43,6 +46,16 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     conffiles = subprocess.run(["dpkg-deb", "-I", deb, "conffiles"], capture_output=True,
                                text=True).stdout.split()
     assert "/etc/slurm/slurmjwt.conf" in conffiles and "/etc/pam.d/slurmjwt" in conffiles
+    # The wrappers are made on the machine, for the Slurm installed there
+    # (postinst, and again whenever squeue or sbatch change: the triggers).
+    assert not any(p.startswith("/usr/lib/slurmjwt/bin/") and p != "/usr/lib/slurmjwt/bin/"
+                   for p in files)
+    triggers = subprocess.run(["dpkg-deb", "-I", deb, "triggers"], capture_output=True,
+                              text=True).stdout.split("\n")
+    assert "interest-noawait /usr/bin/squeue" in triggers
+    postinst = subprocess.run(["dpkg-deb", "-I", deb, "postinst"], capture_output=True,
+                              text=True).stdout
+    assert "slurmjwt wrappers --update" in postinst
 
 
 @pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild not installed")

@@ -116,3 +116,83 @@ def test_cli_filter_advice_follows_the_slurm_version(
     doctor.slurm = parse_slurm_conf(str(conf))
     check = doctor.cli_filter()
     assert (check.status, words in check.message) == (status, True), check.message
+
+
+# ---- the checks this project's wrappers, key id and shells need --------------------
+
+
+def _with_cfg(tmp_path: Path, text: str = "", **kwargs: object) -> Doctor:
+    doctor = Doctor(None, None, sshd_pam=str(tmp_path / "sshd"), **kwargs)  # type: ignore[arg-type]
+    doctor.cfg = parse_config(f"HelperSocket={tmp_path}/run/helper.sock\n{text}", "/c")
+    return doctor
+
+
+def test_key_id_missing_mismatched_or_good(tmp_path: Path) -> None:
+    doctor = _with_cfg(tmp_path)
+    check = doctor.key_id()
+    assert check.status == "FAIL" and f"no key id in {tmp_path}/run/key/id" in check.message
+    (tmp_path / "run" / "key").mkdir(parents=True)
+    (tmp_path / "run" / "key" / "id").write_text("abc\n")
+    (tmp_path / "run" / "key" / "id").chmod(0o644)
+    doctor.kid = "xyz"
+    check = doctor.key_id()
+    assert check.status == "FAIL" and "says abc but the helper's tokens say xyz" in check.message
+    doctor.kid = "abc"
+    assert doctor.key_id().status == "OK"
+
+
+def test_wrappers_missing_or_out_of_step_say_how_to_fix(tmp_path: Path) -> None:
+    program = tmp_path / "slurmjwt-wrap"
+    out = tmp_path / "bin"
+    out.mkdir()
+    doctor = _with_cfg(tmp_path, f"SlurmBinDir={tmp_path}/slurm\n", wrapper_dir=str(out),
+                       wrap_program=str(program))
+    assert "is missing: run make install" in doctor.wrappers().message
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    check = doctor.wrappers()
+    assert check.status == "WARN" and "no Slurm command in" in check.message
+    (out / "sgone").symlink_to(program)
+    check = doctor.wrappers()
+    assert check.status == "WARN" and "wrappers of removed commands: sgone" in check.message
+    assert check.message.endswith("run slurmjwt wrappers --update")
+
+
+def test_zsh_login_file_must_read_the_shim_and_rc_files_are_a_choice(tmp_path: Path) -> None:
+    (tmp_path / "zsh").mkdir()
+    rcs = {"zprofile": str(tmp_path / "zsh" / "zprofile"),
+           "bashrc": str(tmp_path / "bash.bashrc"), "zshrc": str(tmp_path / "zsh" / "zshrc")}
+    doctor = _with_cfg(tmp_path, shell_rcs=rcs, profile="/etc/profile.d/slurmjwt.sh")
+    check = doctor.shells()
+    assert check.status == "WARN" and "zsh login shells get no token refresh" in check.message
+    Path(rcs["zprofile"]).write_text("[ -r /etc/profile.d/slurmjwt.sh ] && "
+                                     ". /etc/profile.d/slurmjwt.sh\n")
+    check = doctor.shells()
+    assert check.status == "OK" and "rely on the wrappers" in check.message
+    Path(rcs["bashrc"]).write_text(". /etc/profile.d/slurmjwt.sh\n")
+    check = doctor.shells()
+    assert check.status == "OK" and "also runs in non-login interactive shells (bashrc)" \
+        in check.message
+
+
+def test_path_says_whether_squeue_is_the_wrapper(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    wrappers_dir, real = tmp_path / "wrappers", tmp_path / "usr-bin"
+    for d in (wrappers_dir, real):
+        d.mkdir()
+        (d / "squeue").write_text("")
+    doctor = _with_cfg(tmp_path, wrapper_dir=str(wrappers_dir))
+    monkeypatch.setenv("PATH", f"{wrappers_dir}:{real}")
+    assert doctor.path().status == "OK"
+    monkeypatch.setenv("PATH", f"{real}:{wrappers_dir}")
+    check = doctor.path()
+    assert check.status == "WARN" and f"squeue on your PATH is {real}/" not in check.message
+    assert f"is {real}, not the wrapper" in check.message
+
+
+def test_root_without_a_user_and_nobody_to_try_fails_saying_why(tmp_path: Path) -> None:
+    doctor = _with_cfg(tmp_path, "MinUid=999999999")
+    doctor.helper_ok, doctor.user = True, ""
+    check = doctor.accepted()
+    assert check.status == "FAIL"
+    assert "no user at or above MinUid 999999999 to prove the key with" in check.message
