@@ -42,7 +42,6 @@ from tests.integration.fixtures.login import (
     session_env,
     snippet_lines,
     token_claims,
-    wrapper_path,
 )
 from tests.integration.fixtures.users import TestUser
 

@@ -104,7 +104,8 @@ os.fchown(fd, 2000, 2000)
     assert code == 0, out
     step = ssh(shown, "expired", f"""
         SLURM_JWT=$(cat {EXPIRED}); export SLURM_JWT
-        if /usr/bin/squeue >/dev/null 2>&1; then echo "before: accepted"; else echo "before: refused"; fi
+        if /usr/bin/squeue >/dev/null 2>&1; then echo "before: accepted"
+        else echo "before: refused"; fi
         . /etc/profile.d/slurmjwt.sh
         if [ "$SLURM_JWT" = "$(cat {EXPIRED})" ]; then echo "after: the expired one"; fi
         slurmjwt decode --json | tr -d '\\n'; echo
