@@ -28,6 +28,7 @@ CLOCK_FILE = ".clock"
 KEY_ID_FILE = "id"
 KEY_ID_CSH = "id.csh"
 SAFETY = 5  # seconds before exp at which a cached token counts as expired
+BOOT_ID_CHARS = frozenset("0123456789abcdef-")
 MAX_FILE = 16384
 
 
@@ -125,7 +126,9 @@ def parse_line(text: str) -> Entry:
     words = text.split(" ")
     if len(words) != 9 or words[0] != FORMAT or words[8] != END + "\n":
         raise ValueError("malformed cache line")
-    _fmt, _boot, refresh_up, expire_up, exp, export, kid, token, _end = words
+    _fmt, boot, refresh_up, expire_up, exp, export, kid, token, _end = words
+    if not 0 < len(boot) <= 64 or not set(boot) <= BOOT_ID_CHARS:
+        raise ValueError("malformed boot id")
     numbers = (refresh_up.lstrip("-"), expire_up.lstrip("-"), exp)
     if not all(n.isascii() and n.isdigit() and len(n) <= 12 for n in numbers) \
             or export not in ("0", "1") or not is_kid(kid):

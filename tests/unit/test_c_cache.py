@@ -1,0 +1,175 @@
+"""One cache format, two writers, many readers: c/common/cache.c and
+pam_slurmjwt/cache.py write the same bytes; what either writes, the other
+and every shim read; torn and hostile lines are refused by both alike.
+
+The C side runs in build/c/cachetool (ASan, UBSan), built by
+`make -f mk/c.mk c-harness`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pam_slurmjwt.cache import Cache, Entry, format_lines, parse_line
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOL = ROOT / "build" / "c" / "cachetool"
+TOKEN = ("eyJhbGciOiJIUzI1NiIsImtpZCI6ImstMSIsInR5cCI6IkpXVCJ9."
+         "eyJleHAiOjE3MDAwMDAwMDAsInN1biI6ImFsaWNlIn0.c2lnbmF0dXJlLW9mLWFsaWNlcy10b2tlbi1udW1iZXI")
+KID = "kid-A_1"
+SHIMS = ROOT / "profile.d"
+
+
+@pytest.fixture(scope="module")
+def tool() -> Path:
+    if shutil.which("make") is None or shutil.which("cc") is None:
+        pytest.skip("needs make and a C compiler with ASan (gcc)")
+    subprocess.run(["make", "-s", "-f", "mk/c.mk", "c-harness"], cwd=ROOT, check=True)
+    return TOOL
+
+
+def c(tool: Path, *args: str, stdin: str = "") -> str:
+    out = subprocess.run([str(tool), *args], input=stdin, capture_output=True, text=True,
+                         check=True, timeout=30)
+    return out.stdout
+
+
+def entry(left: int = 1800, export: bool = True, kid: str = KID) -> Entry:
+    exp = int(time.time()) + left
+    return Entry(exp, exp - 600, export, kid, TOKEN)
+
+
+def fields(e: Entry) -> str:
+    return f"{e.exp} {e.refresh} {int(e.export)} {e.kid} {e.token}\n"
+
+
+def keys(tmp_path: Path, kid: str = KID) -> Path:
+    directory = tmp_path / "key"
+    directory.mkdir(exist_ok=True)
+    (directory / "id").write_text(f"{kid}\n")
+    (directory / "id.csh").write_text(f"set _slurmjwt_kid={kid}\n")
+    return directory
+
+
+@pytest.mark.parametrize(("now", "uptime"), [
+    (8200.0, 500.7), (1_795_000_000.25, 12345.99), (1_795_000_000.999, 0.01),
+    (1_795_000_000.0, 1_000_000.5),
+])
+def test_c_and_python_format_the_same_bytes(tool: Path, now: float, uptime: float) -> None:
+    for e in (Entry(10_000, 9_400, True, KID, TOKEN), Entry(1_795_001_800, 1_795_001_200, False,
+                                                            "-", TOKEN),
+              Entry(1_795_000_030, 1_795_000_015, True, "x" * 64, TOKEN)):
+        python = format_lines(e, now, uptime, "0c4d5e6f-1a2b-3c4d-5e6f-7a8b9c0d1e2f")[0]
+        assert c(tool, "format", repr(now), repr(uptime), "0c4d5e6f-1a2b-3c4d-5e6f-7a8b9c0d1e2f",
+                 stdin=fields(e)) == python
+
+
+def test_what_c_writes_python_reads(tool: Path, tmp_path: Path) -> None:
+    e = entry()
+    assert c(tool, "store", str(tmp_path / "c"), stdin=fields(e)) == "OK\n"
+    loaded, why = Cache(str(tmp_path / "c"), str(keys(tmp_path))).load()
+    assert why == "" and loaded is not None
+    assert (loaded.exp, loaded.export, loaded.kid, loaded.token) == (e.exp, True, KID, TOKEN)
+    assert e.refresh <= loaded.refresh <= e.refresh + 1
+    csh = (tmp_path / "c" / "token.csh").read_text()
+    assert csh == f"set _slurmjwt_c=({(tmp_path / 'c' / 'token').read_text().strip()})\n"
+
+
+def test_what_python_writes_c_reads(tool: Path, tmp_path: Path) -> None:
+    e = entry(export=False)
+    Cache(str(tmp_path / "c"), str(keys(tmp_path))).store(e)
+    got = c(tool, "load", str(tmp_path / "c")).split()
+    assert got[0] == "OK" and got[1] == str(e.exp) and got[3:] == ["0", KID, TOKEN]
+    assert e.refresh <= int(got[2]) <= e.refresh + 1
+
+
+SHELL = {"dash": ["dash", "-c"], "bash": ["bash", "--noprofile", "--norc", "-c"],
+         "zsh": ["zsh", "-f", "-c"], "ksh": ["ksh", "-c"], "tcsh": ["tcsh", "-f", "-c"]}
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A 0755 directory (pytest's tmp_path is root's alone: nobody could not
+    reach into it)."""
+    path = Path(tempfile.mkdtemp(prefix="slurmjwt-ccache-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("shell", SHELL)
+def test_what_c_writes_every_shim_exports(tool: Path, scratch: Path, shell: str) -> None:
+    if shutil.which(shell) is None:
+        pytest.skip(f"needs {shell}")
+    tmp_path = scratch
+    assert c(tool, "store", str(tmp_path / "c"), stdin=fields(entry())) == "OK\n"
+    env = {"PATH": "/usr/bin:/bin", "SLURMJWT_CACHE_DIR": str(tmp_path / "c"),
+           "SLURMJWT_KEY_DIR": str(keys(tmp_path)),
+           "SLURMJWT_REFRESH": "/bin/false", "HOME": str(tmp_path)}
+    if shell == "tcsh":
+        script = f"source {SHIMS}/slurmjwt.csh; printenv SLURM_JWT"
+    else:
+        script = f". {SHIMS}/slurmjwt.sh; printf '%s\\n' \"$SLURM_JWT\""
+    if os.getuid() == 0:  # the shims leave root alone: run as nobody
+        shutil.chown(tmp_path / "c", "nobody")
+        for name in ("token", "token.csh", ".clock"):
+            shutil.chown(tmp_path / "c" / name, "nobody")
+        prefix = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    else:
+        prefix = []
+    out = subprocess.run([*prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                          *SHELL[shell], script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == TOKEN, out.stderr
+
+
+def mutate(rng: random.Random, line: str) -> str:
+    """One to three edits of the kinds that break line parsers."""
+    text = list(line)
+    for _ in range(rng.randint(1, 3)):
+        op, at = rng.randrange(5), rng.randrange(len(text) + 1)
+        if op == 0 and text:
+            del text[min(at, len(text) - 1)]
+        elif op == 1:
+            text.insert(at, rng.choice(" \n\t-0x.$;()`'\"\\e\u00e9"))
+        elif op == 2:
+            text = text[:at]
+        elif op == 3:
+            text.insert(at, rng.choice(["end", " end", "slurmjwt1", "99999999999999", "-"]))
+        else:
+            text[at:at] = text[: rng.randint(0, 20)]
+    return "".join(text)
+
+
+def test_c_and_python_agree_on_torn_and_hostile_lines(tool: Path, tmp_path: Path) -> None:
+    """Every mutated line is accepted by both parsers with the same fields,
+    or refused by both: one format, one set of rules."""
+    rng = random.Random(20261127)
+    good = format_lines(entry(), time.time(), 1000.5, "0c4d5e6f-1a2b-3c4d-5e6f-7a8b9c0d1e2f")[0]
+    lines = [good] + [mutate(rng, good) for _ in range(400)]
+    directory = tmp_path / "c"
+    Cache(str(directory), str(keys(tmp_path))).store(entry())
+    accepted = 0
+    for line in lines:
+        (directory / "token").write_bytes(line.encode("utf-8"))
+        try:
+            py = parse_line(line)
+        except ValueError:
+            py = None
+        got = c(tool, "load", str(directory)).split()
+        if py is None:
+            assert got[0] == "NONE", (line, got)
+            continue
+        accepted += 1
+        assert got[0] == "OK", (line, got)
+        assert [int(got[1]), int(got[2]), got[3] == "1", got[4], got[5]] == [
+            py.exp, py.refresh, py.export, py.kid, py.token], line
+    assert accepted >= 1
