@@ -74,7 +74,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
                           verbose=False)
     try:
         env = {"PATH": f"{installed.bin}:/usr/bin:/bin", "HOME": f"/home/{USER}", "LANG": "C",
-               "SLURMJWT_CONF": str(helper.config),
+               "SLURMJWT_CONF": str(helper.config), "SLURMJWT_KEY_DIR": str(helper.key_dir),
                "SLURMJWT_CACHE_DIR": str(caches / USER)}
         drop = ["setpriv", "--reuid", USER, "--regid", USER, "--init-groups", "--", "env", "-i",
                 *(f"{k}={v}" for k, v in env.items())]
@@ -82,7 +82,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
                               text=True, check=False)
         if warm.returncode != 0:
             raise RuntimeError(f"slurmjwt-refresh failed: {warm.stderr.strip()}")
-        token = (caches / USER / "token").read_text().split()[6]
+        token = (caches / USER / "token").read_text().split()[7]
         cases = {}
         # bash -lc: /etc/profile, then the first of ~/.bash_profile... found.
         homes = {}
