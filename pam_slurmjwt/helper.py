@@ -22,7 +22,7 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE, key_dir
@@ -113,10 +113,11 @@ class Server:
     def release(self, uid: int) -> None:
         self.slots.release(uid)
 
-    def note(self, uid: int, kind: str, priority: str, text: str) -> None:
-        """Log one per-request line, throttled per uid (limits.Audit): a user
-        who loops connect/send/close must not flood the audit log."""
-        self.audit.line(uid, kind, getattr(self.log, priority), text)
+    def note(self, uid: int, kind: str, write: Callable[[str], None], text: str) -> None:
+        """Log one per-request line with `write` (a Log method), throttled per
+        uid (limits.Audit): a user who loops connect/send/close must not
+        flood the audit log."""
+        self.audit.line(uid, kind, write, text)
 
     def flush_audit(self) -> None:
         for line in self.audit.flush():
@@ -129,19 +130,20 @@ class Server:
         try:
             request = protocol.parse_request(line)
         except protocol.ProtocolError as err:
-            self.note(conn.uid, err.code, "warning", f"refuse {who} reason={err.code}: {err}")
+            self.note(conn.uid, err.code, self.log.warning,
+                      f"refuse {who} reason={err.code}: {err}")
             conn.respond(protocol.format_err(err.code, str(err)))
             return
         if request.command == "PING":
             if self.log.debug_enabled:
-                self.note(conn.uid, "ping", "debug", f"ping {who}")
+                self.note(conn.uid, "ping", self.log.debug, f"ping {who}")
             conn.respond(protocol.format_pong(__version__))
             return
         state = self.state  # one consistent snapshot even if SIGHUP swaps it
         try:
             entry = state.policy.resolve(conn.uid, request.user)
         except Refused as err:
-            self.note(conn.uid, err.code, "notice",
+            self.note(conn.uid, err.code, self.log.notice,
                       f"refuse (user {request.user}) by {who} reason={err.code}: {err}")
             conn.respond(protocol.format_err(err.code, str(err)))
             return
@@ -169,20 +171,20 @@ class Server:
             conn.respond(self._failed(conn.uid, subject, err))
             return
         except Exception as err:  # noqa: BLE001 - never let one request kill the helper
-            self.note(conn.uid, "internal", "error",
+            self.note(conn.uid, "internal", self.log.error,
                       f"refuse {subject} reason=internal: {type(err).__name__}")
             conn.respond(protocol.format_err("internal", "internal error; see the helper's log"))
             return
         conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
 
     def _failed(self, uid: int, subject: str, err: MintFailed) -> bytes:
-        self.note(uid, err.code, "error", f"refuse {subject} reason={err.code}: {err}")
+        self.note(uid, err.code, self.log.error, f"refuse {subject} reason={err.code}: {err}")
         return protocol.format_err(err.code, str(err))
 
     def _granted(self, uid: int, state: State, subject: str, lifespan: int,
                  result: tuple[str, int]) -> bytes:
         token, exp = result
-        self.note(uid, "grant", "info",
+        self.note(uid, "grant", self.log.info,
                   f"grant {subject} lifespan={lifespan} exp={exp} backend={state.backend} "
                   f"kid={state.minter.kid} fp={fingerprint(token)}")
         grant = protocol.Grant(exp, refresh_at(state.cfg, exp - lifespan, exp),
@@ -199,7 +201,8 @@ class Server:
         old_kid, self.state = self.state.minter.kid, new
         self.slots.total = new.cfg.max_connections
         self.slots.per_uid = new.cfg.max_connections_per_user
-        self.rate = Rate(new.cfg.max_requests_per_user)
+        if new.cfg.max_requests_per_user != self.rate.capacity:
+            self.rate = Rate(new.cfg.max_requests_per_user)
         for warning in new.cfg.warnings:
             self.log.warning(warning)
         if new.minter.kid != old_kid and self.key_dir is not None:
@@ -237,7 +240,7 @@ class Connection(asyncio.Protocol):
             # A refusal holds no slot and lingers only briefly: a flood costs
             # us an accept, a write and a descriptor for REFUSAL_LINGER.
             code, sentence = refusal
-            self.server.note(self.uid, code, "warning",
+            self.server.note(self.uid, code, self.server.log.warning,
                              f"refuse uid={self.uid} pid={self.pid} reason={code}: {sentence}")
             _drain(transport)
             self.respond(protocol.format_err(code, sentence), linger=REFUSAL_LINGER)
@@ -275,7 +278,7 @@ class Connection(asyncio.Protocol):
             self._refuse("timeout", "no complete request line in time")
 
     def _refuse(self, code: str, sentence: str) -> None:
-        self.server.note(self.uid, code, "warning",
+        self.server.note(self.uid, code, self.server.log.warning,
                          f"refuse uid={self.uid} pid={self.pid} reason={code}: {sentence}")
         self.respond(protocol.format_err(code, sentence))
 
