@@ -197,7 +197,8 @@ JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
 @pytest.fixture(scope="module")
 def exported(shown: run.Shown) -> dict[str, steps.Step]:
     """Submit the export script once per form with `sbatch --wait` as demo over
-    ssh; each Step's output ends with `job=ID rc=STATUS` and the job's output."""
+    ssh; each Step's output has the session token's claims (one JSON line),
+    `job=ID rc=STATUS`, sbatch's errors and the job's output."""
     setup = ssh(shown, "export-setup", f"""
         cat > export.sh <<'EOF'
 {EXPORT_SCRIPT.format(directive="")}EOF
