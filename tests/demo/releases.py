@@ -84,7 +84,7 @@ class Release:
     # after the cli_filter ran, so the filter must leave it in place there.
     stores_token: bool
     # What `sbatch --export-file` does on a host where JWT is the only way in:
-    # "yes" it works; "no" 23.11 has no such option (removed in 23.02, back in
+    # "yes" it works; "no" 23.11 has no such option (removed in 23.11.0, back in
     # 24.05); "munge" 22.05 clears its environment, the token with it, before it
     # first authenticates, and then tries munge.
     export_file: str = "yes"
