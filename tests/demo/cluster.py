@@ -79,8 +79,9 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
         images.controller, name=names.container(CONTROLLER), hostname=CONTROLLER,
         labels=labels, volumes=home, init=True, detach=True,
         # slurmd runs `sbatch --get-user-env` jobs' `su -` in new pid and mount
-        # namespaces (23.11+); without this capability that clone() fails and
-        # slurmd exits ("fatal: clone: Operation not permitted").
+        # namespaces (seen on 23.11, in the source of 23.11 to 25.11); without
+        # this capability that clone() fails and slurmd exits ("fatal: clone:
+        # Operation not permitted").
         cap_add=["SYS_ADMIN"],
         environment={"DEMO_RESTD_PLUGINS": rel.restd_plugins},
         network=names.network, networking_config={
