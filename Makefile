@@ -6,6 +6,10 @@
 #                and every test; this is what .ci/run calls
 #   make check   static checks only: ruff, mypy, shellcheck, systemd-analyze,
 #                the C code (PAM module, wrapper) with -Werror
+#   make test-releases
+#                the compatibility matrix on the Slurm releases Debian does not
+#                ship (23.11, 24.05, 25.05, 25.11), each built from SchedMD's
+#                tarball in SLURM_SOURCES (root, Docker; slow: not in make test)
 #   make bench   throughput/latency of the helper vs `scontrol token`, shell
 #                start-up, refresh and ssh login cost (needs root)
 #   make install the whole system integration (root; PREFIX, DESTDIR honoured)
@@ -44,7 +48,8 @@ INSTALL := install
 include mk/c.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
-	test-integration bench demo demo-down clean install uninstall man deb rpm dist
+	test-integration test-releases bench demo demo-down clean install uninstall man deb \
+	rpm dist
 
 all: c
 
@@ -89,11 +94,21 @@ test: deps check c-test c-harness
 	$(MAKE) -s c-fuzz C_FUZZ_SECONDS=20
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
+# tests/integration/test_matrix.py on the releases built from source: the
+# tarballs (tests/demo/releases.py pins their sha256) are looked for in
+# SLURM_SOURCES, default ../shared/slurm-src; RELEASES=all adds Debian's three,
+# RELEASES=slurm-24.05,sid picks some. Images are cached like the demo's.
+test-releases: deps
+	$(if $(SLURM_SOURCES),SLURMJWT_SLURM_SOURCES=$(abspath $(SLURM_SOURCES))) \
+	SLURMJWT_MATRIX=$(or $(RELEASES),source) \
+		$(PY) -m pytest -q tests/integration/test_matrix.py $(PYTEST_ARGS)
+
 bench: deps c
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
 # The two-host demo in Docker (tests/demo): bookworm by default,
-# DEMO_RELEASE=trixie or sid for Slurm 24.11 or 26.05.
+# DEMO_RELEASE=trixie or sid for Slurm 24.11 or 26.05, slurm-23.11,
+# slurm-24.05, slurm-25.05 or slurm-25.11 for a release built from source.
 demo: deps
 	$(PY) -m tests.demo up $(if $(DEMO_RELEASE),--release $(DEMO_RELEASE))
 

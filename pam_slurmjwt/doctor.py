@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pam_slurmjwt import protocol, wrappers
+from pam_slurmjwt import protocol, slurmside, wrappers
 from pam_slurmjwt.cache import FALLBACK_BASE, Cache, key_dir, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config
 from pam_slurmjwt.errors import SlurmJwtError
@@ -375,15 +375,15 @@ class Doctor:
                      "their token; run make install")
 
     def task_prolog(self) -> Check:
+        """Every release: the TaskProlog removes SLURM_JWT from every task,
+        whatever reached the job (slurmside.BEHAVIOURS says why per release)."""
         assert self.slurm is not None
         version = self.slurm_version()
-        if version >= (26, 5):
-            return Check("OK", "task prolog", "Slurm >= 26.05 keeps SLURM_JWT out of jobs itself")
+        why = f"{slurmside.behaviour(version).prolog_why}{_unproven(version)}"
         prolog = self.slurm.task_prolog
         if not prolog:
-            return Check("WARN", "task prolog", "no TaskProlog: a batch job submitted with "
-                         "SLURM_JWT cannot run srun; set TaskProlog=/usr/lib/slurmjwt/"
-                         "taskprolog.sh in slurm.conf (or call it from yours)")
+            return Check("WARN", "task prolog", f"no TaskProlog: {why}; set TaskProlog="
+                         f"{slurmside.TASKPROLOG} in slurm.conf (or call it from yours)")
         try:
             with open(prolog) as fh:
                 ok = "SLURM_JWT" in fh.read(65536)
@@ -391,41 +391,37 @@ class Doctor:
             ok = False
         if not ok:
             return Check("WARN", "task prolog", f"TaskProlog={prolog} does not mention "
-                         "SLURM_JWT; have it print `unset SLURM_JWT` (see "
-                         "/usr/lib/slurmjwt/taskprolog.sh)")
-        return Check("OK", "task prolog", f"TaskProlog={prolog} unsets SLURM_JWT in jobs")
+                         f"SLURM_JWT: {why}; have it print `unset SLURM_JWT` (see "
+                         f"{slurmside.TASKPROLOG})")
+        return Check("OK", "task prolog", f"TaskProlog={prolog} unsets SLURM_JWT in every task")
 
     def cli_filter(self) -> Check:
-        """24.11 up to 26.05: sbatch stores SLURM_JWT with the job unless the
-        project's cli_filter unsets it; before 24.11 that unset must not be
-        done (sbatch then loses its token); 26.05 scrubs it itself."""
+        """Every release: the project's cli_filter keeps SLURM_JWT out of what
+        sbatch submits (23.11+) and out of salloc's shell. A filter that unsets
+        it without waiting for Slurm to have read it makes sbatch before 23.11
+        lose its token."""
         assert self.slurm is not None
         version = self.slurm_version()
+        side = slurmside.behaviour(version)
         script = os.path.join(os.path.dirname(self.slurm.path), "cli_filter.lua")
-        plugins = self.slurm.cli_filter_plugins
         try:
             with open(script) as fh:
-                unsets = "SLURM_JWT" in fh.read(65536)
+                text = fh.read(65536)
         except OSError:
-            unsets = False
-        active = "cli_filter/lua" in plugins and unsets
-        if version >= (26, 5):
-            return Check("OK", "cli filter", "not needed: Slurm >= 26.05 does not store "
-                         "SLURM_JWT with jobs")
-        if version < (24, 11):
-            if active:
-                return Check("WARN", "cli filter", f"{script} unsets SLURM_JWT, which makes "
-                             "sbatch before Slurm 24.11 lose its token; remove that from it "
-                             "(the TaskProlog is enough here)")
-            return Check("OK", "cli filter", "not used before Slurm 24.11; the TaskProlog "
-                         "keeps SLURM_JWT out of tasks")
-        if not active:
-            return Check("WARN", "cli filter", "sbatch stores SLURM_JWT with each job "
-                         f"(Slurm {version[0]}.{version[1]:02d}); add CliFilterPlugins="
-                         f"cli_filter/lua to {self.slurm.path} and run ln -s /usr/lib/slurmjwt/"
-                         f"cli_filter.lua {script} on every host that runs sbatch or srun, compute "
-                         "nodes included (lua-posix on submit hosts)")
-        return Check("OK", "cli filter", f"{script} keeps SLURM_JWT out of stored jobs")
+            text = ""
+        unsets, waits = "SLURM_JWT" in text, "auth_jwt.so" in text
+        release = f"Slurm {version[0]}.{version[1]:02d}{_unproven(version)}"
+        if "cli_filter/lua" not in self.slurm.cli_filter_plugins or not unsets:
+            return Check("WARN", "cli filter", f"no cli_filter removes SLURM_JWT ({release}); it "
+                         f"{side.filter_does}: add CliFilterPlugins=cli_filter/lua to "
+                         f"{self.slurm.path} and run ln -s {slurmside.CLI_FILTER} {script} on "
+                         "every host that runs sbatch, salloc or srun, compute nodes included "
+                         "(lua-posix on submit hosts)")
+        if not waits and not side.reads_token_at_start:
+            return Check("WARN", "cli filter", f"{script} unsets SLURM_JWT before sbatch has "
+                         f"read it ({release}), so sbatch loses its token; replace it with "
+                         f"{slurmside.CLI_FILTER}, which waits for that")
+        return Check("OK", "cli filter", f"{script} {side.filter_does} ({release})")
 
     def slurm_version(self) -> tuple[int, int]:
         """Slurm's version from `scontrol --version`, asked once per run."""
@@ -456,6 +452,14 @@ class Doctor:
                      f"wrapper in {self.wrapper_dir}: Slurm commands started from here keep "
                      f"the token they inherit; log in again, or run PATH={self.wrapper_dir}:"
                      "$PATH")
+
+
+def _unproven(version: tuple[int, int]) -> str:
+    if slurmside.proven(version):
+        return ""
+    nearest = slurmside.behaviour(version).since
+    return (f"; Slurm {version[0]}.{version[1]:02d} is not in the compatibility matrix, this is "
+            f"what {nearest[0]}.{nearest[1]:02d} does")
 
 
 def _first(lines: list[list[str]], pred: Callable[[list[str]], bool]) -> int | None:

@@ -23,7 +23,8 @@ def say(line: str) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     shown = run.up(release(args.release), say)
     rel = shown.release
-    print(f"\nDebian {rel.codename}, Slurm {rel.slurm}. On the login node, as {DEMO_USER} "
+    built = f" built from {rel.source.tarball}" if rel.source else ""
+    print(f"\nDebian {rel.debian}, Slurm {rel.slurm}{built}. On the login node, as {DEMO_USER} "
           "(each command is one ssh login; SLURM_JWT comes from the PAM hook):\n")
     print(shown.transcript.render())
     print()
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="up|down|status", required=True)
     up = sub.add_parser("up", help="build, start and show the demo")
     up.add_argument("--release", default=DEFAULT, choices=sorted(RELEASES),
-                    help=f"Debian release, i.e. Slurm version (default {DEFAULT})")
+                    help=f"Debian release or slurm-X.Y built from source, i.e. Slurm version "
+                         f"(default {DEFAULT})")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="remove containers, network and volume")
     down.add_argument("--release", choices=sorted(RELEASES), help="only this release's demo")

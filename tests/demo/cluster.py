@@ -78,6 +78,11 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     controller = client.containers.create(
         images.controller, name=names.container(CONTROLLER), hostname=CONTROLLER,
         labels=labels, volumes=home, init=True, detach=True,
+        # slurmd runs `sbatch --get-user-env` jobs' `su -` in new pid and mount
+        # namespaces (seen on 23.11, in the source of 23.11 to 25.11); without
+        # this capability that clone() fails and slurmd exits ("fatal: clone:
+        # Operation not permitted").
+        cap_add=["SYS_ADMIN"],
         environment={"DEMO_RESTD_PLUGINS": rel.restd_plugins},
         network=names.network, networking_config={
             names.network: client.api.create_endpoint_config(aliases=[CONTROLLER])})
@@ -128,6 +133,21 @@ def put_file(container: Container, path: str, data: bytes, mode: int) -> None:
         tar.addfile(info, io.BytesIO(data))
     if not container.put_archive(os.path.dirname(path), buf.getvalue()):
         raise DemoError(f"could not put {path} into {container.name}")
+
+
+def get_file(container: Container, path: str) -> bytes:
+    """Return the contents of the regular file `path` in the container; raise
+    DemoError when there is none (binary-safe, unlike the output of exec)."""
+    try:
+        stream, _ = container.get_archive(path)
+    except docker.errors.NotFound:
+        raise DemoError(f"{container.name} has no {path}") from None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+        member = tar.next()
+        data = tar.extractfile(member) if member is not None and member.isfile() else None
+        if data is None:
+            raise DemoError(f"{container.name}: {path} is not a regular file")
+        return data.read()
 
 
 def exec_out(container: Container, argv: list[str], user: str = "root") -> tuple[int, str]:

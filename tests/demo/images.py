@@ -19,10 +19,10 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from tests.demo import engine
+from tests.demo import engine, sources
 from tests.demo.errors import DemoError, Say
 from tests.demo.names import PREFIX
-from tests.demo.releases import Release
+from tests.demo.releases import Release, release
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "packaging" / "docker"
@@ -62,14 +62,20 @@ def ensure_images(client: docker.DockerClient, rel: Release, say: Say) -> Images
         images = Images(base, tag("controller", rel), tag("login", rel))
         for role, name in (("controller", images.controller), ("login", images.login)):
             say(f"building image {name}")
-            build(client, context, role, name, base, rel.slurm_side.packages)
+            build(client, context, role, name, base, rel.slurm_side.packages,
+                  from_source=rel.source is not None)
     return images
 
 
 def ensure_base(client: docker.DockerClient, rel: Release, say: Say) -> str:
     """Return the tag of a base image for `rel`: the cached one, else
-    debian:<release> pulled from a registry, else a debootstrap import."""
+    debian:<release> pulled from a registry, else a debootstrap import; for a
+    release built from source, its Slurm built on the Debian base it names."""
     name = tag("base", rel)
+    if rel.source is not None:
+        debian_base = ensure_base(client, release(rel.debian), say)
+        sources.build_base(client, rel, debian_base, name, say)
+        return name
     if has_image(client, name):
         return name
     official = f"debian:{rel.codename}"
@@ -171,16 +177,18 @@ def stage_project(dest: Path) -> None:
 
 
 def build(client: docker.DockerClient, context: Path, target: str, name: str,
-          base: str, packages: tuple[str, ...] = ()) -> None:
+          base: str, packages: tuple[str, ...] = (), from_source: bool = False) -> None:
     """Build stage `target` of the Dockerfile in `context` as `name` (host
-    network: apt inside reaches the same mirrors as the host); raise DemoError
-    with the end of the build log on failure."""
+    network: apt inside reaches the same mirrors as the host); with
+    `from_source`, `base` has Slurm already and no Slurm package is installed;
+    raise DemoError with the end of the build log on failure."""
     previous = client.images.get(name).id if has_image(client, name) else None
+    buildargs = {"BASE": base, "SLURM_SIDE_PACKAGES": " ".join(packages)}
+    if from_source:
+        buildargs.update(SLURM_PACKAGES="", SLURM_DAEMON_PACKAGES="")
     try:
         built, _ = client.images.build(path=str(context), target=target, tag=name, rm=True,
-                                       forcerm=True, network_mode="host",
-                                       buildargs={"BASE": base,
-                                                  "SLURM_SIDE_PACKAGES": " ".join(packages)})
+                                       forcerm=True, network_mode="host", buildargs=buildargs)
     except docker.errors.BuildError as err:
         lines = [str(chunk.get("stream") or chunk.get("error") or "").rstrip()
                  for chunk in err.build_log]

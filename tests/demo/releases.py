@@ -1,9 +1,12 @@
-"""The Debian releases the demo can build, each with the Slurm it ships and what
-that Slurm needs: one row per release, so a compatibility matrix is a loop.
+"""The Slurm releases the demo can build, each with what that Slurm needs: one
+row per release, so a compatibility matrix is a loop.
 
-Each row says how to reach that Slurm's slurmrestd, what the site configures
-on the Slurm side to keep SLURM_JWT out of jobs (packaging/slurm/README.md),
-and the behaviour of that version the tests hold the project to.
+Three rows are Debian releases and use Debian's own Slurm packages; four are
+Slurm releases no Debian release ships, built from SchedMD's release tarballs
+on Debian bookworm (tests/demo/sources.py). Each row says how to reach that
+Slurm's slurmrestd, what the site configures on the Slurm side to keep
+SLURM_JWT out of jobs (packaging/slurm/README.md), and the behaviour of that
+version the tests hold the project to.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from dataclasses import dataclass
 
 TASKPROLOG = "TaskProlog=/usr/lib/slurmjwt/taskprolog.sh"
 CLI_FILTER = "CliFilterPlugins=cli_filter/lua"
+# What the README tells every site to configure, whatever its Slurm release:
+# the TaskProlog cleans every task, the cli_filter (with lua-posix for it)
+# cleans what sbatch submits and salloc's shell.
+BOTH = (TASKPROLOG, CLI_FILTER)
+LUA_POSIX = ("lua-posix",)
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,29 @@ class SlurmSide:
 
 
 @dataclass(frozen=True)
+class Source:
+    """A Slurm release no Debian release ships: SchedMD's release tag, exported
+    with `git archive` and compressed with xz as slurm-<version>.tar.xz (its top
+    folder slurm-<version>/), pinned by its sha256, and the Debian release whose
+    libraries it is built against."""
+
+    version: str
+    tag: str
+    commit: str
+    sha256: str
+    debian: str = "bookworm"
+
+    @property
+    def tarball(self) -> str:
+        return f"slurm-{self.version}.tar.xz"
+
+
+@dataclass(frozen=True)
 class Release:
-    """One Debian release: codename, the Slurm version it packages, how to
-    reach that Slurm's slurmrestd (plugins for `-s`, the newest API's URL path),
-    its Slurm side, and what that Slurm does that the tests rely on."""
+    """One Slurm release: its name (a Debian codename, or slurm-X.Y for a source
+    build), the Slurm version, how to reach its slurmrestd (plugins for `-s`,
+    the newest API's URL path), its Slurm side, and what that Slurm does that the
+    tests rely on."""
 
     codename: str
     slurm: str
@@ -49,8 +76,24 @@ class Release:
     bearer: bool
     # slurmctld refuses to start with a key file that has any "other" bit (23.11+).
     refuses_open_key: bool
-    # sbatch itself keeps SLURM_JWT out of the job (26.05+).
+    # sbatch itself keeps SLURM_JWT out of a job on its default export and out
+    # of an --export-file (26.05+), and srun refuses to start with it (26.05+).
     scrubs_jwt: bool
+    # With the Slurm side configured, slurmctld still stores SLURM_JWT with a job
+    # submitted with the whole environment: 22.05's sbatch reads the token only
+    # after the cli_filter ran, so the filter must leave it in place there.
+    stores_token: bool
+    # What `sbatch --export-file` does on a host where JWT is the only way in:
+    # "yes" it works; "no" 23.11 has no such option (removed in 23.11.0, back in
+    # 24.05); "munge" 22.05 clears its environment, the token with it, before it
+    # first authenticates, and then tries munge.
+    export_file: str = "yes"
+    # Built from this tarball instead of installed from Debian's archive.
+    source: Source | None = None
+
+    @property
+    def srun_refuses_jwt(self) -> bool:
+        return self.scrubs_jwt
 
     @property
     def restd_ping(self) -> str:
@@ -66,32 +109,81 @@ class Release:
         major, minor = self.slurm.split(".")[:2]
         return int(major), int(minor)
 
+    @property
+    def debian(self) -> str:
+        """The Debian release the images start from."""
+        return self.source.debian if self.source else self.codename
+
 
 RELEASES: dict[str, Release] = {
     r.codename: r
     for r in (
         # 22.05 without slurmdbd: only openapi/v0.0.38 loads (the db* ones need it).
-        # The cli_filter must not be used: unsetting there makes sbatch fall back to munge.
         Release("bookworm", "22.05.8", "openapi/v0.0.38", "/slurm/v0.0.38",
-                SlurmSide(conf=(TASKPROLOG,)),
-                bearer=False, refuses_open_key=False, scrubs_jwt=False),
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=False, refuses_open_key=False, scrubs_jwt=False, stores_token=True,
+                export_file="munge"),
+        Release("slurm-23.11", "23.11.11", "openapi/slurmctld", "/slurm/v0.0.40",
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                export_file="no",
+                source=Source("23.11.11", "slurm-23-11-11-1",
+                              "8a22252e33d444bbb918a476985e0ff746a19fde",
+                              "d70e3e50403965ede5449493c73b2bad8a115927a425cbd393a3b473c54578dd")),
+        Release("slurm-24.05", "24.05.8", "openapi/slurmctld", "/slurm/v0.0.41",
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                source=Source("24.05.8", "slurm-24-05-8-1",
+                              "46879dc2d172fd362745d21730a6846888d10157",
+                              "b1b1549ee80fbcd2e4a3b40f17b0e794f92893b6e059d32d964d8db92c399b0e")),
         # 24.11 serves every data parser (v0.0.40-42) through openapi/slurmctld.
         Release("trixie", "24.11.5", "openapi/slurmctld", "/slurm/v0.0.42",
-                SlurmSide(conf=(TASKPROLOG, CLI_FILTER), packages=("lua-posix",)),
-                bearer=True, refuses_open_key=True, scrubs_jwt=False),
-        # 26.05 refuses srun with JWT and scrubs SLURM_JWT from jobs itself: nothing to add.
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False),
+        Release("slurm-25.05", "25.05.8", "openapi/slurmctld", "/slurm/v0.0.43",
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                source=Source("25.05.8", "slurm-25-05-8-1",
+                              "90ff1dd4058b3ec2df25306a3917650efa59537f",
+                              "31243560efb36d74505d2706701412209b2a21e9951e60889416c412e89926f6")),
+        Release("slurm-25.11", "25.11.7", "openapi/slurmctld", "/slurm/v0.0.44",
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                source=Source("25.11.7", "slurm-25-11-7-1",
+                              "f56e676bbd3e7cccbdd7c505c030c62bb983ebee",
+                              "f71f1e5f33a72e7864104a6857e86862eac3c4e5e348c92dd0c10dbe03a82dec")),
+        # 26.05 scrubs SLURM_JWT from a job only on sbatch's default export, and
+        # its srun refuses to start with it: --export=ALL jobs need the same side.
         Release("sid", "26.05.5", "openapi/slurmctld", "/slurm/v0.0.44",
-                SlurmSide(),
-                bearer=True, refuses_open_key=True, scrubs_jwt=True),
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=True, stores_token=False),
     )
 }
 DEFAULT = "bookworm"
+# Which rows `make test` runs (SLURMJWT_MATRIX unset) and `make test-releases` runs.
+MATRICES = ("debian", "source", "all")
 
 
 def release(codename: str) -> Release:
-    """Given a Debian codename, return its Release; raise KeyError naming the
+    """Given a release's name, return its Release; raise KeyError naming the
     known ones when there is no row for it."""
     try:
         return RELEASES[codename]
     except KeyError:
         raise KeyError(f"unknown release {codename!r}; known: {', '.join(RELEASES)}") from None
+
+
+def matrix(selection: str) -> list[str]:
+    """Given `debian` (the rows from Debian's archive), `source` (the rows built
+    from tarballs), `all`, or a comma-separated list of names, return those
+    rows' names in release order; raise KeyError for an unknown name."""
+    if selection in ("", "debian"):
+        return [name for name, rel in RELEASES.items() if rel.source is None]
+    if selection == "source":
+        return [name for name, rel in RELEASES.items() if rel.source is not None]
+    if selection == "all":
+        return list(RELEASES)
+    names = [name.strip() for name in selection.split(",") if name.strip()]
+    for name in names:
+        release(name)
+    return names

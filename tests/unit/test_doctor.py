@@ -69,52 +69,88 @@ def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bo
         sock.close()
 
 
-def test_task_prolog_advice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pam_slurmjwt.doctor as doctor_module
-
-    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (22, 5))
-    conf = tmp_path / "slurm.conf"
-    conf.write_text("SlurmUser=slurm\n")
-    doctor = Doctor(None, None)
-    doctor.cfg = parse_config("", "/c")
-    doctor.slurm = parse_slurm_conf(str(conf))
-    assert doctor.task_prolog().status == "WARN"
-    prolog = tmp_path / "prolog.sh"
-    prolog.write_text("#!/bin/sh\necho 'unset SLURM_JWT'\n")
-    conf.write_text(f"TaskProlog={prolog}\n")
-    doctor.slurm = parse_slurm_conf(str(conf))
-    assert doctor.task_prolog().status == "OK"
-    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: (26, 5))
-    conf.write_text("SlurmUser=slurm\n")
-    doctor = Doctor(None, None)
-    doctor.cfg = parse_config("", "/c")
-    doctor.slurm = parse_slurm_conf(str(conf))
-    assert doctor.task_prolog().status == "OK"
-
-
-@pytest.mark.parametrize(("version", "plugins", "script", "status", "words"), [
-    ((22, 5), "", "", "OK", "not used before Slurm 24.11"),
-    ((22, 5), "cli_filter/lua", "stdlib.setenv('SLURM_JWT', nil)", "WARN",
-     "lose its token"),
-    ((24, 11), "", "", "WARN", "every host that runs sbatch or srun"),
-    ((24, 11), "cli_filter/lua", "stdlib.setenv('SLURM_JWT', nil)", "OK",
-     "keeps SLURM_JWT out of stored jobs"),
-    ((26, 5), "", "", "OK", "not needed"),
-])
-def test_cli_filter_advice_follows_the_slurm_version(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: tuple[int, int],
-        plugins: str, script: str, status: str, words: str) -> None:
+def _slurm_side_doctor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                       version: tuple[int, int], conf: str, script: str = "") -> Doctor:
     import pam_slurmjwt.doctor as doctor_module
 
     monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: version)
-    conf = tmp_path / "slurm.conf"
-    conf.write_text(f"CliFilterPlugins={plugins}\n" if plugins else "SlurmUser=slurm\n")
+    path = tmp_path / "slurm.conf"
+    path.write_text(conf or "SlurmUser=slurm\n")
     if script:
         (tmp_path / "cli_filter.lua").write_text(script)
     doctor = Doctor(None, None)
     doctor.cfg = parse_config("", "/c")
-    doctor.slurm = parse_slurm_conf(str(conf))
-    check = doctor.cli_filter()
+    doctor.slurm = parse_slurm_conf(str(path))
+    return doctor
+
+
+PROLOG_WHY = {
+    (22, 5): "sbatch copies SLURM_JWT into every job, and srun in a job then fails",
+    (25, 11): "sbatch copies SLURM_JWT into every job, and srun in a job then fails",
+    (26, 5): "sbatch --export=ALL (also SBATCH_EXPORT=ALL, --export=ALL,VAR=x) still copies "
+             "SLURM_JWT into the job, and srun there refuses to start",
+}
+
+
+@pytest.mark.parametrize("version", sorted(PROLOG_WHY))
+def test_task_prolog_is_asked_for_on_every_release_with_that_releases_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: tuple[int, int]) -> None:
+    check = _slurm_side_doctor(tmp_path, monkeypatch, version, "").task_prolog()
+    assert check.status == "WARN"
+    assert PROLOG_WHY[version] in check.message
+    assert "set TaskProlog=/usr/lib/slurmjwt/taskprolog.sh" in check.message
+
+
+def test_task_prolog_that_unsets_the_token_passes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prolog = tmp_path / "prolog.sh"
+    prolog.write_text("#!/bin/sh\necho 'unset SLURM_JWT'\n")
+    check = _slurm_side_doctor(tmp_path, monkeypatch, (26, 5),
+                               f"TaskProlog={prolog}\n").task_prolog()
+    assert (check.status, check.message) == (
+        "OK", f"TaskProlog={prolog} unsets SLURM_JWT in every task")
+
+
+def test_task_prolog_that_ignores_the_token_is_named(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prolog = tmp_path / "prolog.sh"
+    prolog.write_text("#!/bin/sh\necho 'export FOO=1'\n")
+    check = _slurm_side_doctor(tmp_path, monkeypatch, (24, 11),
+                               f"TaskProlog={prolog}\n").task_prolog()
+    assert check.status == "WARN" and f"TaskProlog={prolog} does not mention" in check.message
+
+
+SHIPPED = (Path(__file__).resolve().parents[2] / "packaging" / "slurm"
+           / "cli_filter.lua").read_text()
+UNGUARDED = "require('posix.stdlib').setenv('SLURM_JWT', nil)"
+
+
+@pytest.mark.parametrize(("version", "plugins", "script", "status", "words"), [
+    # No filter: asked for on every release, with what it does there.
+    ((22, 5), "", "", "WARN", "it keeps SLURM_JWT out of salloc's shell; sbatch reads its "
+                              "token only when it submits"),
+    ((24, 11), "", "", "WARN", "it keeps SLURM_JWT out of stored jobs and salloc's shell: "
+                               "add CliFilterPlugins=cli_filter/lua"),
+    ((26, 5), "", "", "WARN", "on every host that runs sbatch, salloc or srun"),
+    ((26, 5), "cli_filter/lua", "", "WARN", "no cli_filter removes SLURM_JWT (Slurm 26.05)"),
+    # The shipped filter: right on every release, saying what it achieves there.
+    ((22, 5), "cli_filter/lua", SHIPPED, "OK", "keeps SLURM_JWT out of salloc's shell; sbatch "
+                                               "reads its token only when it submits"),
+    ((23, 11), "cli_filter/lua", SHIPPED, "OK", "keeps SLURM_JWT out of stored jobs and "
+                                                "salloc's shell (Slurm 23.11)"),
+    ((26, 5), "cli_filter/lua", SHIPPED, "OK", "keeps SLURM_JWT out of stored jobs"),
+    # A filter that unsets at once: harmful before 23.11 only.
+    ((22, 5), "cli_filter/lua", UNGUARDED, "WARN", "so sbatch loses its token; replace it"),
+    ((24, 5), "cli_filter/lua", UNGUARDED, "OK", "keeps SLURM_JWT out of stored jobs"),
+    # Releases the matrix does not run get the nearest older one's advice, said so.
+    ((23, 2), "", "", "WARN", "Slurm 23.02 is not in the compatibility matrix, this is what "
+                              "22.05 does"),
+])
+def test_cli_filter_advice_follows_the_slurm_release(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: tuple[int, int],
+        plugins: str, script: str, status: str, words: str) -> None:
+    conf = f"CliFilterPlugins={plugins}\n" if plugins else ""
+    check = _slurm_side_doctor(tmp_path, monkeypatch, version, conf, script).cli_filter()
     assert (check.status, words in check.message) == (status, True), check.message
 
 
