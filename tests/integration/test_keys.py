@@ -9,6 +9,7 @@ on reload. Every key is made and every JWKS built with the installed
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from tests.integration.fixtures.install import Installed
 from tests.integration.fixtures.users import TestUser
 from tests.integration.test_helper import as_user, fetch
 
+REPO = Path(__file__).resolve().parents[2]
 POLL = 0.05
 RELOAD_TIMEOUT = 20.0
 REFUSED_KID = "could not find matching kid"  # slurmctld's log, auth/jwt
@@ -168,14 +170,15 @@ def header(token: str) -> dict[str, str]:
 
 
 def rs256_cluster(cluster_factory: Callable[..., Cluster], keys: Keys,
-                  node_keys: list[Path]) -> Cluster:
+                  node_keys: list[Path], names: list[str] | None = None) -> Cluster:
     """A cluster whose slurmctld holds only the nodes' public keys: a JWKS
-    built from jwks.d/ (one file per node key), no HS256 key."""
+    built from jwks.d/ (one file per node key, NAME.jwks; default: the key's
+    name), no HS256 key."""
     def write_jwks(root: Path) -> None:
         jwks_d = root / "jwks.d"
         jwks_d.mkdir(mode=0o755)
-        for key in node_keys:
-            keys.public_half(key, jwks_d / f"{key.stem}.jwks")
+        for key, name in zip(node_keys, names or [key.stem for key in node_keys]):
+            keys.public_half(key, jwks_d / f"{name}.jwks")
         keys.build_jwks(jwks_d, root / "jwks.json")
 
     return cluster_factory(auth_alt="jwks={root}/jwks.json", before_start=write_jwks)
@@ -262,29 +265,80 @@ def test_two_login_nodes_with_their_own_keys_and_one_revoked(
             f"its entry) and {fix}") in out.stdout, out.stdout
 
 
+def readme_rotation() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The rotation steps the README and slurmjwt.conf(5) show (generated from
+    packaging/man/generate.py's ROTATION, checked by tests/unit/test_manual.py)."""
+    spec = importlib.util.spec_from_file_location("slurmjwt_manual", REPO / "packaging" / "man"
+                                                  / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    steps: tuple[tuple[str, tuple[str, ...]], ...] = module.ROTATION
+    return steps
+
+
+class Site:
+    """Runs the README's command lines here, as root: /etc/slurm/... becomes
+    the test's own files, and the two service commands become the fixtures'
+    (systemctl reload slurmjwt-helper: SIGHUP; systemctl restart slurmctld:
+    a restart). A line for another Slurm version than this one is skipped."""
+
+    def __init__(self, installed: Installed, cluster: Cluster, node: HelperProcess,
+                 keys: Keys) -> None:
+        self.installed, self.cluster, self.node, self.keys = installed, cluster, node, keys
+        self.version = _slurm_version(cluster)
+        self.paths = (("/etc/slurm/slurmjwt.conf", str(node.config)),
+                      ("/etc/slurm/jwks.d", str(cluster.root / "jwks.d")),
+                      ("/etc/slurm/jwks.json", str(cluster.root / "jwks.json")),
+                      ("/etc/slurm/", f"{keys.root}/"))
+        self.ran: list[str] = []
+
+    def run(self, line: str) -> None:
+        command, _, note = (part.strip() for part in line.partition("#"))
+        if "23.11 and later" in note and self.version < (23, 11):
+            return
+        if "before 23.11" in note and self.version >= (23, 11):
+            return
+        self.ran.append(command)
+        if command == "systemctl reload slurmjwt-helper":
+            self.node.reload()
+            return
+        if command == "systemctl restart slurmctld":
+            self.cluster.restart_slurmctld()
+            return
+        for path, here in self.paths:
+            command = command.replace(path, here)
+        env = {"PATH": f"{self.installed.bin}:/usr/bin:/bin",
+               "SLURM_CONF": str(self.cluster.slurm_conf), "SLURMJWT_CONF": str(self.node.config)}
+        out = subprocess.run(["sh", "-c", command], cwd=self.keys.root, env=env,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, (line, out.stderr)
+
+
 def test_rotation_by_the_readme_steps_and_the_cache_follows_the_key(
         installed: Installed, cluster_factory: Callable[..., Cluster], keys: Keys,
         test_users: dict[str, TestUser], cache_root: Path) -> None:
-    """The README's "Rotating a key" steps, in order, on one login node."""
-    old, old_kid = keys.keygen("login1-old", _bootstrap_conf(keys))
-    cluster = rs256_cluster(cluster_factory, keys, [old])
+    """The README's "Rotating a key" steps, line by line, on one login node,
+    with a user's cache checked after the switch."""
+    old, old_kid = keys.keygen("slurmjwt-2026", _bootstrap_conf(keys))
+    cluster = rs256_cluster(cluster_factory, keys, [old], names=["login1-2026"])
     node = keys.helper(cluster, old)
     alice = {**node.env, "SLURMJWT_CACHE_DIR": str(cache_root / "alice")}
     token_old = fetch(installed, node, cache_root, "alice")
     assert header(token_old)["kid"] == old_kid
+    site = Site(installed, cluster, node, keys)
+    steps = readme_rotation()
+    assert len(steps) == 6
 
-    # 1. A new key beside the old one, on the login node.
-    new, new_kid = keys.keygen("login1-new", cluster.slurm_conf)
-    # 2. Its public half into slurmctld's JWKS (jwks.d, rebuilt).
-    keys.public_half(new, cluster.root / "jwks.d" / "login1-new.jwks")
-    assert keys.build_jwks(cluster.root / "jwks.d", cluster.root / "jwks.json") == [
-        new_kid, old_kid]
-    # 3. slurmctld reads it.
-    make_slurmctld_read_the_jwks(cluster)
-    # 4. The helper switches: JwtKey= to the new key, then systemctl reload (SIGHUP).
-    write_config(node.config, node.config.read_text().replace(f"JwtKey={old}",
-                                                              f"JwtKey={new}"))
-    node.reload()
+    for line in (*steps[0][1], *steps[1][1], *steps[2][1]):  # new key, JWKS, slurmctld
+        site.run(line)
+    new = keys.root / "slurmjwt-2027.pem"
+    new_kid = signer_kid(new)
+    assert [e["kid"] for e in json.loads((cluster.root / "jwks.json").read_text())["keys"]] == [
+        old_kid, new_kid]
+    assert accepted(cluster, "alice", token_old)
+    for line in steps[3][1]:  # the helper switches
+        site.run(line)
     wait_for_kid(node, new_kid)
 
     # The very next refresh follows the key, although the cached token is fresh.
@@ -298,14 +352,23 @@ def test_rotation_by_the_readme_steps_and_the_cache_follows_the_key(
     assert accepted(cluster, "alice", token_new)
     assert accepted(cluster, "alice", token_old)  # minted before the switch: still good
 
-    # 5. Wait MaxLifespan (here: not waited; the old token is proof it would live).
-    # 6. Drop the old key from the JWKS, make slurmctld read it, delete the old key.
-    (cluster.root / "jwks.d" / "login1-old.jwks").unlink()
-    assert keys.build_jwks(cluster.root / "jwks.d", cluster.root / "jwks.json") == [new_kid]
-    make_slurmctld_read_the_jwks(cluster)
-    old.unlink()
+    assert steps[4][1] == ()  # 5: wait MaxLifespan; not waited here
+    for line in steps[5][1]:  # 6: drop the old key
+        site.run(line)
+    assert not old.exists()
+    assert [e["kid"] for e in json.loads((cluster.root / "jwks.json").read_text())["keys"]] == [
+        new_kid]
     assert not accepted(cluster, "alice", token_old)
     assert accepted(cluster, "alice", token_new)
+    reload = ("scontrol reconfigure" if site.version >= (23, 11)
+              else "systemctl restart slurmctld")
+    assert site.ran.count(reload) == 2 and "systemctl reload slurmjwt-helper" in site.ran
+
+
+def signer_kid(key: Path) -> str:
+    from pam_slurmjwt.signing import signer_of_pem
+
+    return signer_of_pem(str(key), key.read_bytes()).kid
 
 
 def test_hs256_rotation_the_cache_follows_and_tokens_in_flight_die(
