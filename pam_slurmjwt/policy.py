@@ -125,8 +125,13 @@ def identity_claims(entry: pwd.struct_passwd) -> dict[str, Any]:
     """Given a passwd entry, return the claims Slurm >= 26.05 takes instead of
     looking the user up itself (AuthAltParameters=use_jwt_client_ids): `uid`,
     `gid`, and `id` with name, gecos, home directory, shell and `gids` (the
-    primary group first, then the supplementary ones, through NSS)."""
+    primary group first, then the supplementary ones, through NSS).
+
+    26.05 refuses an identity with an empty gecos, dir or shell (seen: "identity
+    validation failed", the request then runs as nobody), and empty ones are
+    common: they are sent as login(1) reads them, the name, / and /bin/sh."""
     gids = [entry.pw_gid, *sorted(groups_of(entry) - {entry.pw_gid})]
     return {"uid": entry.pw_uid, "gid": entry.pw_gid,
-            "id": {"name": entry.pw_name, "gecos": entry.pw_gecos, "dir": entry.pw_dir,
-                   "shell": entry.pw_shell, "gids": gids}}
+            "id": {"name": entry.pw_name, "gecos": entry.pw_gecos or entry.pw_name,
+                   "dir": entry.pw_dir or "/", "shell": entry.pw_shell or "/bin/sh",
+                   "gids": gids}}

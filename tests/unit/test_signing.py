@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import ConfigError, KeyFileError
 from pam_slurmjwt.keyfile import write_new_key
+from pam_slurmjwt.policy import identity_claims
 from pam_slurmjwt.signing import (
     HS256Signer,
     KeyMinter,
@@ -128,12 +129,20 @@ def test_identity_claims_carry_the_users_ids(rsa_key: rsa.RSAPrivateKey) -> None
     claims = jwt.decode(token, rsa_key.public_key(), algorithms=["RS256"])
     assert (claims["sun"], claims["uid"], claims["gid"], claims["exp"]) == (
         me.pw_name, me.pw_uid, me.pw_gid, exp)
-    assert claims["id"] == {"name": me.pw_name, "gecos": me.pw_gecos, "dir": me.pw_dir,
+    assert claims["id"] == {"name": me.pw_name, "gecos": me.pw_gecos or me.pw_name,
+                            "dir": me.pw_dir,
                             "shell": me.pw_shell,
                             "gids": [me.pw_gid, *sorted(set(os.getgrouplist(
                                 me.pw_name, me.pw_gid)) - {me.pw_gid})]}
     plain, _exp = KeyMinter(HS256Signer(KEY)).sign(me, 120)
     assert set(jwt.decode(plain, KEY, algorithms=["HS256"])) == {"sun", "iat", "exp"}
+
+
+def test_identity_claims_never_carry_an_empty_field() -> None:
+    # Slurm 26.05 refuses an identity with an empty gecos, dir or shell.
+    bare = pwd.struct_passwd(("ghost", "x", 3000, 3000, "", "", ""))
+    assert identity_claims(bare)["id"] == {"name": "ghost", "gecos": "ghost", "dir": "/",
+                                           "shell": "/bin/sh", "gids": [3000]}
 
 
 def test_identity_claims_need_the_key_backend() -> None:
