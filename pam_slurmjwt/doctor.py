@@ -241,12 +241,12 @@ class Doctor:
                f"gives its entry) and {reload}")
         path = self.slurm.alt_parameter("jwks")
         if not path:
-            return (f"{missing}: slurm.conf has no AuthAltParameters=jwks=FILE; add one on "
-                    f"every host, {fix}")
+            return (f"{missing} (this host's slurm.conf names none: AuthAltParameters="
+                    f"jwks=FILE); {fix}")
         try:
             kids = [entry["kid"] for entry in read_jwks(path)]
-        except SlurmJwtError:
-            return f"{missing} (or slurmctld's log says why); {fix}"
+        except SlurmJwtError as err:
+            return f"{missing} {path} (not compared here: {err}); {fix}"
         if kid in kids:
             return (f"the JWKS {path} here lists this node's key (kid {kid}), so slurmctld has "
                     f"not read it yet, or reads another file: {reload}")

@@ -156,6 +156,19 @@ def wait_for_kid(helper: HelperProcess, kid: str) -> None:
     raise AssertionError(f"the helper never published kid {kid}: {helper.log_text()}")
 
 
+def wait_for_every_worker(helper: HelperProcess, kid: str, tries: int = 10) -> None:
+    """After a reload each worker switches on its own: poll until `tries`
+    grants in a row name `kid`, so that no worker still signs with the old key."""
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    in_a_row = 0
+    while in_a_row < tries:
+        assert time.monotonic() < deadline, helper.log_text()
+        answer = helper.ask(b"SLURMJWT/2 TOKEN carol 60\n").split()
+        in_a_row = in_a_row + 1 if answer[1] == b"OK" and answer[5].decode() == kid else 0
+        if not in_a_row:
+            time.sleep(POLL)
+
+
 def wait_for_log(helper: HelperProcess, text: str, count: int = 1) -> None:
     deadline = time.monotonic() + RELOAD_TIMEOUT
     while time.monotonic() < deadline:
@@ -340,6 +353,7 @@ def test_rotation_by_the_readme_steps_and_the_cache_follows_the_key(
     for line in steps[3][1]:  # the helper switches
         site.run(line)
     wait_for_kid(node, new_kid)
+    wait_for_every_worker(node, new_kid)
 
     # The very next refresh follows the key, although the cached token is fresh.
     out = as_user("alice", [installed.cmd("slurmjwt-refresh"), "--if-needed"], alice)
@@ -402,6 +416,7 @@ def test_hs256_rotation_the_cache_follows_and_tokens_in_flight_die(
         time.sleep(POLL)
         new_kid = key_id_file(node).read_text().strip()
     assert new_kid != old_kid, node.log_text()
+    wait_for_every_worker(node, new_kid)
     out = as_user("alice", [installed.cmd("slurmjwt-refresh"), "--if-needed"], alice)
     assert out.returncode == 0, out.stderr
     token_new = as_user("alice", [installed.cmd("slurmjwt"), "token"], alice).stdout.strip()

@@ -260,3 +260,22 @@ def cli_keygen(tmp_path: Path, key: Path) -> int:
     (tmp_path / "kg-slurm.conf").write_text("SlurmUser=nobody\n")
     (tmp_path / "kg.conf").write_text(f"SlurmConf={tmp_path}/kg-slurm.conf\n")
     return cli.main(["-c", str(tmp_path / "kg.conf"), "keygen", str(key)])
+
+
+def test_a_missing_node_key_is_named_when_the_jwks_is_not_here(tmp_path: Path) -> None:
+    doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
+    doctor.version = (24, 11)
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("AuthAltParameters=jwt_key=/k\n")
+    doctor.slurm = parse_slurm_conf(str(conf))
+    assert doctor._missing_from_jwks("K") == (
+        "this node's key, kid K, is not in slurmctld's JWKS (this host's slurm.conf names "
+        "none: AuthAltParameters=jwks=FILE); add it (slurmjwt jwks JWTKEY gives its entry) "
+        "and run scontrol reconfigure")
+    conf.write_text(f"AuthAltParameters=jwks={tmp_path}/jwks.json\n")
+    doctor.slurm = parse_slurm_conf(str(conf))
+    assert doctor._missing_from_jwks("K") == (
+        f"this node's key, kid K, is not in slurmctld's JWKS {tmp_path}/jwks.json (not "
+        f'compared here: cannot read "{tmp_path}/jwks.json": No such file or directory); add '
+        f"it (slurmjwt jwks JWTKEY gives its entry) and run scontrol reconfigure")
