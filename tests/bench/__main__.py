@@ -147,7 +147,7 @@ def bench_helper(installed: Installed, cluster: Cluster, seconds: float) -> list
                      f"{SCONTROL_CALLERS} ({burst['rate']:.0f} tokens/s):"]
         rows += [f"  helper {name}: {res['rate'] / burst['rate']:.1f}x, p99 {res['p99']:.1f} ms"
                  for name, res in at_64.items()]
-        rows += ["", *signing_cost(work)]
+        rows += ["", *signing_cost(work), "", f"load average {os.getloadavg()[0]:.1f}"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("alice", "bob", "carol"):
         ensure_user(name)
     print(f"# make bench on {os.uname().nodename}, {os.cpu_count()} cores, "
-          f"{time.strftime('%Y-%m-%d %H:%M')}")
+          f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}")
     root = Path(tempfile.mkdtemp(prefix="slurmjwt-inst-"))
     try:
         installed = install_tree(root)
