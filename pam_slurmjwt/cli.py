@@ -1,5 +1,5 @@
 """slurmjwt: the user and admin command (mint, decode, status, token, exec, ping,
-doctor, and for keys: keygen, jwks).
+wrappers, doctor, and for keys: keygen, jwks).
 
 Each subcommand parses its words, calls one function that does the work,
 and maps SlurmJwtError to the documented exit status here and only here.
