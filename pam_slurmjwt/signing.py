@@ -43,7 +43,6 @@ PEM_BEGIN = b"-----BEGIN "
 NEW_KEY = "make a new one with: slurmjwt keygen NEWFILE"
 
 
-
 # ----------------------------------------------------------------- signers
 
 class Signer(Protocol):
