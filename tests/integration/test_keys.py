@@ -227,6 +227,14 @@ def test_rs256_tokens_are_accepted_by_squeue_sbatch_slurmrestd_and_doctor(
     assert status == 200, body
 
     env = {"PATH": "/usr/bin:/bin", **helper.env, "SLURM_CONF": str(cluster.slurm_conf)}
+    # The admin's slurmjwt mint signs with the same key.
+    out = subprocess.run([installed.cmd("slurmjwt"), "mint", "username=carol", "lifespan=120"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    minted = out.stdout.strip().split("=", 1)[1]
+    assert header(minted) == {"alg": "RS256", "kid": kid, "typ": "JWT"}
+    assert accepted(cluster, "carol", minted)
+
     out = subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert f"OK   key: {key}: RS256 key (kid {kid}), owner and mode safe" in out.stdout
