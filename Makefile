@@ -1,7 +1,7 @@
 # pam-slurmjwt: build, check, test, benchmark, demo.
 #
 #   make demo    bring up a two-host cluster in containers and show it working
-#                (make demo-down removes it)
+#                (make demo-keys shows its keys; make demo-down removes it)
 #   make test    install test dependencies (root, Debian 12), run every check
 #                and every test; this is what .ci/run calls
 #   make check   static checks only: ruff, mypy, shellcheck, systemd-analyze,
@@ -48,8 +48,8 @@ INSTALL := install
 include mk/c.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
-	test-integration test-releases bench demo demo-down clean install uninstall man deb \
-	rpm dist
+	test-integration test-releases bench demo demo-keys demo-down clean install uninstall \
+	man deb rpm dist
 
 all: c
 
@@ -111,6 +111,11 @@ bench: deps c
 # slurm-24.05, slurm-25.05 or slurm-25.11 for a release built from source.
 demo: deps
 	$(PY) -m tests.demo up $(if $(DEMO_RELEASE),--release $(DEMO_RELEASE))
+
+# The key layout in the same cluster: a key per login node, the controller's
+# JWKS, a key switch the caches follow, one node revoked (tests/demo/keyring.py).
+demo-keys: deps
+	$(PY) -m tests.demo keys $(if $(DEMO_RELEASE),--release $(DEMO_RELEASE))
 
 demo-down: venv
 	$(PY) -m tests.demo down

@@ -1,4 +1,5 @@
-"""slurmjwt: the user and admin command (mint, decode, status, token, exec, ping).
+"""slurmjwt: the user and admin command (mint, decode, status, token, exec, ping,
+wrappers, doctor, and for keys: keygen, jwks).
 
 Each subcommand parses its words, calls one function that does the work,
 and maps SlurmJwtError to the documented exit status here and only here.
@@ -75,10 +76,9 @@ def _mint_words(words: list[str]) -> tuple[str | None, int | None]:
 
 def cmd_mint(args: argparse.Namespace) -> int:
     """Like `scontrol token`, signed locally with the key: root or SlurmUser only."""
-    from pam_slurmjwt.keyfile import load_key
     from pam_slurmjwt.policy import Policy
+    from pam_slurmjwt.signing import KeyMinter, load_signer
     from pam_slurmjwt.slurmconf import parse_slurm_conf
-    from pam_slurmjwt.token import HS256Signer, make_claims
 
     user, lifespan = _mint_words(args.words)
     user = args.user or user
@@ -93,11 +93,12 @@ def cmd_mint(args: argparse.Namespace) -> int:
     if lifespan > policy.cap(entry):
         raise UsageError(f"lifespan={lifespan} exceeds {entry.pw_name}'s cap of "
                          f"{policy.cap(entry)} s (MaxLifespan, MaxLifespanFor)")
-    key = load_key(cfg.jwt_key or slurm.jwt_key_path(), slurm.slurm_user)
-    token = HS256Signer(key).sign(make_claims(entry.pw_name, lifespan))
+    minter = KeyMinter(load_signer(cfg.jwt_key or slurm.jwt_key_path(), slurm.slurm_user),
+                       cfg.identity_claims)
+    token, _exp = minter.sign(entry, lifespan)
     Log(PROG, use_syslog=True, use_stderr=False).info(
         f"mint (user {entry.pw_name}) uid={entry.pw_uid} by uid={caller} lifespan={lifespan} "
-        f"fp={fingerprint(token)}")
+        f"kid={minter.kid} fp={fingerprint(token)}")
     print(f"SLURM_JWT={token}")
     return EXIT_OK
 
@@ -287,6 +288,38 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
+# ----------------------------------------------------------------- keys
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a new RSA private key (never over an existing file), mode 0600,
+    owned by SlurmUser when run as root; print its kid."""
+    from pam_slurmjwt.keyfile import write_new_key
+    from pam_slurmjwt.signing import KEYGEN_BITS, MIN_RSA_BITS, new_private_key, signer_of_pem
+
+    bits = args.bits or KEYGEN_BITS
+    if not MIN_RSA_BITS <= bits <= 16384:
+        raise UsageError(f"--bits {bits}: choose {MIN_RSA_BITS} to 16384")
+    owner = None
+    if os.geteuid() == 0:
+        from pam_slurmjwt.slurmconf import parse_slurm_conf
+
+        owner = parse_slurm_conf(load_config(args.config).slurm_conf_path()).slurm_user
+    data = new_private_key(bits)
+    kid = signer_of_pem(args.file, data).kid  # checked before it is written
+    write_new_key(args.file, data, owner)
+    print(f'{args.file}: RSA {bits} bits, kid {kid}; its public half for slurmctld\'s '
+          f"JWKS: slurmjwt jwks {args.file}")
+    return EXIT_OK
+
+
+def cmd_jwks(args: argparse.Namespace) -> int:
+    """Print the JWKS (public keys only) of the PEM keys and JWKS files given."""
+    from pam_slurmjwt.signing import jwks_document
+
+    print(json.dumps(jwks_document(args.files), indent=2))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------- entry point
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,6 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
     wrap.add_argument("--program", help="what the links point to (default: "
                       "LIBDIR/slurmjwt-wrap)")
     wrap.set_defaults(func=cmd_wrappers)
+
+    keygen = sub.add_parser("keygen", help="admin: make a new RSA signing key (RS256) in FILE")
+    keygen.add_argument("file", metavar="FILE", help="where to write it; never overwritten")
+    keygen.add_argument("--bits", type=int, default=None,
+                        help="RSA key size (default 2048; at least 2048)")
+    keygen.set_defaults(func=cmd_keygen)
+
+    jwks = sub.add_parser("jwks", help="print the JWKS slurmctld's jwks= wants for these keys")
+    jwks.add_argument("files", metavar="FILE", nargs="+",
+                      help="PEM keys (private or public) or JWKS files; public halves only "
+                           "are printed")
+    jwks.set_defaults(func=cmd_jwks)
 
     doctor = sub.add_parser("doctor", help="check the whole chain and say how to fix it")
     doctor.add_argument("--user", help="root: prove slurmctld accepts a token for this user")

@@ -51,7 +51,9 @@ def _snake(name: str) -> str:
 
 OPTIONS: tuple[Option, ...] = (
     Option("JwtKey", "path", None,
-           "Signing key file. Default: AuthAltParameters=jwt_key= from slurm.conf, "
+           "Signing key file: a PEM RSA private key signs RS256 (kid: the RFC 7638 thumbprint "
+           "of its public key, which slurmctld's JWKS must hold); any other file is an HS256 "
+           "key, used byte for byte. Default: AuthAltParameters=jwt_key= from slurm.conf, "
            "else StateSaveLocation/jwt_hs256.key."),
     Option("SlurmConf", "path", None,
            "slurm.conf to read. Default: $SLURM_CONF, else /etc/slurm/slurm.conf."),
@@ -71,6 +73,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("RefreshMargin", "seconds", 600,
            "Refresh a cached token when it has less than this left. Must exceed any "
            "clock skew between this host and slurmctld.", minimum=1),
+    Option("IdentityClaims", "bool", False,
+           "Put the user's uid, gid and ids (gecos, home, shell, group ids) from this host's "
+           "NSS into every token, for Slurm >= 26.05 with AuthAltParameters="
+           "use_jwt_client_ids: slurmctld then needs no user lookup of its own. Backend=key "
+           "only."),
     Option("Export", "choice", "auto",
            "Put SLURM_JWT in the environment: always, never, or auto (only when this "
            "host has no munge socket, i.e. JWT is the only way to reach Slurm).",
@@ -114,7 +121,8 @@ OPTIONS: tuple[Option, ...] = (
 
 # Topics for the man page and README reference; every option in exactly one.
 GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Tokens", ("Lifespan", "MaxLifespan", "MaxLifespanFor", "RefreshMargin", "Export")),
+    ("Tokens", ("Lifespan", "MaxLifespan", "MaxLifespanFor", "RefreshMargin", "Export",
+                "IdentityClaims")),
     ("Signing", ("Backend", "JwtKey", "SlurmConf", "Scontrol")),
     ("Who may have a token", ("MinUid", "DenyUsers", "AllowPrivileged")),
     ("The helper", ("HelperSocket", "RootSocket", "HelperTimeout", "ReadTimeout", "Workers",
@@ -138,6 +146,7 @@ class Config:
     max_lifespan_for: tuple[tuple[str, int], ...]
     refresh_margin: int
     export: str
+    identity_claims: bool
     helper_socket: str
     root_socket: str
     helper_timeout: int

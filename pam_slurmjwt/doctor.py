@@ -20,8 +20,8 @@ from pam_slurmjwt import protocol, slurmside, wrappers
 from pam_slurmjwt.cache import FALLBACK_BASE, Cache, key_dir, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config
 from pam_slurmjwt.errors import SlurmJwtError
-from pam_slurmjwt.keyfile import load_key
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
+from pam_slurmjwt.token import inspect
 
 PAM_DIRS = ("/usr/lib64/security", "/lib64/security", "/usr/lib/*/security",
             "/lib/*/security", "/usr/lib/security", "/lib/security")
@@ -73,11 +73,13 @@ class Doctor:
         # The helper's token from `accepted`: lets `clock` ask slurmctld on a
         # host where JWT is the only way in (no munge).
         self.token: str | None = None
+        # This node's key, from `key` (root): its path and, for RSA, its kid.
+        self.key_path: str | None = None
 
     def run(self) -> Iterator[Check]:
         steps: list[Callable[[], Check]] = [self.config, self.slurm_conf, self.jwt_enabled]
         if self.root:
-            steps += [self.key]
+            steps += [self.token_creation, self.key]
         steps += [self.helper, self.accepted, self.key_id, self.clock, self.export]
         if self.root:
             steps += [self.root_socket, self.pam_module, self.pam_stack, self.profile_d,
@@ -113,13 +115,34 @@ class Doctor:
                      "AuthAltTypes=auth/jwt (and AuthAltParameters=jwt_key=PATH) on every host, "
                      "then restart slurmctld")
 
+    def token_creation(self) -> Check:
+        """A stolen token can ask slurmctld for its successor (scontrol token)
+        for ever, unless AuthAltParameters has disable_token_creation."""
+        assert self.slurm is not None
+        name = "token creation"
+        if self.slurm.has_alt_parameter("disable_token_creation"):
+            return Check("OK", name, "AuthAltParameters has disable_token_creation: a stolen "
+                         "token cannot renew itself with scontrol token")
+        if self.slurm.alt_parameter("jwks") and not self.slurm.alt_parameter("jwt_key"):
+            return Check("OK", name, "slurmctld has a JWKS and no HS256 key: scontrol token "
+                         "cannot make tokens")
+        return Check("WARN", name, "a stolen token can get its successor from scontrol token, "
+                     "for ever: add disable_token_creation to AuthAltParameters in "
+                     f"{self.slurm.path} and restart slurmctld (the helper never uses "
+                     "scontrol token; with Backend=scontrol it runs as SlurmUser, who still "
+                     "may)")
+
     def key(self) -> Check:
+        from pam_slurmjwt.signing import load_signer
+
         assert self.cfg is not None and self.slurm is not None
         path = self.cfg.jwt_key or self.slurm.jwt_key_path()
         if self.cfg.backend == "scontrol":
             return Check("SKIP", "key", "Backend=scontrol: the key stays on the controller")
-        load_key(path, self.slurm.slurm_user)
-        return Check("OK", "key", f"{path}: regular file, owner and mode safe")
+        signer = load_signer(path, self.slurm.slurm_user)
+        self.key_path = path
+        return Check("OK", "key", f"{path}: {signer.alg} key (kid {signer.kid}), owner and "
+                     "mode safe")
 
     # -- the helper and slurmctld
 
@@ -138,6 +161,7 @@ class Doctor:
             return Check("SKIP", "slurmctld accepts", "needs the helper")
         tried: list[str] = []
         last = "no output"
+        rsa = False
         for user in [self.user] if self.user else self._candidates():
             try:
                 grant = protocol.request_token(self.cfg.helper_socket,
@@ -149,18 +173,24 @@ class Doctor:
                     continue
                 raise
             self.kid = grant.kid
+            rsa = inspect(grant.token)[0].get("alg") == "RS256"
             out = self._client(["squeue", "--noheader", "--user", user], grant.token)
             if out.returncode == 0:
                 self.token = grant.token
                 self.user = self.user or user
+                key = (f"this node's key (RS256, kid {grant.kid}) is in slurmctld's JWKS"
+                       if rsa else "the helper's key is slurmctld's")
                 return Check("OK", "slurmctld accepts", f"a token for {user} from the helper "
-                             "works with squeue: the helper's key is slurmctld's")
+                             f"works with squeue: {key}")
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]
             tried.append(user)
         if not tried:
             return Check("FAIL", "slurmctld accepts", f"no user at or above MinUid "
                          f"{self.cfg.min_uid} to prove the key with; run slurmjwt doctor "
                          "--user NAME")
+        if rsa and self.kid is not None:
+            return Check("FAIL", "slurmctld accepts", f"squeue with a fresh helper token failed "
+                         f"for {', '.join(tried)} ({last}); {self._missing_from_jwks(self.kid)}")
         return Check("FAIL", "slurmctld accepts",
                      f"squeue with a fresh helper token failed for {', '.join(tried)} "
                      f"({last}); the helper's key is not slurmctld's, the clocks differ, or "
@@ -197,6 +227,30 @@ class Doctor:
                          f"{stat.S_IMODE(st.st_mode):04o}; it must be 0644: restart the helper")
         return Check("OK", "key id", f"{directory}/id names the key in use ({published}): "
                      "caches follow a change of key")
+
+    def _missing_from_jwks(self, kid: str) -> str:
+        """Say which node key slurmctld lacks, and, when slurm.conf's JWKS
+        file is readable here, whether it lists that key."""
+        from pam_slurmjwt.signing import read_jwks
+
+        assert self.slurm is not None
+        reload = reload_jwks(self.slurm_version())
+        key = f" ({self.key_path})" if self.key_path else ""
+        missing = f"this node's key{key}, kid {kid}, is not in slurmctld's JWKS"
+        fix = (f"add it (slurmjwt jwks{' ' + self.key_path if self.key_path else ' JWTKEY'} "
+               f"gives its entry) and {reload}")
+        path = self.slurm.alt_parameter("jwks")
+        if not path:
+            return (f"{missing} (this host's slurm.conf names none: AuthAltParameters="
+                    f"jwks=FILE); {fix}")
+        try:
+            kids = [entry["kid"] for entry in read_jwks(path)]
+        except SlurmJwtError as err:
+            return f"{missing} {path} (not compared here: {err}); {fix}"
+        if kid in kids:
+            return (f"the JWKS {path} here lists this node's key (kid {kid}), so slurmctld has "
+                    f"not read it yet, or reads another file: {reload}")
+        return f"{missing} {path} (it holds {', '.join(kids) or 'no key'}); {fix}"
 
     def _client(self, argv: list[str], token: str | None) -> subprocess.CompletedProcess[str]:
         assert self.cfg is not None
@@ -460,6 +514,16 @@ def _unproven(version: tuple[int, int]) -> str:
     nearest = slurmside.behaviour(version).since
     return (f"; Slurm {version[0]}.{version[1]:02d} is not in the compatibility matrix, this is "
             f"what {nearest[0]}.{nearest[1]:02d} does")
+
+
+def reload_jwks(version: tuple[int, int]) -> str:
+    """How slurmctld of `version` comes to read an edited JWKS: from 23.11 on,
+    scontrol reconfigure re-executes it; before, only a restart does."""
+    if version >= (23, 11):
+        return "run scontrol reconfigure"
+    if version == (0, 0):
+        return "restart slurmctld (before Slurm 23.11) or run scontrol reconfigure (23.11+)"
+    return "restart slurmctld (Slurm before 23.11 reads the JWKS only at start)"
 
 
 def _first(lines: list[list[str]], pred: Callable[[list[str]], bool]) -> int | None:

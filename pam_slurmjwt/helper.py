@@ -153,20 +153,20 @@ class Server:
         subject = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
         if isinstance(state.minter, KeyMinter):
             try:
-                result = state.minter.sign(entry.pw_name, lifespan)
+                result = state.minter.sign(entry, lifespan)
             except MintFailed as err:
                 conn.respond(self._failed(conn.uid, subject, err))
                 return
             conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
             return
         task = asyncio.get_running_loop().create_task(
-            self._mint_async(conn, state, subject, entry.pw_name, lifespan))
+            self._mint_async(conn, state, subject, entry, lifespan))
         conn.task = task
 
-    async def _mint_async(self, conn: Connection, state: State, subject: str, user: str,
-                          lifespan: int) -> None:
+    async def _mint_async(self, conn: Connection, state: State, subject: str,
+                          entry: pwd.struct_passwd, lifespan: int) -> None:
         try:
-            result = await state.minter.mint(user, lifespan, root=conn.uid == 0)
+            result = await state.minter.mint(entry, lifespan, root=conn.uid == 0)
         except MintFailed as err:
             conn.respond(self._failed(conn.uid, subject, err))
             return

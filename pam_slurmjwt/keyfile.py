@@ -1,6 +1,8 @@
 """Loading and checking the signing key the way munged checks its key:
 a regular file, not a symlink, owned by root or SlurmUser, no group or
-other permission bits, in a directory others cannot write.
+other permission bits, in a directory others cannot write; and writing a
+new one the same way (`slurmjwt keygen`). What the bytes mean (HS256 or
+a PEM RSA key) is signing.py's business.
 """
 
 from __future__ import annotations
@@ -96,3 +98,39 @@ def _check_directory(path: str) -> None:
         raise KeyFileError(
             f'cannot use key "{path}": its directory "{directory}" is writable by '
             f'others; run chmod go-w "{directory}"')
+
+
+def write_new_key(path: str, data: bytes, owner: str | None) -> None:
+    """Write `data` to a new key file at path, never replacing anything nor
+    following a link, mode 0600, owned by `owner` (SlurmUser; None: the
+    caller), fsynced; raise KeyFileError naming the file and the fix."""
+    uid = gid = -1
+    if owner is not None:
+        try:
+            entry = pwd.getpwnam(owner)
+        except KeyError:
+            raise KeyFileError(f"SlurmUser {owner!r} does not exist; fix SlurmUser in "
+                               f"slurm.conf") from None
+        uid, gid = entry.pw_uid, entry.pw_gid
+    try:
+        _check_directory(path)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+    except FileExistsError:
+        raise KeyFileError(f'will not write key "{path}": it exists, and a key is never '
+                           f"overwritten; choose a new name (a rotation puts the new key "
+                           f"beside the old one)") from None
+    except OSError as err:
+        raise KeyFileError(f'cannot write key "{path}": {err.strerror}') from None
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.fchown(fd, uid, gid)  # before the secret is in it
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as err:
+        os.unlink(path)
+        raise KeyFileError(f'cannot write key "{path}": {err.strerror}') from None
+    finally:
+        os.close(fd)

@@ -1,6 +1,7 @@
 """Who may have a token for whom: the helper's policy, decided by uid and
 passwd entry, never by a name the caller claims. `slurmjwt mint` applies the
-same rules. Pure lookups through NSS; no I/O of its own.
+same rules. Also who a token says its user is, when tokens carry the
+user's ids (IdentityClaims). Pure lookups through NSS; no I/O of its own.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from typing import Optional
+from typing import Any, Optional
 
 from pam_slurmjwt import protocol
 from pam_slurmjwt.config import Config
@@ -118,3 +119,19 @@ def groups_of(entry: pwd.struct_passwd) -> set[int]:
         return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
     except OSError:
         return {entry.pw_gid}
+
+
+def identity_claims(entry: pwd.struct_passwd) -> dict[str, Any]:
+    """Given a passwd entry, return the claims Slurm >= 26.05 takes instead of
+    looking the user up itself (AuthAltParameters=use_jwt_client_ids): `uid`,
+    `gid`, and `id` with name, gecos, home directory, shell and `gids` (the
+    primary group first, then the supplementary ones, through NSS).
+
+    26.05 refuses an identity with an empty gecos, dir or shell (seen: "identity
+    validation failed", the request then runs as nobody), and empty ones are
+    common: they are sent as login(1) reads them, the name, / and /bin/sh."""
+    gids = [entry.pw_gid, *sorted(groups_of(entry) - {entry.pw_gid})]
+    return {"uid": entry.pw_uid, "gid": entry.pw_gid,
+            "id": {"name": entry.pw_name, "gecos": entry.pw_gecos or entry.pw_name,
+                   "dir": entry.pw_dir or "/", "shell": entry.pw_shell or "/bin/sh",
+                   "gids": gids}}

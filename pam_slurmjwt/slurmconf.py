@@ -1,5 +1,5 @@
 """Reading the few slurm.conf settings this project depends on: SlurmUser,
-AuthType, AuthAltTypes, AuthAltParameters (jwt_key=), StateSaveLocation,
+AuthType, AuthAltTypes, AuthAltParameters (jwt_key=, jwks=, ...), StateSaveLocation,
 TaskProlog and CliFilterPlugins, following Include lines as slurmctld does.
 """
 
@@ -35,6 +35,10 @@ class SlurmConf:
             if key == name:
                 return value
         return None
+
+    def has_alt_parameter(self, name: str) -> bool:
+        """True when AuthAltParameters names `name`, with or without a value."""
+        return any(key == name for key, _value in self.auth_alt_parameters)
 
     @property
     def jwt_enabled(self) -> bool:

@@ -1,8 +1,8 @@
-"""Slurm JWT claims, signing and inspection.
+"""Slurm JWT claims and inspection.
 
 Claims are exactly what slurmctld accepts: integer `iat` and `exp`, `sun` =
-user name. Signing is behind the small Signer interface (HS256 today,
-RS256 with a JWKS next). Inspection never verifies and imports no JWT
+user name, and, for Slurm 26.05's use_jwt_client_ids, the user's ids.
+Signing lives in signing.py. Inspection never verifies and imports no JWT
 library, so slurmjwt-refresh stays lean.
 """
 
@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
-
-from pam_slurmjwt.errors import MintFailed
+from typing import Any, Callable, Optional
 
 TOKEN_RE = re.compile(r"\A[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\Z")
 MAX_TOKEN_BYTES = 7168  # protocol.MAX_TOKEN: fits the 8192-byte protocol line
@@ -30,82 +26,35 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True)
 class Claims:
-    """What a token says: user, issued-at and expiry (epoch seconds)."""
+    """What a token says: user, issued-at and expiry (epoch seconds), and
+    optionally the user's ids (`uid`, `gid`, `id`: see policy.identity_claims)."""
 
     sun: str
     iat: int
     exp: int
+    identity: Optional[dict[str, Any]] = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"exp": self.exp, "iat": self.iat, "sun": self.sun}
+        ids = self.identity or {}
+        return {**ids, "exp": self.exp, "iat": self.iat, "sun": self.sun}
 
 
-def make_claims(user: str, lifespan: int, clock: Clock = time.time) -> Claims:
-    """Given a user name and a lifespan in seconds, return claims issued now."""
+def make_claims(user: str, lifespan: int, clock: Clock = time.time,
+                identity: Optional[dict[str, Any]] = None) -> Claims:
+    """Given a user name and a lifespan in seconds (and the user's ids, if
+    tokens carry them), return claims issued now."""
     now = int(clock())
-    return Claims(sun=user, iat=now, exp=now + int(lifespan))
+    return Claims(sun=user, iat=now, exp=now + int(lifespan), identity=identity)
 
 
-class Signer(Protocol):
-    """Turns claims into a signed token; raises MintFailed when it cannot."""
-
-    def sign(self, claims: Claims) -> str: ...
-
-
-def _b64url(data: bytes) -> str:
+def b64url(data: bytes) -> str:
+    """Return data in base64url without padding, as JWTs and JWKs carry it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _json(obj: dict[str, Any]) -> bytes:
+def compact_json(obj: dict[str, Any]) -> bytes:
+    """Return obj as JSON with sorted keys and no whitespace (RFC 7638's form)."""
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
-
-
-def hs256_key_id(key: bytes) -> str:
-    """Given an HS256 key, return its id (docs/internals.md, "Key id"): the
-    first 16 bytes of HMAC-SHA256(key, "pam-slurmjwt key id"), base64url.
-    It names the key and reveals nothing a token signed with it does not."""
-    return _b64url(hmac.new(key, b"pam-slurmjwt key id", hashlib.sha256).digest()[:16])
-
-
-class HS256Signer:
-    """Signs with the raw bytes of the key file, as slurmctld verifies; the
-    header names the key (`kid`), which slurmctld ignores for HS256.
-
-    Signing is HMAC-SHA256 over two base64url segments, done here with the
-    standard library because the helper signs at login-burst rate and
-    PyJWT's general-purpose encode costs several times more per token. So
-    that this can never drift from the standard, every signer is checked
-    once, when it is made (start-up, SIGHUP), against PyJWT's verifier.
-    """
-
-    def __init__(self, key: bytes) -> None:
-        self._key = key
-        self.kid = hs256_key_id(key)
-        self._header = {"alg": "HS256", "kid": self.kid, "typ": "JWT"}
-        self._header_b64 = _b64url(_json(self._header))
-        self._self_check()
-
-    def sign(self, claims: Claims) -> str:
-        signing_input = f"{self._header_b64}.{_b64url(_json(claims.as_dict()))}"
-        mac = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64url(mac)}"
-
-    def _self_check(self) -> None:
-        # Imported here, not at module level: slurmjwt-refresh imports this
-        # module for inspection only and must not pay for PyJWT.
-        import jwt
-
-        claims = Claims(sun="slurmjwt-self-check", iat=1, exp=2**31)
-        token = self.sign(claims)
-        try:
-            decoded = jwt.decode(token, self._key,  # type: ignore[arg-type]
-                                 algorithms=["HS256"],
-                                 options={"verify_exp": False})
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as err:
-            raise MintFailed(f"signer self-check failed: {type(err).__name__}") from None
-        if decoded != claims.as_dict() or header != self._header:
-            raise MintFailed("signer self-check failed: PyJWT reads other claims")
 
 
 def _b64json(part: str) -> Any:

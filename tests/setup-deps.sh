@@ -7,7 +7,7 @@ set -eu
 PACKAGES="
 slurmctld slurmd slurm-client slurm-wlm-jwt-plugin munge slurmrestd
 openssh-server openssh-client pamtester
-python3-jwt python3-venv python3-pip python3-pypamtest
+python3-jwt python3-cryptography python3-venv python3-pip python3-pypamtest
 libpam-wrapper libpam0g-dev shellcheck
 zsh ksh tcsh dash fish
 strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix tmux

@@ -5,6 +5,7 @@ argument list (c/pam/pam_slurmjwt.c). So the manual cannot drift.
 
 Usage: python3 -I packaging/man/generate.py OUTDIR
        python3 -I packaging/man/generate.py --readme   (README reference table)
+       python3 -I packaging/man/generate.py --readme-rotation   (README rotation steps)
 """
 
 from __future__ import annotations
@@ -46,6 +47,64 @@ TITLES = {
     "pam_slurmjwt": "give every login session a Slurm JSON Web Token",
     "slurmjwt.conf": "configuration of pam-slurmjwt",
 }
+
+
+# Rotating an RS256 key, step by step: slurmjwt.conf(5) and the README show
+# these, and tests/integration/test_keys.py runs these very command lines
+# (with its own paths for /etc/slurm/...). A comment after # says where a
+# line runs, or for which Slurm.
+ROTATION: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("On the login node, make the new key beside the old one.",
+     ("slurmjwt keygen /etc/slurm/slurmjwt-2027.pem",)),
+    ("Put its public half into slurmctld's JWKS. The .jwks file holds the public key "
+     "only, safe to copy; on the controller, /etc/slurm/jwks.d holds one such file per "
+     "node key, and the JWKS is rebuilt from it.",
+     ("slurmjwt jwks /etc/slurm/slurmjwt-2027.pem > login1-2027.jwks",
+      "cp login1-2027.jwks /etc/slurm/jwks.d/          # on the controller",
+      "slurmjwt jwks /etc/slurm/jwks.d/* > /etc/slurm/jwks.json.new",
+      "mv /etc/slurm/jwks.json.new /etc/slurm/jwks.json")),
+    ("Make slurmctld read it. From Slurm 23.11 on, scontrol reconfigure re-executes "
+     "slurmctld, which re-reads the JWKS; before 23.11 only a restart does. (slurmdbd, if "
+     "it takes tokens, reads its keys only when it starts: restart it too.)",
+     ("scontrol reconfigure                            # Slurm 23.11 and later",
+      "systemctl restart slurmctld                     # before 23.11")),
+    ("Switch the login node's helper to the new key. Open sessions follow at their next "
+     "command: the helper publishes the id of the key it signs with "
+     "(/run/slurmjwt/key/id), every cached token records the id of its key, and a token "
+     "of another key is never exported or served again.",
+     ("sed -i 's|^JwtKey=.*|JwtKey=/etc/slurm/slurmjwt-2027.pem|' /etc/slurm/slurmjwt.conf",
+      "systemctl reload slurmjwt-helper")),
+    ("Wait MaxLifespan (default: twice Lifespan, one hour), or the longest MaxLifespanFor "
+     "cap if you set any: tokens of the old key handed out before the switch live that "
+     "long, and keep working meanwhile.", ()),
+    ("Drop the old key: its public half from the JWKS (its tokens are refused as soon as "
+     "slurmctld has read it), its private half from the login node.",
+     ("rm /etc/slurm/jwks.d/login1-2026.jwks           # on the controller",
+      "slurmjwt jwks /etc/slurm/jwks.d/* > /etc/slurm/jwks.json.new",
+      "mv /etc/slurm/jwks.json.new /etc/slurm/jwks.json",
+      "scontrol reconfigure                            # Slurm 23.11 and later",
+      "systemctl restart slurmctld                     # before 23.11",
+      "rm /etc/slurm/slurmjwt-2026.pem                 # on the login node")),
+)
+
+
+def rotation_markdown() -> str:
+    """The README's rotation steps, from ROTATION."""
+    out = []
+    for number, (text, commands) in enumerate(ROTATION, start=1):
+        out += [f"{number}. {text}", ""]
+        if commands:
+            out += [*(f"       {line}" for line in commands), ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def rotation_roff() -> list[str]:
+    out = []
+    for number, (text, commands) in enumerate(ROTATION, start=1):
+        out += [".TP", f".B {number}.", esc(text)]
+        if commands:
+            out += [".RS", ".nf", *(esc(line) for line in commands), ".fi", ".RE"]
+    return out
 
 
 def para(text: str) -> list[str]:
@@ -112,12 +171,38 @@ def conf_page() -> str:
             opt = BY_KEY[name.lower()]
             out += [".TP", f".BI {name}= {esc(option_kind(opt))}",
                     esc(opt.help) + f" Default: {esc(option_default(opt))}."]
+    out += [".SH KEYS"]
+    out += para("""JwtKey names one of two kinds of key. A PEM RSA private key
+        (slurmjwt keygen FILE) signs RS256: slurmctld checks such tokens against
+        the public keys in its JWKS (AuthAltParameters=jwks=FILE; slurmjwt jwks
+        prints one), picking the key by the token's kid, the RFC 7638 thumbprint of
+        the public key. This is the recommended way to run: each login node has its
+        own key, slurmctld holds public keys only, a node's key is revoked by
+        dropping it from the JWKS, and a key is rotated without cutting off any
+        token. Any other file is an HS256 key, the one key slurmctld shares
+        (jwt_key=), used byte for byte.""")
+    out += para("""The key file must be a regular file, not a symlink, owned by root
+        or SlurmUser, mode 0600, in a directory others cannot write. An encrypted,
+        malformed, public, non-RSA or smaller than 2048-bit key is refused with one
+        line naming the file and the fix; on SIGHUP the helper then keeps signing
+        with its last good key.""")
+    out += [".SS Rotating an RS256 key"]
+    out += rotation_roff()
+    out += [".SS HS256"]
+    out += para("""With HS256 there is one key: change it on the controller (jwt_key=,
+        then scontrol reconfigure from Slurm 23.11 on, a restart before) and on every
+        login node (JwtKey=, systemctl reload slurmjwt-helper). Every token in flight
+        dies as soon as slurmctld has the new key; that cannot be avoided with one
+        key. The caches follow the key: at their next command the shims, the
+        wrappers and slurmjwt-refresh get a token of the new key.""")
     out += [".SH FILES", ".TP", ".B /etc/slurm/slurmjwt.conf", "this file",
             ".TP", ".B /usr/lib/slurmjwt/slurmjwt.conf.sample",
-            "every key, commented out, with its default"]
+            "every key, commented out, with its default",
+            ".TP", ".B /run/slurmjwt/key/id",
+            "the id of the key the helper signs with (beside HelperSocket)"]
     out += [".SH EXAMPLES", ".nf", "# Short tokens, refreshed 10 minutes before they expire",
-            "Lifespan=3600", "RefreshMargin=600", "# Sign with the controller's key copy",
-            "JwtKey=/etc/slurm/jwt_hs256.key", "DenyUsers=guest,backup", ".fi"]
+            "Lifespan=3600", "RefreshMargin=600", "# Sign RS256 with this login node's key",
+            "JwtKey=/etc/slurm/slurmjwt\\-2026.pem", "DenyUsers=guest,backup", ".fi"]
     out += [".SH SEE ALSO", "slurmjwt(1), slurmjwt\\-refresh(1), slurmjwt\\-helper(8), "
             "pam_slurmjwt(8), slurm.conf(5)"]
     return "\n".join(out) + "\n"
@@ -175,7 +260,10 @@ def slurmjwt_page() -> str:
     out += [".SH EXAMPLES", ".nf", "slurmjwt status", "slurmjwt exec \\-\\- squeue \\-\\-me",
             "# REST, token on stdin, never on a command line:",
             "slurmjwt token \\-\\-header | curl \\-H @\\- http://ctl:6820/slurm/v0.0.40/jobs",
-            "# admin, like scontrol token:", "slurmjwt mint username=alice lifespan=600", ".fi"]
+            "# admin, like scontrol token:", "slurmjwt mint username=alice lifespan=600",
+            "# admin: this login node's RS256 key, and its public half for slurmctld:",
+            "slurmjwt keygen /etc/slurm/slurmjwt\\-2026.pem",
+            "slurmjwt jwks /etc/slurm/slurmjwt\\-2026.pem > login1\\-2026.jwks", ".fi"]
     out += [".SH SEE ALSO", "slurmjwt\\-refresh(1), slurmjwt.conf(5), slurmjwt\\-helper(8), "
             "pam_slurmjwt(8)"]
     return "\n".join(out) + "\n"
@@ -235,8 +323,10 @@ def helper_page() -> str:
         AUTHPRIV syslog line with a token fingerprint, never the token.""")
     out += [".SH OPTIONS", *argparse_options(helper.build_parser())]
     out += [".SH SIGNALS", ".TP", ".B SIGHUP",
-            "re-read slurmjwt.conf, slurm.conf and the key; keep serving with the "
-            "old configuration if the new one is invalid", ".TP", ".B SIGTERM, SIGINT",
+            "re-read slurmjwt.conf, slurm.conf and the key, and publish the new key's "
+            "id in the directory key/ beside HelperSocket (caches of another key then "
+            "count as stale); keep serving with the old configuration and key if the new "
+            "one is invalid", ".TP", ".B SIGTERM, SIGINT",
             "stop"]
     out += exit_status()
     out += [".SH FILES", ".TP", ".B /etc/slurm/slurmjwt.conf", "configuration",
@@ -322,6 +412,9 @@ def readme_reference() -> str:
 def main() -> int:
     if sys.argv[1:] == ["--readme"]:
         sys.stdout.write(readme_reference())
+        return 0
+    if sys.argv[1:] == ["--readme-rotation"]:
+        sys.stdout.write(rotation_markdown())
         return 0
     outdir = Path(sys.argv[1] if len(sys.argv) > 1 else "build/man")
     outdir.mkdir(parents=True, exist_ok=True)

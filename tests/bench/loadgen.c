@@ -60,7 +60,7 @@ static int exchange(const char *path, const char *request)
     }
     close(fd);
     buf[got] = '\0';
-    return strncmp(buf, "SLURMJWT/1 OK ", 14) == 0 && memchr(buf, '\n', got) != NULL;
+    return strncmp(buf, "SLURMJWT/2 OK ", 14) == 0 && memchr(buf, '\n', got) != NULL;
 }
 
 static void *run(void *arg)
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
     double until = now() + seconds;
     for (int i = 0; i < callers; i++) {
         c[i].path = argv[1];
-        snprintf(c[i].request, sizeof(c[i].request), "SLURMJWT/1 TOKEN %s 60\n", argv[2]);
+        snprintf(c[i].request, sizeof(c[i].request), "SLURMJWT/2 TOKEN %s 60\n", argv[2]);
         c[i].until = until;
         c[i].cap = cap;
         c[i].lat = malloc(cap * sizeof(double));

@@ -1,7 +1,9 @@
-"""python -m tests.demo up|down|status [--release CODENAME]: the two-host demo.
+"""python -m tests.demo up|keys|down|status [--release CODENAME]: the two-host demo.
 
 `up` builds and starts a controller and a login node in containers and shows,
-over ssh, a demo user working with the token; `down` removes it all (the
+over ssh, a demo user working with the token; `keys` starts the same cluster
+and shows the key layout (a key per login node, the controller's JWKS, a key
+switch, one node revoked; tests/demo/keyring.py); `down` removes it all (the
 cached images stay). Exit status: 0 ok, 1 a step failed, 2 usage.
 """
 
@@ -10,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tests.demo import run
+from tests.demo import keyring, run
 from tests.demo.cluster import DEMO_USER
 from tests.demo.errors import DemoError
 from tests.demo.releases import DEFAULT, RELEASES, release
@@ -38,6 +40,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0 if shown.transcript.ok else 1
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    rel = release(args.release)
+    running = keyring.bring_up(rel, say)
+    print(f"\nDebian {rel.codename}, Slurm {rel.slurm}: one key per login node\n", flush=True)
+    keyring.scenario(running, rel, print)
+    print("\nremove it all:   make demo-down")
+    return 0
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     drop = [release(args.release)] if args.images and args.release else (
         list(RELEASES.values()) if args.images else [])
@@ -53,12 +64,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.demo",
                                      description="The two-host container demo of pam-slurmjwt.")
-    sub = parser.add_subparsers(dest="command", metavar="up|down|status", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="up|keys|down|status", required=True)
     up = sub.add_parser("up", help="build, start and show the demo")
     up.add_argument("--release", default=DEFAULT, choices=sorted(RELEASES),
                     help=f"Debian release or slurm-X.Y built from source, i.e. Slurm version "
                          f"(default {DEFAULT})")
     up.set_defaults(func=cmd_up)
+    keys = sub.add_parser("keys", help="start the cluster and show a key per login node, "
+                                       "rotation and revocation")
+    keys.add_argument("--release", default=DEFAULT, choices=sorted(RELEASES),
+                      help=f"Debian release, i.e. Slurm version (default {DEFAULT})")
+    keys.set_defaults(func=cmd_keys)
     down = sub.add_parser("down", help="remove containers, network and volume")
     down.add_argument("--release", choices=sorted(RELEASES), help="only this release's demo")
     down.add_argument("--images", action="store_true", help="remove the cached images too")

@@ -203,9 +203,11 @@ def wait_until(container: Container, what: str, ready: Callable[[], bool],
         if ready():
             return
         for daemon in daemons:
-            # -f: the helper is a Python script, its process name is python3.
+            # -f: the helper is a Python script, its process name is python3, its
+            # command line `/usr/bin/python3 -I /usr/sbin/slurmjwt-helper ...`.
             if not exec_ok(container, ["pgrep", "-f", f"^[^ ]*{daemon}( |$)"]) \
-                    and not exec_ok(container, ["pgrep", "-f", f"^[^ ]+ [^ ]*{daemon}( |$)"]):
+                    and not exec_ok(container, ["pgrep", "-f",
+                                                f"^[^ ]+ (-[^ ]+ )*[^ ]*{daemon}( |$)"]):
                 raise DemoError(f"{container.name}: {daemon} is not running (waiting for "
                                 f"{what}):\n{explain(container)}")
         if time.monotonic() > deadline:

@@ -43,6 +43,7 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     fields = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
                             text=True).stdout
     assert "python3-jwt" in fields and "libpam0g" in fields
+    assert "python3-cryptography" in fields  # RS256 keys
     conffiles = subprocess.run(["dpkg-deb", "-I", deb, "conffiles"], capture_output=True,
                                text=True).stdout.split()
     assert "/etc/slurm/slurmjwt.conf" in conffiles and "/etc/pam.d/slurmjwt" in conffiles
@@ -70,4 +71,4 @@ def test_rpm_spec_builds_with_the_same_file_list() -> None:
             assert path in files or path + ".gz" in files, path
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True,
                               text=True).stdout
-    assert "python3-pyjwt" in requires
+    assert "python3-pyjwt" in requires and "python3-cryptography" in requires

@@ -17,7 +17,7 @@ from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.helper import Server, State, publish_key_id
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import Policy
-from pam_slurmjwt.signing import KeyMinter
+from pam_slurmjwt.signing import HS256Signer, KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
 
 KEY = b"unit-test-key-0123456789abcdef!!"
@@ -33,7 +33,7 @@ class Running:
         os.makedirs(self.key_dir, exist_ok=True)
         cfg = parse_config(conf, "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
-                      Policy(cfg, "nobody"), KeyMinter(KEY), "key")
+                      Policy(cfg, "nobody"), KeyMinter(HS256Signer(KEY)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)
         publish_key_id(self.key_dir, state.minter.kid, log)
         self.server = Server(state, log, None, self.key_dir)

@@ -1,14 +1,17 @@
 """slurmjwt doctor's checks that need no daemon: the sshd PAM stack order,
-the export explanation, the TaskProlog advice."""
+the export explanation, the TaskProlog advice, token creation, and which
+node key a JWKS lacks."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.doctor import Doctor
+from pam_slurmjwt.signing import signer_of_pem
 from pam_slurmjwt.slurmconf import parse_slurm_conf
 
 
@@ -232,3 +235,83 @@ def test_root_without_a_user_and_nobody_to_try_fails_saying_why(tmp_path: Path) 
     check = doctor.accepted()
     assert check.status == "FAIL"
     assert "no user at or above MinUid 999999999 to prove the key with" in check.message
+
+
+@pytest.mark.parametrize(("params", "status", "words"), [
+    ("jwt_key=/k", "WARN", "a stolen token can get its successor from scontrol token, for "
+                           "ever: add disable_token_creation to AuthAltParameters"),
+    ("jwt_key=/k,disable_token_creation", "OK", "has disable_token_creation"),
+    ("disable_token_creation,jwks=/j.json", "OK", "has disable_token_creation"),
+    ("jwks=/etc/slurm/jwks.json", "OK", "a JWKS and no HS256 key"),
+    ("jwks=/j.json,jwt_key=/k", "WARN", "add disable_token_creation"),
+])
+def test_doctor_recommends_disable_token_creation(tmp_path: Path, params: str, status: str,
+                                                  words: str) -> None:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"AuthAltTypes=auth/jwt\nAuthAltParameters={params}\n")
+    doctor = Doctor(None, None)
+    doctor.slurm = parse_slurm_conf(str(conf))
+    check = doctor.token_creation()
+    assert (check.status, words in check.message) == (status, True), check.message
+
+
+@pytest.mark.parametrize(("version", "how"), [
+    ((22, 5), "restart slurmctld (Slurm before 23.11 reads the JWKS only at start)"),
+    ((23, 11), "run scontrol reconfigure"),
+    ((26, 5), "run scontrol reconfigure"),
+])
+def test_a_node_key_missing_from_the_jwks_is_named_with_the_fix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: tuple[int, int],
+        how: str) -> None:
+    import pam_slurmjwt.doctor as doctor_module
+    from pam_slurmjwt.signing import jwks_document
+
+    monkeypatch.setattr(doctor_module, "_slurm_version", lambda *_: version)
+    key = tmp_path / "login2.pem"
+    assert cli_keygen(tmp_path, key) == 0
+    other = tmp_path / "login1.pem"
+    assert cli_keygen(tmp_path, other) == 0
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(jwks_document([str(other)])))
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"AuthAltParameters=jwks={jwks}\n")
+    doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
+    doctor.slurm = parse_slurm_conf(str(conf))
+    doctor.key_path = str(key)
+    mine, theirs = (signer_of_pem(str(p), p.read_bytes()).kid for p in (key, other))
+    assert doctor._missing_from_jwks(mine) == (
+        f"this node's key ({key}), kid {mine}, is not in slurmctld's JWKS {jwks} (it holds "
+        f"{theirs}); add it (slurmjwt jwks {key} gives its entry) and {how}")
+    # Listed here but still refused: slurmctld has not read the file yet.
+    jwks.write_text(json.dumps(jwks_document([str(other), str(key)])))
+    assert doctor._missing_from_jwks(mine) == (
+        f"the JWKS {jwks} here lists this node's key (kid {mine}), so slurmctld has not read "
+        f"it yet, or reads another file: {how}")
+
+
+def cli_keygen(tmp_path: Path, key: Path) -> int:
+    from pam_slurmjwt import cli
+
+    (tmp_path / "kg-slurm.conf").write_text("SlurmUser=nobody\n")
+    (tmp_path / "kg.conf").write_text(f"SlurmConf={tmp_path}/kg-slurm.conf\n")
+    return cli.main(["-c", str(tmp_path / "kg.conf"), "keygen", str(key)])
+
+
+def test_a_missing_node_key_is_named_when_the_jwks_is_not_here(tmp_path: Path) -> None:
+    doctor = Doctor(None, None)
+    doctor.cfg = parse_config("", "/c")
+    doctor.version = (24, 11)
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("AuthAltParameters=jwt_key=/k\n")
+    doctor.slurm = parse_slurm_conf(str(conf))
+    assert doctor._missing_from_jwks("K") == (
+        "this node's key, kid K, is not in slurmctld's JWKS (this host's slurm.conf names "
+        "none: AuthAltParameters=jwks=FILE); add it (slurmjwt jwks JWTKEY gives its entry) "
+        "and run scontrol reconfigure")
+    conf.write_text(f"AuthAltParameters=jwks={tmp_path}/jwks.json\n")
+    doctor.slurm = parse_slurm_conf(str(conf))
+    assert doctor._missing_from_jwks("K") == (
+        f"this node's key, kid K, is not in slurmctld's JWKS {tmp_path}/jwks.json (not "
+        f'compared here: cannot read "{tmp_path}/jwks.json": No such file or directory); add '
+        f"it (slurmjwt jwks JWTKEY gives its entry) and run scontrol reconfigure")

@@ -65,7 +65,8 @@ def test_every_command_option_is_documented(pages: dict[str, str]) -> None:
     slurmjwt = roff_text(pages["slurmjwt.1"])
     for option in _option_strings(cli.build_parser()):
         assert option in slurmjwt, option
-    for command in ("mint", "decode", "status", "token", "exec", "ping", "doctor"):
+    for command in ("mint", "decode", "status", "token", "exec", "ping", "doctor", "keygen",
+                    "jwks"):
         assert f".SS {command}" in slurmjwt
     helper_page = roff_text(pages["slurmjwt-helper.8"])
     for option in _option_strings(helper.build_parser()):
@@ -112,3 +113,16 @@ def test_readme_reference_is_the_generated_one() -> None:
     section = readme.split("<!-- reference:begin -->\n", 1)[1].split("<!-- reference:end -->")[0]
     assert section == generated, "README reference is stale: regenerate it with " \
         "python3 packaging/man/generate.py --readme"
+
+
+def test_readme_rotation_steps_are_the_generated_ones() -> None:
+    """The steps tests/integration/test_keys.py runs (packaging/man/generate.py's
+    ROTATION) are the README's, line for line."""
+    generated = subprocess.run([sys.executable, str(REPO / "packaging/man/generate.py"),
+                                "--readme-rotation"], capture_output=True, text=True,
+                               check=True).stdout
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("<!-- rotation:begin -->\n", 1)[1].split("<!-- rotation:end -->")[0]
+    assert section == generated, "README rotation steps are stale: regenerate them with " \
+        "python3 packaging/man/generate.py --readme-rotation"
+    assert "slurmjwt keygen /etc/slurm/slurmjwt-2027.pem" in section

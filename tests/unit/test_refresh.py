@@ -14,7 +14,8 @@ from pam_slurmjwt import refresh as rf
 from pam_slurmjwt.cache import Cache, Entry
 from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
-from pam_slurmjwt.signing import KeyMinter
+from pam_slurmjwt.signing import HS256Signer
+from pam_slurmjwt.token import make_claims
 from tests.unit.inprocess import KEY, ME, Running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
     return Cache(str(tmp_path / "c"), running.key_dir if running else str(tmp_path / "key"))
 
 
-def _entry(left: int, tok: str = "a.b.c", kid: str = KeyMinter(KEY).kid) -> Entry:
+def _entry(left: int, tok: str = "a.b.c", kid: str = HS256Signer(KEY).kid) -> Entry:
     exp = int(time.time()) + left
     return Entry(exp, exp - 600, True, kid, tok)
 
@@ -77,7 +78,7 @@ def test_refresh_fetches_and_stores(running: Running, tmp_path: Path) -> None:
     entry = rf.refresh(_opts(), _cfg(running), cache)
     loaded = cache.load()[0]
     assert loaded is not None and loaded.token == entry.token
-    assert loaded.kid == KeyMinter(KEY).kid and 599 <= loaded.exp - loaded.refresh <= 600
+    assert loaded.kid == HS256Signer(KEY).kid and 599 <= loaded.exp - loaded.refresh <= 600
 
 
 def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
@@ -94,7 +95,7 @@ def test_if_needed_replaces_a_token_of_another_key(running: Running, tmp_path: P
     cache = _cache(tmp_path, running)
     cache.store(_entry(1200, kid="an-old-key"))
     entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
-    assert entry.token != "a.b.c" and entry.kid == KeyMinter(KEY).kid
+    assert entry.token != "a.b.c" and entry.kid == HS256Signer(KEY).kid
 
 
 def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path: Path) -> None:
@@ -126,10 +127,10 @@ def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
 
 
 def _token(user: str, lifespan: int = 600) -> str:
-    return KeyMinter(KEY).sign(user, lifespan)[0]
+    return HS256Signer(KEY).sign(make_claims(user, lifespan))
 
 
-def _published(tmp_path: Path, kid: str = KeyMinter(KEY).kid) -> Cache:
+def _published(tmp_path: Path, kid: str = HS256Signer(KEY).kid) -> Cache:
     (tmp_path / "key").mkdir(exist_ok=True)
     (tmp_path / "key" / "id").write_text(f"{kid}\n")
     return _cache(tmp_path)
@@ -141,7 +142,7 @@ def test_store_stdin_takes_a_token_of_the_key_in_use(tmp_path: Path,
     cache = _published(tmp_path)
     token = _token(ME)
     entry = rf.entry_from_text(token + "\n", cfg, cache, ME)
-    assert (entry.token, entry.export, entry.kid) == (token, False, KeyMinter(KEY).kid)
+    assert (entry.token, entry.export, entry.kid) == (token, False, HS256Signer(KEY).kid)
     assert entry.exp - entry.refresh == 300  # a 600 s token: refreshed halfway
     monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
     rf.refresh(_opts("--store-stdin"), cfg, cache)

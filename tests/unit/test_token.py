@@ -1,17 +1,15 @@
-"""Claims, HS256 signing and unverified inspection."""
+"""Claims and unverified inspection."""
 
 from __future__ import annotations
 
 import base64
 import json
 
-import jwt
 import pytest
 
+from pam_slurmjwt.signing import HS256Signer
 from pam_slurmjwt.token import (
-    HS256Signer,
     fingerprint,
-    hs256_key_id,
     inspect,
     is_plain_user_name,
     key_id_of,
@@ -29,17 +27,6 @@ def _part(obj: object) -> str:
 def test_claims_are_integers_with_the_requested_lifespan() -> None:
     claims = make_claims("alice", 1800, clock=lambda: 1_700_000_000.9)
     assert claims.as_dict() == {"exp": 1_700_001_800, "iat": 1_700_000_000, "sun": "alice"}
-
-
-def test_signed_token_has_slurm_header_and_verifies_with_the_whole_key() -> None:
-    signer = HS256Signer(KEY)
-    token = signer.sign(make_claims("alice", 60))
-    assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": signer.kid, "typ": "JWT"}
-    assert key_id_of(token) == signer.kid
-    claims = jwt.decode(token, KEY, algorithms=["HS256"])
-    assert claims["sun"] == "alice" and isinstance(claims["exp"], int)
-    with pytest.raises(jwt.InvalidSignatureError):
-        jwt.decode(token, KEY.rstrip(b"\n"), algorithms=["HS256"])
 
 
 def test_slurm_claims_reads_without_verifying() -> None:
@@ -84,15 +71,6 @@ def test_fingerprint_is_short_stable_and_not_the_token() -> None:
 ])
 def test_plain_user_names(name: str, plain: bool) -> None:
     assert is_plain_user_name(name) is plain
-
-
-def test_hs256_key_id_names_the_key_and_hides_it() -> None:
-    kid = hs256_key_id(KEY)
-    assert len(kid) == 22 and kid == hs256_key_id(KEY)
-    assert set(kid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-    # The whole key, byte for byte, as slurmctld reads it: a newline less is another key.
-    assert hs256_key_id(KEY.rstrip(b"\n")) != kid
-    assert base64.urlsafe_b64encode(KEY).decode()[:8] not in kid
 
 
 def test_key_id_of_a_token_without_kid_is_dash_and_a_bad_kid_is_refused() -> None:

@@ -1,0 +1,80 @@
+"""slurmjwt keygen and slurmjwt jwks: the admin's two key commands, their
+output, exit codes and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+from pathlib import Path
+
+import jwt
+import pytest
+
+from pam_slurmjwt import cli
+from pam_slurmjwt.signing import public_of, signer_of_pem
+from pam_slurmjwt.token import make_claims
+
+
+def _conf(tmp_path: Path) -> str:
+    (tmp_path / "slurm.conf").write_text("SlurmUser=nobody\n")
+    conf = tmp_path / "slurmjwt.conf"
+    conf.write_text(f"SlurmConf={tmp_path}/slurm.conf\n")
+    return str(conf)
+
+
+def test_keygen_writes_a_new_key_and_prints_its_kid(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "login1.pem"
+    assert cli.main(["-c", _conf(tmp_path), "keygen", str(key)]) == 0
+    signer = signer_of_pem(str(key), key.read_bytes())
+    assert capsys.readouterr().out == (
+        f"{key}: RSA 2048 bits, kid {signer.kid}; its public half for slurmctld's JWKS: "
+        f"slurmjwt jwks {key}\n")
+    st = key.stat()
+    assert st.st_mode & 0o777 == 0o600
+    # Run as root, the key is SlurmUser's (the helper reads it after dropping to it).
+    owner = pwd.getpwnam("nobody").pw_uid if os.geteuid() == 0 else os.getuid()
+    assert st.st_uid == owner
+
+
+def test_keygen_never_overwrites_and_refuses_small_keys(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key = tmp_path / "login1.pem"
+    key.write_bytes(b"the old key")
+    assert cli.main(["-c", _conf(tmp_path), "keygen", str(key)]) == 3
+    assert capsys.readouterr().err == (
+        f'slurmjwt: will not write key "{key}": it exists, and a key is never overwritten; '
+        f"choose a new name (a rotation puts the new key beside the old one)\n")
+    assert key.read_bytes() == b"the old key"
+    assert cli.main(["keygen", "--bits", "1024", str(tmp_path / "small.pem")]) == 2
+    assert capsys.readouterr().err == "slurmjwt: --bits 1024: choose 2048 to 16384\n"
+    assert not (tmp_path / "small.pem").exists()
+
+
+def test_jwks_prints_public_keys_that_verify_the_tokens(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    conf = _conf(tmp_path)
+    signers = []
+    for name in ("login1.pem", "login2.pem"):
+        assert cli.main(["-c", conf, "keygen", str(tmp_path / name)]) == 0
+        signers.append(signer_of_pem(name, (tmp_path / name).read_bytes()))
+    capsys.readouterr()
+    assert cli.main(["jwks", str(tmp_path / "login1.pem"), str(tmp_path / "login2.pem")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [entry["kid"] for entry in doc["keys"]] == [s.kid for s in signers]
+    for signer, entry in zip(signers, doc["keys"]):
+        assert set(entry) == {"kty", "kid", "alg", "use", "n", "e"}
+        token = signer.sign(make_claims("alice", 60))
+        assert jwt.decode(token, public_of(entry), algorithms=["RS256"])["sun"] == "alice"
+
+
+def test_jwks_of_a_bad_file_is_one_line_with_exit_3(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "jwks.json"
+    bad.write_text("{")
+    assert cli.main(["jwks", str(bad)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f'slurmjwt: cannot use JWKS "{bad}": not JSON; rebuild it with: '
+                            f"slurmjwt jwks KEYFILE...\n")
