@@ -49,7 +49,9 @@ class Policy:
     def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
         """Given the caller's uid and the requested name (`-` = caller),
         return the passwd entry to mint for; raise Refused otherwise."""
-        if requested == protocol.SELF:
+        if caller_uid == 0 and requested != protocol.SELF:
+            entry = self._lookup(requested)
+        else:
             try:
                 entry = pwd.getpwuid(caller_uid)
             except KeyError:
@@ -58,9 +60,10 @@ class Policy:
                 # the caller is told to try again rather than to give up.
                 raise Refused("internal", f"cannot look up uid {caller_uid} right now; "
                                           f"try again") from None
-        else:
-            entry = self._lookup(requested)
-            if caller_uid != 0 and entry.pw_uid != caller_uid:
+            # Anyone but root names itself or nothing: another name is refused
+            # before it reaches the name service, so a stream of made-up names
+            # cannot make the helper wait on a slow directory for everyone.
+            if requested not in (protocol.SELF, entry.pw_name):
                 raise Refused("denied", f"uid {caller_uid} may only ask for its own token")
         if not is_plain_user_name(entry.pw_name):
             raise Refused("no-user", f"{entry.pw_name!r} is not a plain user name")

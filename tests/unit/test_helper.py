@@ -40,6 +40,29 @@ def test_a_user_gets_only_their_own_token() -> None:
         "denied", "uid 65534 may only ask for its own token")
 
 
+def test_a_user_naming_anyone_else_is_refused_before_any_name_lookup(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stream of made-up names must not reach a slow directory: only root's
+    requests name another user; a user may name itself, or nothing."""
+    import pwd
+
+    looked_up: list[str] = []
+    real = pwd.getpwnam
+
+    def counting(name: str) -> pwd.struct_passwd:
+        looked_up.append(name)
+        return real(name)
+
+    policy = _policy("MinUid=0", slurm_user="daemon")
+    monkeypatch.setattr(pwd, "getpwnam", counting)
+    assert _refusal(policy, 65534, "zz-made-up-4711") == (
+        "denied", "uid 65534 may only ask for its own token")
+    assert _refusal(policy, 65534, "daemon")[0] == "denied"
+    assert looked_up == []
+    assert _refusal(policy, 65534, "nobody")[1] == "nobody is in DenyUsers"  # itself: resolved
+    assert looked_up == []
+
+
 def test_nobody_gets_a_token_for_root_or_slurm_user() -> None:
     assert _refusal(_policy(), 0, "root") == (
         "denied", "root is root; tokens for root are off (AllowPrivileged)")
