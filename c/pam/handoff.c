@@ -7,7 +7,8 @@
  * user), drops groups, gid and uid for good and verifies that, then writes
  * the cache with cache.c, exactly as slurmjwt-refresh would, and exits. No
  * program is started: the login pays one fork and a few system calls. The
- * parent waits until the deadline at most, then kills the child.
+ * parent waits until the deadline at most, then kills the child and waits
+ * REAP_GRACE_MS more at most for it to go.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,8 +21,10 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/client.h"
@@ -29,6 +32,7 @@
 
 #define MAX_GROUPS 65536
 #define WHY_MAX 400
+#define REAP_GRACE_MS 50
 
 /* Everything the child needs, gathered before the fork. */
 struct plan {
@@ -112,6 +116,35 @@ out:
     return rc;
 }
 
+/*
+ * The child keeps none of its parent's descriptors but `keep`, and has
+ * /dev/null for 0, 1 and 2: it must not hold sshd's client connection, its
+ * monitor's pipes or a caller's output open while it runs as the user, and
+ * a child that hangs (see reap()) must not keep them open after the login.
+ */
+static void close_all_but(int keep)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC), fd, max;
+
+    if (null < 0)
+        _exit(2);
+    if (dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+        _exit(2);
+    if (null > 2)
+        close(null);
+#ifdef SYS_close_range
+    if ((keep <= 3 || syscall(SYS_close_range, 3U, (unsigned) keep - 1, 0U) == 0)
+        && syscall(SYS_close_range, (unsigned) keep + 1, ~0U, 0U) == 0)
+        return;
+#endif
+    max = (int) sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536)
+        max = 65536;
+    for (fd = 3; fd < max; fd++)
+        if (fd != keep)
+            close(fd);
+}
+
 /* The child: become the user for good, store, report failures on fd. */
 static void become_user_and_store(const struct plan *p, const struct sjwt_entry *e, int fd)
 {
@@ -122,6 +155,7 @@ static void become_user_and_store(const struct plan *p, const struct sjwt_entry 
     /* First of all: a copy of sshd must never be readable by the user. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         _exit(2);
+    close_all_but(fd);
     if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
         || setuid(p->uid) < 0)
         snprintf(why, sizeof(why), "could not become the user: %s", strerror(errno));
@@ -141,35 +175,69 @@ static void become_user_and_store(const struct plan *p, const struct sjwt_entry 
 
 /*
  * Read the child's report into why until end of file or the deadline; set
- * *eof when the child closed its end; return the bytes read.
+ * *eof when the child closed its end; return the bytes kept (a report longer
+ * than why is cut short, and the rest read and dropped).
  */
 static size_t read_report(int fd, long long deadline, char *why, size_t whylen, int *eof)
 {
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    char spill[128];
     size_t got = 0;
     long long left;
     ssize_t n;
     int ready;
 
     *eof = 0;
-    while (got < whylen - 1) {
+    for (;;) {
         left = deadline - sjwt_now_ms();
         ready = left > 0 ? poll(&pfd, 1, (int) left) : 0;
         if (ready < 0 && errno == EINTR)
             continue;
         if (ready <= 0)
             break;
-        n = read(fd, why + got, whylen - 1 - got);
+        if (got < whylen - 1)
+            n = read(fd, why + got, whylen - 1 - got);
+        else
+            n = read(fd, spill, sizeof(spill));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
             *eof = n == 0;
             break;
         }
-        got += (size_t) n;
+        if (got < whylen - 1)
+            got += (size_t) n;
     }
     why[got] = '\0';
     return got;
+}
+
+/*
+ * Reap the child if it is gone by `until` (sjwt_now_ms() scale); return 0
+ * with its status, or -1 when it is still there. A child killed in the
+ * middle of a request to a file system that never answers (a user's FUSE
+ * mount in their runtime directory) cannot die until the request ends, so
+ * the login never waits for it: it is left to whoever reaps sshd's children.
+ */
+static int reap(pid_t pid, int *status, long long until)
+{
+    const struct timespec nap = { 0, 1000 * 1000 };
+    pid_t r;
+
+    for (;;) {
+        r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 0;
+        if (r < 0 && errno == ECHILD) {
+            *status = 0;   /* sshd reaped it for us: the pipe tells anyway */
+            return 0;
+        }
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (sjwt_now_ms() >= until)
+            return -1;
+        nanosleep(&nap, NULL);
+    }
 }
 
 int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
@@ -214,13 +282,17 @@ int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_en
         if (got == 0)
             snprintf(why, whylen, "writing the cache took longer than the timeout");
     }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    /* ECHILD (sshd reaped it for us) leaves status 0: the pipe tells anyway. */
-    if (eof && got == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0)
+    /* The deadline, or REAP_GRACE_MS for a child just killed; never longer. */
+    if (reap(pid, &status, (eof ? deadline : sjwt_now_ms()) + REAP_GRACE_MS) < 0) {
+        if (why[0] == '\0')
+            snprintf(why, whylen, "the child that writes the cache did not exit in time");
+        got = strlen(why);
+        snprintf(why + got, whylen - got, "; it could not be killed and is left behind");
+    } else if (eof && got == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         rc = 0;
-    else if (got == 0 && eof)
+    } else if (got == 0 && eof) {
         snprintf(why, whylen, "the child that writes the cache failed (status %d)", status);
+    }
 out:
     free(p.groups);
     return rc;

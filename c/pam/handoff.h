@@ -17,7 +17,8 @@
  * deadline (sjwt_now_ms() scale), store the entry in the user's cache
  * (docs/internals.md) and return 0; or return -1 with why filled in. The
  * caller waits no longer than the deadline; a child still busy then is
- * killed. Without XDG_RUNTIME_DIR, root first makes the user's entry in the
+ * killed, and waited for 50 ms more at most (one stuck in a file system
+ * that never answers is left behind). Without XDG_RUNTIME_DIR, root first makes the user's entry in the
  * root-only fallback directory.
  */
 int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,

@@ -657,6 +657,76 @@ def test_links_in_the_runtime_dir_are_never_followed(
                in x for x in lines), lines
 
 
+@contextlib.contextmanager
+def never_answering_fuse(mountpoint: Path, user: User) -> Iterator[None]:
+    """Mount on `mountpoint` what a user may mount there with fusermount: a
+    FUSE file system whose daemon answers INIT and then never answers again,
+    so every access to it blocks, and a process killed while it waits cannot
+    die until the connection ends. Closing the device ends it."""
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("needs /dev/fuse")
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    stop = threading.Event()
+    requests: list[int] = []
+
+    def serve() -> None:
+        import select
+        import struct
+
+        while not stop.is_set():
+            if not select.select([fd], [], [], 0.05)[0]:
+                continue
+            try:
+                buf = os.read(fd, 1 << 20)
+            except OSError as err:
+                requests.append(-err.errno)
+                return
+            _, opcode, unique = struct.unpack_from("<IIQ", buf)
+            requests.append(opcode)
+            if opcode == 26:  # FUSE_INIT: protocol 7.31, then silence
+                out = struct.pack("<IIIIHHIIHHI7I", 7, 31, 0, 0, 0, 0, 4096, 1, 0, 0, 0,
+                                  *([0] * 7))
+                os.write(fd, struct.pack("<IiQ", 16 + len(out), 0, unique) + out)
+
+    thread = threading.Thread(target=serve, daemon=True)  # read only once mounted
+    mounted = False
+    try:
+        subprocess.run(["mount", "-t", "fuse", "-o",
+                        f"fd={fd},rootmode=40000,user_id={user.uid},group_id={user.gid}",
+                        "slurmjwt-test-hang", str(mountpoint)], check=True, pass_fds=(fd,))
+        mounted = True
+        thread.start()
+        yield
+        assert len(requests) > 1, requests  # INIT, then what the child asked and never got
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+        stop.set()
+        if thread.is_alive():
+            thread.join()
+        os.close(fd)  # aborts the connection: a child stuck in it dies now
+
+
+def test_a_cache_directory_that_never_answers_costs_at_most_the_timeout(
+    helper: FakeHelper, runtime: Path, test_users: dict[str, User], syslog: Syslog
+) -> None:
+    """A user's FUSE mount on their cache directory holds the child that
+    writes the cache for ever, even after SIGKILL: the login still goes on at
+    the deadline (plus 50 ms to reap a killed child), without waiting for it."""
+    cache = runtime / "slurmjwt"
+    cache.mkdir(mode=0o700)
+    os.chown(cache, test_users["alice"].uid, test_users["alice"].gid)
+    with never_answering_fuse(cache, test_users["alice"]):
+        syslog.take()
+        s = open_session(f"socket={helper.path} timeout=700 wrappers=none", "alice",
+                         putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        assert s.rc == 0 and s.env.get("SLURM_JWT") == helper.token
+        assert s.elapsed < 0.7 + 0.05 + SLACK, s.elapsed
+        lines = syslog.take()
+        assert any("token not cached: writing the cache took longer than the timeout; it "
+                   "could not be killed and is left behind" in x for x in lines), lines
+
+
 def test_a_runtime_dir_of_someone_else_is_not_used(
     helper: FakeHelper, runtime: Path, test_users: dict[str, User], syslog: Syslog
 ) -> None:
