@@ -253,7 +253,16 @@ class Cache:
         return entry, ""
 
     def store(self, entry: Entry) -> None:
-        """Write entry atomically (temp file, fsync, rename) with mode 0600."""
+        """Write entry atomically (temp file, fsync, rename) with mode 0600;
+        raise CacheUnsafe when unsafe or when it cannot be written (a full
+        file system: the old entry, if any, stays as it was)."""
+        try:
+            self._store(entry)
+        except OSError as err:
+            raise self._unsafe(f"cannot be written ({err.strerror or err})",
+                               "free some space there, or ask an admin") from None
+
+    def _store(self, entry: Entry) -> None:
         dfd = self.open_dir(create=True)
         if dfd is None:
             raise self._unsafe("vanished while being created", "try again")

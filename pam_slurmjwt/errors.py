@@ -24,7 +24,7 @@ EXIT_CODES = (
     (EXIT_CONFIG, "configuration error: slurmjwt.conf, slurm.conf or the key"),
     (EXIT_UNREACHABLE, "the helper is unreachable, timed out or answered nonsense"),
     (EXIT_REFUSED, "refused by the helper's policy (denied, no such user)"),
-    (EXIT_CACHE, "the token cache is unsafe (owner, mode, symlink)"),
+    (EXIT_CACHE, "the token cache is unsafe (owner, mode, symlink) or cannot be written"),
     (EXIT_MINT, "the helper could not make a token (key, scontrol, busy)"),
 )
 
@@ -81,6 +81,7 @@ class MintFailed(SlurmJwtError):
 
 
 class CacheUnsafe(SlurmJwtError):
-    """Raised when the token cache has a wrong owner, mode or a symlink."""
+    """Raised when the token cache has a wrong owner, mode or a symlink, or
+    cannot be written (a full file system)."""
 
     exit_code = EXIT_CACHE

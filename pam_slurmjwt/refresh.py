@@ -15,7 +15,7 @@ import time
 from pam_slurmjwt import protocol
 from pam_slurmjwt.cache import SAFETY, Cache, Entry, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
-from pam_slurmjwt.errors import EXIT_OK, MintFailed, SlurmJwtError, UsageError
+from pam_slurmjwt.errors import EXIT_OK, CacheUnsafe, MintFailed, SlurmJwtError, UsageError
 from pam_slurmjwt.log import complain
 
 PROG = "slurmjwt-refresh"
@@ -165,8 +165,19 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
                 raise
             time.sleep(pause)
     entry = Entry.from_grant(grant)
-    cache.store(entry)
+    try:
+        cache.store(entry)
+    except CacheUnsafe as err:
+        raise NotStored(str(err), entry) from None
     return entry
+
+
+class NotStored(CacheUnsafe):
+    """A fresh token the cache could not take: --print-env still gives it."""
+
+    def __init__(self, sentence: str, entry: Entry) -> None:
+        super().__init__(sentence)
+        self.entry = entry
 
 
 def still_valid(cache: Cache) -> Entry | None:
@@ -193,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         cache = Cache.for_user(cfg.helper_socket)
         try:
             entry = refresh(opts, cfg, cache)
+        except NotStored as err:
+            entry = err.entry
+            raise
         except SlurmJwtError:
             entry = still_valid(cache)
             raise

@@ -10,6 +10,7 @@ wrapper passed on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -303,6 +304,56 @@ def test_an_unsafe_cache_is_named_and_never_used(place: Place) -> None:
         assert list(cache.iterdir()) == []  # nothing written into it
     finally:
         cache.chmod(0o700)
+
+
+def test_a_full_cache_file_system_costs_a_line_never_a_token(place: Place) -> None:
+    """The fallback tmpfs is shared by users without XDG_RUNTIME_DIR: when
+    another user has filled it and a user's cache is due, Slurm commands still
+    get a token (from the helper), slurmjwt-refresh says why in one line and
+    still prints the new token, and the old entry stays."""
+    bob = place.users["bob"]
+    fs = make_dir("slurmjwt-full-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "slurmjwt-test", str(fs)],
+                   check=True)
+    try:
+        cache = fs / "cache-bob"
+        cache.mkdir(mode=0o700)
+        os.chown(cache, bob.uid, bob.gid)
+        conf = place.config("probe.conf", f"SlurmBinDir={place.fakebin}\n")
+        old = place.run([place.installed.cmd("slurmjwt-refresh")], user="bob",
+                        SLURMJWT_CACHE_DIR=str(cache))
+        assert old.returncode == 0, old.stderr
+        # A cache entry of another key: due, so every command asks the helper.
+        fields = (cache / "token").read_text().split(" ")
+        fields[6] = "an-old-key"
+        before = " ".join(fields)
+        (cache / "token").write_text(before)  # in place: bob's 0600 file still
+        filler = fs / "filler"  # another user's junk, as much as fits
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        with contextlib.suppress(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        wrapped = place.run([str(place.installed.wrappers / "squeue")], user="bob", conf=conf,
+                            SLURMJWT_CACHE_DIR=str(cache), SLURMJWT_DEBUG="1")
+        assert wrapped.returncode == 0, wrapped.stderr
+        token = wrapped.stdout.strip().split("=", 1)[1]
+        assert place.claims(token)["sun"] == "bob"
+        # From the helper, and said only under SLURMJWT_DEBUG: no noise in a session.
+        assert (f'slurmjwt-wrap: token not cached: cannot write token cache "{cache}": No space '
+                "left on device\n") in wrapped.stderr, wrapped.stderr
+        refresh = place.run([place.installed.cmd("slurmjwt-refresh"), "--print-env", "sh"],
+                            user="bob", SLURMJWT_CACHE_DIR=str(cache))
+        assert refresh.returncode == 6
+        assert refresh.stderr == (f'slurmjwt-refresh: token cache "{cache}" cannot be written '
+                                  "(No space left on device); free some space there, or ask "
+                                  "an admin\n")
+        assert refresh.stdout.startswith("SLURM_JWT=")
+        assert (cache / "token").read_text() == before
+        assert sorted(p.name for p in cache.iterdir()) == [".clock", "token", "token.csh"]
+    finally:
+        subprocess.run(["umount", str(fs)], check=False)
+        fs.rmdir()
 
 
 def test_token_json_says_when_to_ask_again(place: Place) -> None:

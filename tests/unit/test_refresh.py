@@ -117,6 +117,35 @@ def test_helper_down_is_a_clear_error(tmp_path: Path) -> None:
         rf.refresh(_opts(), _cfg(None), _cache(tmp_path))
 
 
+def test_a_full_file_system_is_one_line_keeps_the_old_entry_and_still_prints_the_token(
+        running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+    import os
+
+    from pam_slurmjwt import cache as cache_module
+
+    cache = _cache(tmp_path, running)
+    cache.store(_entry(300, tok="old.due.token"))
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(cache_module.os, "fsync", full)
+    monkeypatch.setenv("SLURMJWT_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setenv("SLURMJWT_CONF", str(tmp_path / "slurmjwt.conf"))
+    (tmp_path / "slurmjwt.conf").write_text(f"HelperSocket={running.path}\nHelperTimeout=2\n")
+    monkeypatch.setattr(rf.Cache, "for_user", lambda _sock: cache)
+    assert rf.main(["--if-needed", "--print-env", "sh"]) == 6
+    out, err = capsys.readouterr()
+    assert err == (f'slurmjwt-refresh: token cache "{tmp_path / "c"}" cannot be written (No '
+                   f'space left on device); free some space there, or ask an admin\n')
+    assert out.startswith("SLURM_JWT=") and "old.due.token" not in out  # the fresh token
+    kept = cache.load()[0]
+    assert kept is not None and kept.token == "old.due.token"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".clock", "token", "token.csh"]
+
+
 def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
     entry = _entry(100)
     assert rf.env_lines("sh", entry) == "SLURM_JWT='a.b.c'; export SLURM_JWT;\n"
