@@ -128,8 +128,13 @@ def cmd_decode(args: argparse.Namespace) -> int:
     """Show a token's claims without verifying it. Exit 0 valid, 1 expired."""
     if args.token == "-":
         token = sys.stdin.read(8192).strip()
+    elif args.token:
+        # Too late for this one, but never again: every local user can read
+        # a command line (ps, /proc/PID/cmdline).
+        raise UsageError("a token on the command line is visible to every local user (ps); "
+                         "pass it on stdin: slurmjwt decode - <FILE")
     else:
-        token = args.token or os.environ.get("SLURM_JWT", "")
+        token = os.environ.get("SLURM_JWT", "")
     if not token:
         raise UsageError("no token: SLURM_JWT is not set; pass - to read one on stdin")
     info = describe(token)
@@ -339,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     mint.set_defaults(func=cmd_mint)
 
     decode = sub.add_parser("decode", help="show a token's claims (not verified)")
-    decode.add_argument("token", nargs="?", help="token, or - for stdin (default $SLURM_JWT)")
+    decode.add_argument("token", nargs="?",
+                        help="- to read the token on stdin (default: $SLURM_JWT); never "
+                             "the token itself, which others could read in ps")
     decode.add_argument("--json", action="store_true", help="print the claims as JSON")
     decode.set_defaults(func=cmd_decode)
 

@@ -1,5 +1,5 @@
-"""slurmjwt keygen and slurmjwt jwks: the admin's two key commands, their
-output, exit codes and one-line refusals."""
+"""slurmjwt keygen and slurmjwt jwks (the admin's two key commands: output,
+exit codes, one-line refusals) and slurmjwt decode's inputs."""
 
 from __future__ import annotations
 
@@ -78,3 +78,21 @@ def test_jwks_of_a_bad_file_is_one_line_with_exit_3(
     assert captured.out == ""
     assert captured.err == (f'slurmjwt: cannot use JWKS "{bad}": not JSON; rebuild it with: '
                             f"slurmjwt jwks KEYFILE...\n")
+
+
+def test_decode_reads_stdin_or_slurm_jwt_never_a_token_on_the_command_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    token = jwt.encode({"sun": "alice", "iat": make_claims("alice", 600).iat,
+                        "exp": make_claims("alice", 600).exp}, "k" * 32, algorithm="HS256")
+    assert cli.main(["decode", token]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", "slurmjwt: a token on the command line is visible to every local "
+                              "user (ps); pass it on stdin: slurmjwt decode - <FILE\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert cli.main(["decode", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["user"] == "alice"
+    monkeypatch.setenv("SLURM_JWT", token)
+    assert cli.main(["decode", "--json"]) == 0
+    assert token not in capsys.readouterr().out  # a fingerprint, never the token
