@@ -17,7 +17,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import jwt
@@ -36,16 +35,6 @@ def as_user(user: str, argv: list[str], env: dict[str, str],
     return subprocess.run(["setpriv", "--reuid", user, "--regid", user, "--init-groups",
                            "env", "-i", *[f"{k}={v}" for k, v in full.items()], *argv],
                           capture_output=True, text=True, input=stdin, timeout=60)
-
-
-@pytest.fixture
-def cache_root() -> Iterator[Path]:
-    root = Path(tempfile.mkdtemp(prefix="slurmjwt-caches-"))
-    root.chmod(0o1777)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def user_env(helper: HelperProcess, cache_root: Path, user: str) -> dict[str, str]:

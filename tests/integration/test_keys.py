@@ -109,17 +109,6 @@ def _uid(name: str) -> int:
     return pwd.getpwnam(name).pw_uid
 
 
-@pytest.fixture
-def cache_root() -> Iterator[Path]:
-    """A sticky world-writable directory for the users' caches (cache_root/USER)."""
-    root = Path(tempfile.mkdtemp(prefix="slurmjwt-caches-"))
-    root.chmod(0o1777)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
 def _slurm_version(cluster: Cluster) -> tuple[int, int]:
     out = cluster.run(["scontrol", "--version"]).stdout
     match = re.search(r"(\d+)\.(\d+)", out)
