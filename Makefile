@@ -101,7 +101,8 @@ test: deps check c-test c-harness
 test-releases: deps
 	$(if $(SLURM_SOURCES),SLURMJWT_SLURM_SOURCES=$(abspath $(SLURM_SOURCES))) \
 	SLURMJWT_MATRIX=$(or $(RELEASES),source) \
-		$(PY) -m pytest -q tests/integration/test_matrix.py $(PYTEST_ARGS)
+		$(PY) -m pytest -q tests/integration/test_matrix.py tests/integration/test_matrix_keys.py \
+		$(PYTEST_ARGS)
 
 bench: deps c
 	$(PY) -m tests.bench $(BENCH_ARGS)

@@ -1,5 +1,7 @@
-"""Keys on every Slurm of the compatibility matrix (tests/demo/releases.py:
-22.05, 24.11, 26.05), in the demo's two-host Docker cluster.
+"""Keys on every Slurm of the compatibility matrix, in the demo's two-host
+Docker cluster. Which releases is SLURMJWT_MATRIX's choice, as for
+test_matrix.py: Debian's three (22.05, 24.11, 26.05) in `make test`, the
+four built from source in `make test-releases`.
 
 Per release, the demo's key scenario (tests/demo/keyring.py, also shown by
 `python -m tests.demo keys`) runs once and records what that Slurm did; the
@@ -16,18 +18,20 @@ engine can run on the machine at all.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.demo import engine, run
 from tests.demo.keyring import GHOST, GHOST_UID, Seen, bring_up, scenario
-from tests.demo.releases import RELEASES
+from tests.demo.releases import RELEASES, matrix
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
+MATRIX = matrix(os.environ.get("SLURMJWT_MATRIX", "debian"))
 
 
-@pytest.fixture(scope="module", params=list(RELEASES), ids=lambda c: f"{c}-{RELEASES[c].slurm}")
+@pytest.fixture(scope="module", params=MATRIX, ids=lambda c: f"{c}-{RELEASES[c].slurm}")
 def seen(request: pytest.FixtureRequest) -> Iterator[Seen]:
     """One release's cluster, up without the demo's transcript, with the key
     scenario run; always removed."""
