@@ -1,6 +1,7 @@
 # pam-slurmjwt: build, check, test, benchmark, demo.
 #
-#   make demo    bring up a two-host cluster in containers and show it working
+#   make demo    bring up a cluster in containers (directory, controller, a login node
+#                with systemd) and show it working
 #                (make demo-keys shows its keys; make demo-down removes it)
 #   make test    install test dependencies (root, Debian 12), run every check
 #                and every test; this is what .ci/run calls
@@ -107,7 +108,7 @@ test-releases: deps
 bench: deps c
 	$(PY) -m tests.bench $(BENCH_ARGS)
 
-# The two-host demo in Docker (tests/demo): bookworm by default,
+# The demo cluster in Docker (tests/demo): bookworm by default,
 # DEMO_RELEASE=trixie or sid for Slurm 24.11 or 26.05, slurm-23.11,
 # slurm-24.05, slurm-25.05 or slurm-25.11 for a release built from source.
 demo: deps

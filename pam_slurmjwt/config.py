@@ -110,6 +110,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("AllowPrivileged", "list", (),
            "Comma-separated names of root, SlurmUser or system accounts that may get a "
            "token anyway. Empty by default: a token for root is root on the cluster."),
+    Option("AllowGroups", "list", (),
+           "Comma-separated group names; when set, only their members get a token. "
+           "Membership is by gid through the name service, primary and supplementary "
+           "groups alike (as a session gets them)."),
+    Option("DenyGroups", "list", (),
+           "Comma-separated group names whose members never get a token, whatever "
+           "AllowGroups says; checked by gid like AllowGroups."),
+    Option("LookupTimeout", "seconds", 2,
+           "How long the helper waits for the name service (sssd, LDAP) to look up a user "
+           "or their groups; a slower lookup is refused as `internal` (try again).",
+           minimum=1),
     Option("MungeSocket", "path", "/run/munge/munge.socket.2",
            "munged's socket; with Export=auto its presence means munge works here."),
     Option("Scontrol", "path", "/usr/bin/scontrol", "scontrol used by Backend=scontrol."),
@@ -124,10 +135,11 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Tokens", ("Lifespan", "MaxLifespan", "MaxLifespanFor", "RefreshMargin", "Export",
                 "IdentityClaims")),
     ("Signing", ("Backend", "JwtKey", "SlurmConf", "Scontrol")),
-    ("Who may have a token", ("MinUid", "DenyUsers", "AllowPrivileged")),
+    ("Who may have a token", ("MinUid", "DenyUsers", "AllowPrivileged", "AllowGroups",
+                              "DenyGroups")),
     ("The helper", ("HelperSocket", "RootSocket", "HelperTimeout", "ReadTimeout", "Workers",
                     "MaxConnections", "MaxConnectionsPerUser", "MaxRequestsPerUser",
-                    "MungeSocket", "Debug")),
+                    "LookupTimeout", "MungeSocket", "Debug")),
     ("Slurm commands", ("SlurmBinDir",)),
 )
 
@@ -158,6 +170,9 @@ class Config:
     min_uid: int
     deny_users: tuple[str, ...]
     allow_privileged: tuple[str, ...]
+    allow_groups: tuple[str, ...]
+    deny_groups: tuple[str, ...]
+    lookup_timeout: int
     munge_socket: str
     scontrol: str
     slurm_bin_dir: str

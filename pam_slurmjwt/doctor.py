@@ -9,17 +9,20 @@ import ctypes
 import glob
 import os
 import pwd
+import queue
 import re
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any, Optional
 
-from pam_slurmjwt import protocol, slurmside, wrappers
+from pam_slurmjwt import nss, protocol, slurmside, wrappers
 from pam_slurmjwt.cache import FALLBACK_BASE, Cache, key_dir, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config
-from pam_slurmjwt.errors import SlurmJwtError
+from pam_slurmjwt.errors import NameServiceError, SlurmJwtError
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
 from pam_slurmjwt.token import inspect
 
@@ -32,8 +35,16 @@ PROFILE = "/etc/profile.d/slurmjwt.sh"
 # non-login interactive bash and zsh (IDE terminals) read only their rc.
 SHELL_RCS = {"zprofile": "/etc/zsh/zprofile", "bashrc": "/etc/bash.bashrc",
              "zshrc": "/etc/zsh/zshrc"}
+NSSWITCH = "/etc/nsswitch.conf"
+SYSTEMD_RUNNING = "/run/systemd/system"  # exists while systemd is PID 1 (sd_booted)
+SOCKET_UNITS = ("slurmjwt-helper.socket", "slurmjwt-helper-root.socket")
+TIMER_UNIT = "slurmjwt-refresh.timer"
 CLIENT_TIMEOUT = 20
 CANDIDATES = 5  # users doctor tries, as root without --user, to prove the key
+INCLUDE_DEPTH = 8  # PAM's own limit on nested includes is similar
+# Looked up when doctor has no user to look up: nobody has this name, so
+# every passwd source is asked, and one that fails shows.
+PROBE_NAME = "slurmjwt-doctor-probe"
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class Doctor:
                  sshd_pam: str = SSHD_PAM, profile: str = PROFILE,
                  wrapper_dir: str = wrappers.WRAPPER_DIR,
                  wrap_program: str = wrappers.WRAP_PROGRAM,
-                 shell_rcs: dict[str, str] | None = None) -> None:
+                 shell_rcs: dict[str, str] | None = None,
+                 systemd: bool | None = None, nsswitch: str = NSSWITCH) -> None:
         self.config_path = config_path
         self.root = os.geteuid() == 0
         # As root without --user: a user is picked to prove the key (accepted).
@@ -66,6 +78,10 @@ class Doctor:
         self.wrap_program = wrap_program
         self.shell_rcs = SHELL_RCS if shell_rcs is None else shell_rcs
         self.kid: str | None = None  # the key id of the helper's tokens
+        self.nsswitch = nsswitch
+        # systemd as PID 1: the helper's socket units, pam_systemd and the
+        # users' timer are checked too.
+        self.systemd = os.path.isdir(SYSTEMD_RUNNING) if systemd is None else systemd
         self.cfg: Config | None = None
         self.slurm: SlurmConf | None = None
         self.helper_ok = False
@@ -77,21 +93,30 @@ class Doctor:
         self.key_path: str | None = None
 
     def run(self) -> Iterator[Check]:
-        steps: list[Callable[[], Check]] = [self.config, self.slurm_conf, self.jwt_enabled]
+        steps: list[Callable[[], Optional[Check]]] = [
+            self.config, self.slurm_conf, self.jwt_enabled, self.name_service]
         if self.root:
-            steps += [self.token_creation, self.key]
+            steps += [self.token_creation, self.key, self.group_policy]
+            if self.systemd:
+                steps += [self.helper_unit]
         steps += [self.helper, self.accepted, self.key_id, self.clock, self.export]
         if self.root:
             steps += [self.root_socket, self.pam_module, self.pam_stack, self.profile_d,
-                      self.shells, self.wrappers, self.fallback, self.task_prolog,
-                      self.cli_filter]
+                      self.shells, self.wrappers, self.fallback]
+            if self.systemd:
+                steps += [self.user_timer]
+            steps += [self.task_prolog, self.cli_filter]
         else:
             steps += [self.cache, self.path]
+            if self.systemd:
+                steps += [self.own_timer]
         for step in steps:
             try:
-                yield step()
+                check = step()
             except SlurmJwtError as err:
-                yield Check("FAIL", step.__name__.replace("_", " "), str(err))
+                check = Check("FAIL", step.__name__.replace("_", " "), str(err))
+            if check is not None:  # None: nothing to check on this host
+                yield check
 
     # -- configuration
 
@@ -114,6 +139,58 @@ class Doctor:
         return Check("FAIL", "auth/jwt", f"AuthAltTypes in {self.slurm.path} lacks auth/jwt; add "
                      "AuthAltTypes=auth/jwt (and AuthAltParameters=jwt_key=PATH) on every host, "
                      "then restart slurmctld")
+
+    def name_service(self) -> Check:
+        """The user, looked up as the helper looks users up (nss.py), within
+        LookupTimeout: sssd down or hung is named, with the fix."""
+        assert self.cfg is not None
+        sources = _nss_sources(self.nsswitch, "passwd")
+        where = f"passwd: {' '.join(sources) or 'files'} in {self.nsswitch}"
+        fix = _name_service_fix(sources, self.nsswitch)
+        timeout = self.cfg.lookup_timeout
+        name = self.user or PROBE_NAME
+        started = time.monotonic()
+        try:
+            entry = _within(timeout, nss.user_by_name, name)
+        except NameServiceError as err:
+            return Check("FAIL", "name service", f"{err} ({where}); {fix}")
+        except TimeoutError:
+            return Check("FAIL", "name service", f"no answer for user {name!r} within "
+                         f"{timeout} s (LookupTimeout; {where}); {fix}")
+        took = time.monotonic() - started
+        if not self.user:
+            return Check("OK", "name service", f"every source answers ({where}; a name nobody "
+                         f"has took {took:.2f} s)")
+        if entry is None:
+            return Check("FAIL", "name service", f"no user {name!r} ({where}); check the "
+                         "name, and that the directory holds it")
+        return Check("OK", "name service", f"{name} is uid {entry.pw_uid} ({where}; "
+                     f"answered in {took:.2f} s)")
+
+    def group_policy(self) -> Optional[Check]:
+        """AllowGroups and DenyGroups name groups that exist (a typo in
+        AllowGroups would refuse everyone, in DenyGroups deny nobody)."""
+        assert self.cfg is not None
+        if not (self.cfg.allow_groups or self.cfg.deny_groups):
+            return None
+        sources = _nss_sources(self.nsswitch, "group")
+        found = []
+        for key, names in (("AllowGroups", self.cfg.allow_groups),
+                           ("DenyGroups", self.cfg.deny_groups)):
+            for name in names:
+                try:
+                    gid = _within(self.cfg.lookup_timeout, nss.group_id, name)
+                except (NameServiceError, TimeoutError) as err:
+                    why = str(err) or f"no answer within {self.cfg.lookup_timeout} s"
+                    return Check("FAIL", "group policy", f"{key}: {why}; "
+                                 f"{_name_service_fix(sources, self.nsswitch)}")
+                if gid is None:
+                    verb = "admits" if key == "AllowGroups" else "denies"
+                    return Check("FAIL", "group policy", f"{key} names {name!r}, and there is no "
+                                 f"such group, so it {verb} nobody; fix the name in "
+                                 f"{self.cfg.path or 'slurmjwt.conf'}")
+                found.append(f"{name}={gid}")
+        return Check("OK", "group policy", f"groups by gid: {', '.join(found)}")
 
     def token_creation(self) -> Check:
         """A stolen token can ask slurmctld for its successor (scontrol token)
@@ -145,6 +222,32 @@ class Doctor:
                      "mode safe")
 
     # -- the helper and slurmctld
+
+    def helper_unit(self) -> Check:
+        """systemd starts the helper: its two socket units are enabled,
+        listening, and on the paths the clients use."""
+        assert self.cfg is not None
+        fix = f"systemctl enable --now {' '.join(SOCKET_UNITS)}"
+        wanted = {SOCKET_UNITS[0]: ("HelperSocket", self.cfg.helper_socket),
+                  SOCKET_UNITS[1]: ("RootSocket", self.cfg.root_socket)}
+        for unit in SOCKET_UNITS:
+            key, path = wanted[unit]
+            enabled = _systemctl("is-enabled", unit)
+            if enabled != "enabled":
+                return Check("FAIL", "helper unit", f"{unit} is {enabled or 'not installed'}, "
+                             f"so nothing will listen on {path} after a reboot; run {fix}")
+            active = _systemctl("is-active", unit)
+            if active != "active":
+                return Check("FAIL", "helper unit", f"{unit} is enabled but {active}; run "
+                             f"systemctl start {unit} and see systemctl status {unit}")
+            listen = _systemctl("show", "--property=Listen", "--value", unit).split(" ")[0]
+            if listen != path:
+                return Check("FAIL", "helper unit", f"{unit} listens on {listen or 'nothing'} "
+                             f"but clients use {key}={path}; make them the same (systemctl "
+                             f"edit {unit}, or {key}= in slurmjwt.conf)")
+        return Check("OK", "helper unit", f"{' and '.join(SOCKET_UNITS)} enabled and "
+                     f"listening on {self.cfg.helper_socket} and {self.cfg.root_socket}: "
+                     "systemd starts the helper on the first connection")
 
     def helper(self) -> Check:
         assert self.cfg is not None
@@ -412,6 +515,10 @@ class Doctor:
             return Check("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook; add the "
                          "line `@include slurmjwt` after `@include common-session` (Debian) or "
                          "after the `session include password-auth` line (RHEL)")
+        if self.systemd:
+            check = self._after_pam_systemd(lines, ours)
+            if check.status != "OK":
+                return check
         session = _first(lines, lambda w: w[:2] == ["@include", "common-session"]
                          or (len(w) > 2 and w[0] == "session" and w[2] in ("password-auth",
                                                                           "system-auth")))
@@ -419,14 +526,44 @@ class Doctor:
             return Check("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before the "
                          "common session modules: move `@include slurmjwt` after them, so the "
                          "runtime directory exists when the cache is written")
+        if self.systemd:
+            return self._after_pam_systemd(lines, ours)
         return Check("OK", "sshd pam", f"{self.sshd_pam} includes the hook after the session "
                      "modules")
+
+    def _after_pam_systemd(self, lines: list[list[str]], ours: int) -> Check:
+        """With systemd, pam_systemd makes the session's XDG_RUNTIME_DIR: the
+        hook must come after the line that brings it in (directly or through
+        includes), or the cache goes to the /run/slurmjwt/users fallback."""
+        directory = os.path.dirname(self.sshd_pam)
+        at = _first(lines, lambda w: "pam_systemd.so" in _session_modules(w, directory))
+        if at is None:
+            return Check("WARN", "sshd pam", f"no pam_systemd in the session stack of "
+                         f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
+                         "back to /run/slurmjwt/users; add it (Debian: pam-auth-update --enable "
+                         "systemd)")
+        if at > ours:
+            return Check("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
+                         f"pam_systemd (brought in by `{' '.join(lines[at])}`): move `@include "
+                         "slurmjwt` after that line, so the session's XDG_RUNTIME_DIR exists "
+                         "when the cache is written")
+        return Check("OK", "sshd pam", f"{self.sshd_pam} includes the hook after pam_systemd "
+                     f"(`{' '.join(lines[at])}`)")
 
     def profile_d(self) -> Check:
         if os.path.isfile(self.profile):
             return Check("OK", "profile.d", f"{self.profile} installed")
         return Check("WARN", "profile.d", f"{self.profile} missing: shells will not refresh "
                      "their token; run make install")
+
+    def user_timer(self) -> Check:
+        """Every user's systemd starts the refresh timer (systemctl --global)."""
+        enabled = _systemctl("--global", "is-enabled", TIMER_UNIT)
+        if enabled == "enabled":
+            return Check("OK", "user timer", f"{TIMER_UNIT} is enabled for every user's systemd")
+        return Check("WARN", "user timer", f"{TIMER_UNIT} is {enabled or 'not installed'} for "
+                     "users: tokens in long sessions and tmux stay fresh only while a shell "
+                     f"prompts; run systemctl --global enable {TIMER_UNIT}")
 
     def task_prolog(self) -> Check:
         """Every release: the TaskProlog removes SLURM_JWT from every task,
@@ -508,6 +645,20 @@ class Doctor:
                      "$PATH")
 
 
+    def own_timer(self) -> Optional[Check]:
+        """The refresh timer runs in the user's own systemd, when they have one."""
+        runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+        if not runtime or not os.path.exists(os.path.join(runtime, "systemd", "private")):
+            return None  # no user manager for this session (su, cron): nothing to ask
+        active = _systemctl("--user", "is-active", TIMER_UNIT)
+        if active == "active":
+            return Check("OK", "timer", f"{TIMER_UNIT} is active in your systemd")
+        return Check("WARN", "timer", f"{TIMER_UNIT} is {active or 'unknown'} in your systemd: "
+                     "your token stays fresh only while a shell prompts; run systemctl --user "
+                     f"enable --now {TIMER_UNIT}, or ask an admin for systemctl --global enable "
+                     f"{TIMER_UNIT}")
+
+
 def _unproven(version: tuple[int, int]) -> str:
     if slurmside.proven(version):
         return ""
@@ -524,6 +675,38 @@ def reload_jwks(version: tuple[int, int]) -> str:
     if version == (0, 0):
         return "restart slurmctld (before Slurm 23.11) or run scontrol reconfigure (23.11+)"
     return "restart slurmctld (Slurm before 23.11 reads the JWKS only at start)"
+
+
+def _session_modules(words: list[str], directory: str, depth: int = 0) -> list[str]:
+    """Given the words of one PAM line (comment removed) and the directory of
+    its file, return the file names of the session modules it runs,
+    following @include, include and substack."""
+    if not words or depth > INCLUDE_DEPTH:
+        return []
+    if words[0] == "@include" and len(words) > 1:
+        return _file_session_modules(os.path.join(directory, words[1]), depth + 1)
+    if words[0].lstrip("-") != "session" or len(words) < 3:
+        return []
+    rest = words[1:]
+    if rest[0].startswith("["):  # [value=action ...] may hold spaces
+        while rest and not rest[0].endswith("]"):
+            rest = rest[1:]
+    if len(rest) < 2:
+        return []
+    control, module = rest[0], rest[1]
+    if control in ("include", "substack"):
+        return _file_session_modules(os.path.join(directory, module), depth + 1)
+    return [os.path.basename(module)]
+
+
+def _file_session_modules(path: str, depth: int) -> list[str]:
+    try:
+        with open(path) as fh:
+            lines = [line.split("#", 1)[0].split() for line in fh]
+    except OSError:
+        return []
+    directory = os.path.dirname(path)
+    return [module for words in lines for module in _session_modules(words, directory, depth)]
 
 
 def _first(lines: list[list[str]], pred: Callable[[list[str]], bool]) -> int | None:
@@ -548,6 +731,68 @@ def _slurm_version(scontrol: str = "/usr/bin/scontrol") -> tuple[int, int]:
         return (0, 0)
     match = re.search(r"(\d+)\.(\d+)", out)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _systemctl(*args: str) -> str:
+    """Return what `systemctl ARGS` prints (first line, stripped), whatever
+    its exit status ("disabled", "inactive" come with status 1)."""
+    try:
+        done = subprocess.run(["systemctl", *args], capture_output=True, text=True,
+                              timeout=CLIENT_TIMEOUT, env={"PATH": "/usr/bin:/bin",
+                                                           "SYSTEMD_PAGER": "", "LANG": "C",
+                                                           **_user_bus()})
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return (done.stdout.strip().splitlines() or [""])[0]
+
+
+def _user_bus() -> dict[str, str]:
+    # systemctl --user finds the user's manager through these.
+    return {k: v for k, v in os.environ.items()
+            if k in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")}
+
+
+def _nss_sources(path: str, database: str) -> list[str]:
+    """Given nsswitch.conf's path and a database, return its sources in order
+    (actions such as [NOTFOUND=return] left out); [] when unreadable."""
+    try:
+        with open(path) as fh:
+            for line in fh:
+                key, _, rest = line.split("#", 1)[0].partition(":")
+                if key.strip() == database:
+                    return [w for w in re.sub(r"\[[^]]*\]", " ", rest).split()]
+    except OSError:
+        pass
+    return []
+
+
+def _name_service_fix(sources: list[str], nsswitch: str) -> str:
+    if "sss" in sources:
+        return ("sssd is not answering: run systemctl restart sssd, and see journalctl -u sssd "
+                "and sssctl domain-status")
+    return f"check the sources of passwd and group in {nsswitch}"
+
+
+def _within(seconds: float, lookup: Callable[..., Any], *args: Any) -> Any:
+    """Run a lookup in a daemon thread; return its result, re-raise its
+    error, or raise TimeoutError when it takes longer than `seconds` (the
+    thread is left to finish: a hung sssd must not hang the doctor)."""
+    answer: queue.SimpleQueue[tuple[Any, Optional[BaseException]]] = queue.SimpleQueue()
+
+    def run() -> None:
+        try:
+            answer.put((lookup(*args), None))
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            answer.put((None, err))
+
+    threading.Thread(target=run, daemon=True).start()
+    try:
+        result, error = answer.get(timeout=seconds)
+    except queue.Empty:
+        raise TimeoutError() from None
+    if error is not None:
+        raise error
+    return result
 
 
 def run_doctor(config_path: str | None, user: str | None, out: Callable[[str], None]) -> bool:

@@ -85,3 +85,10 @@ class CacheUnsafe(SlurmJwtError):
     cannot be written (a full file system)."""
 
     exit_code = EXIT_CACHE
+
+
+class NameServiceError(SlurmJwtError):
+    """Raised when the name service (files, sssd, LDAP) fails to answer a
+    user or group lookup, as opposed to answering that there is no such entry."""
+
+    exit_code = EXIT_MINT

@@ -15,14 +15,17 @@ import contextlib
 import ctypes
 import os
 import pwd
+import queue
 import resource
 import signal
 import socket
 import stat
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Optional, TypeVar
 
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE, key_dir
@@ -39,6 +42,10 @@ PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
 REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to hang up
+LOOKUP_THREADS = 4  # name service lookups running at once, per helper process, at most
+STUCK_AFTER = 0.05  # seconds a lookup runs before another thread may start beside it
+
+_T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------- state
@@ -62,6 +69,32 @@ def load_state(config_path: Optional[str]) -> State:
     return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend)
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What a lookup thread worked out for a TOKEN request: for whom, for how
+    long, and with the key backend the signed token (token, exp) or why
+    signing failed."""
+
+    entry: pwd.struct_passwd
+    lifespan: int
+    signed: Optional[tuple[str, int]] = None
+    failed: Optional[MintFailed] = None
+
+
+def work_out(state: State, uid: int, user: str, lifespan: int) -> Decision:
+    """In a lookup thread, off the event loop: every name service lookup of a
+    request (the user, the groups, the cap, IdentityClaims' groups) and the
+    key backend's signing (milliseconds with RS256); raise Refused as the
+    policy does."""
+    entry, lifespan = state.policy.decide(uid, user, lifespan)
+    if not isinstance(state.minter, KeyMinter):
+        return Decision(entry, lifespan)  # scontrol: minted by a task in the loop
+    try:
+        return Decision(entry, lifespan, signed=state.minter.sign(entry, lifespan))
+    except MintFailed as err:
+        return Decision(entry, lifespan, failed=err)
+
+
 # ----------------------------------------------------------------- server
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -76,8 +109,9 @@ class Server:
     the throttled audit log.
 
     Connections are asyncio Protocols, not streams: a request is one short
-    line answered inline (the key backend signs in microseconds), so there
-    is no task per connection, and a staller costs one timer and a slot.
+    line, its lookups done by a thread (Lookups) and its token signed in the
+    loop (the key backend signs in microseconds), so there is no task per
+    connection, and a staller costs one timer and a slot.
     """
 
     def __init__(self, state: State, log: Log, config_path: Optional[str],
@@ -90,6 +124,8 @@ class Server:
         self.rate = Rate(state.cfg.max_requests_per_user)
         self.audit = Audit()
         self.stopping: Optional[asyncio.Event] = None
+        # Created per worker, after the fork: threads do not survive one.
+        self.lookups = Lookups(LOOKUP_THREADS)
 
     def connection(self) -> Connection:
         return Connection(self, root_socket=False)
@@ -124,8 +160,8 @@ class Server:
             self.log.warning(line)
 
     def answer(self, conn: Connection, line: bytes) -> None:
-        """Given a complete request line, answer it (inline, or via a task
-        for Backend=scontrol)."""
+        """Given a complete request line, answer it: PING and malformed lines
+        at once, TOKEN once the policy's name service lookups are done."""
         who = f"uid={conn.uid} pid={conn.pid}"
         try:
             request = protocol.parse_request(line)
@@ -140,28 +176,41 @@ class Server:
             conn.respond(protocol.format_pong(__version__))
             return
         state = self.state  # one consistent snapshot even if SIGHUP swaps it
-        try:
-            entry = state.policy.resolve(conn.uid, request.user)
-        except Refused as err:
-            self.note(conn.uid, err.code, self.log.notice,
-                      f"refuse (user {request.user}) by {who} reason={err.code}: {err}")
-            conn.respond(protocol.format_err(err.code, str(err)))
+        # The policy's lookups run in a thread: sssd may block for minutes,
+        # and the event loop must keep serving everyone else.
+        conn.task = self.lookups.submit(
+            work_out, (state, conn.uid, request.user, request.lifespan or state.cfg.lifespan),
+            state.cfg.lookup_timeout,
+            lambda decision, error: self._decided(conn, state, request, decision, error))
+
+    def _decided(self, conn: Connection, state: State, request: protocol.Request,
+                 decision: Optional[Decision], error: Optional[BaseException]) -> None:
+        """Given what the thread worked out (or the error it raised), refuse,
+        answer with the token it signed, or mint with scontrol in a task."""
+        who = f"uid={conn.uid} pid={conn.pid}"
+        if isinstance(error, Refused):
+            # A name service failure is the site's problem to see; a policy
+            # answer is routine.
+            self.note(conn.uid, error.code,
+                      self.log.error if error.code == "internal" else self.log.notice,
+                      f"refuse (user {request.user}) by {who} reason={error.code}: {error}")
+            conn.respond(protocol.format_err(error.code, str(error)))
             return
-        lifespan = request.lifespan or state.cfg.lifespan
-        if lifespan > state.cfg.max_lifespan:  # look up groups only for long asks
-            lifespan = min(lifespan, state.policy.cap(entry))
+        if error is not None or decision is None:  # a bug: never let it kill the helper
+            self.note(conn.uid, "internal", self.log.error,
+                      f"refuse (user {request.user}) by {who} reason=internal: "
+                      f"{type(error).__name__}")
+            conn.respond(protocol.format_err("internal", "internal error; see the helper's log"))
+            return
+        entry, lifespan = decision.entry, decision.lifespan
         subject = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
-        if isinstance(state.minter, KeyMinter):
-            try:
-                result = state.minter.sign(entry, lifespan)
-            except MintFailed as err:
-                conn.respond(self._failed(conn.uid, subject, err))
-                return
-            conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
-            return
-        task = asyncio.get_running_loop().create_task(
-            self._mint_async(conn, state, subject, entry, lifespan))
-        conn.task = task
+        if decision.failed is not None:
+            conn.respond(self._failed(conn.uid, subject, decision.failed))
+        elif decision.signed is not None:
+            conn.respond(self._granted(conn.uid, state, subject, lifespan, decision.signed))
+        else:
+            conn.task = asyncio.get_running_loop().create_task(
+                self._mint_async(conn, state, subject, entry, lifespan))
 
     async def _mint_async(self, conn: Connection, state: State, subject: str,
                           entry: pwd.struct_passwd, lifespan: int) -> None:
@@ -210,6 +259,102 @@ class Server:
         self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
 
 
+class Pending:
+    """One lookup in flight: its continuation, and whether it is finished
+    (answered, expired, or cancelled because the caller hung up)."""
+
+    __slots__ = ("args", "finished", "fn", "loop", "then", "timer")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...],
+                 then: Callable[[Any, Optional[BaseException]], None]) -> None:
+        self.fn = fn
+        self.args = args
+        self.then = then
+        self.loop = asyncio.get_running_loop()
+        self.finished = False
+        self.timer: Optional[asyncio.TimerHandle] = None
+
+    def done(self) -> bool:
+        return self.finished
+
+    def cancel(self) -> None:
+        self.finish(None, None, call=False)
+
+    def finish(self, result: Any, error: Optional[BaseException], call: bool = True) -> None:
+        """In the event loop: run the continuation once, whatever comes first."""
+        if self.finished:
+            return
+        self.finished = True
+        if self.timer is not None:
+            self.timer.cancel()
+        if call:
+            self.then(result, error)
+
+
+class Lookups:
+    """Daemon threads that run blocking name service lookups for the event
+    loop. One thread serves while lookups are quick (a thread hop costs
+    tens of microseconds; more threads only fight over the GIL); another
+    starts, up to `threads`, when none is free and one has been at its
+    lookup for longer than STUCK_AFTER (sssd hung). A lookup not done
+    within its timeout is answered Refused("internal") at once; requests
+    queued behind are skipped once finished, and daemon threads never keep
+    a stopping helper alive."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.started = 0
+        self.lock = threading.Lock()
+        self.idle = 0
+        self.busy_since: dict[int, float] = {}  # thread ident: when its lookup began
+        self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+
+    def submit(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float,
+               then: Callable[[Optional[_T], Optional[BaseException]], None]) -> Pending:
+        """Run fn(*args) in a thread; then, in the event loop, call
+        then(result, None) or then(None, error), or after `timeout` seconds
+        then(None, Refused("internal")). Return the Pending (cancel() when
+        the caller has gone)."""
+        pending = Pending(fn, args, then)
+        expired = Refused("internal", f"the name service did not answer within {timeout:g} s "
+                                      f"(sssd?); try again")
+        pending.timer = pending.loop.call_later(timeout, pending.finish, None, expired)
+        self.queue.put(pending)
+        if self.started < self.threads and self._another_thread():
+            self.started += 1
+            threading.Thread(target=self._work, name="nss", daemon=True).start()
+        return pending
+
+    def _another_thread(self) -> bool:
+        if self.started == 0:
+            return True
+        with self.lock:
+            if self.idle:
+                return False
+            now = time.monotonic()
+            return any(now - since > STUCK_AFTER for since in self.busy_since.values())
+
+    def _work(self) -> None:
+        me = threading.get_ident()
+        while True:
+            with self.lock:
+                self.idle += 1
+            pending = self.queue.get()
+            with self.lock:
+                self.idle -= 1
+                self.busy_since[me] = time.monotonic()
+            if not pending.finished:  # else expired or hung up while queued: skip
+                try:
+                    outcome: tuple[Any, Optional[BaseException]] = (pending.fn(*pending.args),
+                                                                    None)
+                except BaseException as err:  # noqa: BLE001 - handed to the continuation
+                    outcome = (None, err)
+                with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                    pending.loop.call_soon_threadsafe(pending.finish, *outcome)
+            with self.lock:
+                del self.busy_since[me]
+
+
 class Connection(asyncio.Protocol):
     """One caller: identified by SO_PEERCRED at accept, one bounded request
     line within ReadTimeout, one answer, then closed."""
@@ -224,7 +369,9 @@ class Connection(asyncio.Protocol):
         self.admitted = False
         self.answered = False
         self.timer: Optional[asyncio.TimerHandle] = None
-        self.task: Optional[asyncio.Task[None]] = None
+        # The work on its request in flight (lookups, then scontrol), if any:
+        # cancelled when the caller hangs up.
+        self.task: Optional[Pending | asyncio.Task[None]] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)

@@ -1,118 +1,224 @@
-"""Who may have a token for whom: the helper's policy, decided by uid and
+"""Who may have a token for whom: the helper's policy, decided by uid, gid and
 passwd entry, never by a name the caller claims. `slurmjwt mint` applies the
-same rules. Also who a token says its user is, when tokens carry the
-user's ids (IdentityClaims). Pure lookups through NSS; no I/O of its own.
+same rules. Also who a token says its user is, when tokens carry the user's
+ids (IdentityClaims). Lookups go through NSS (nss.py); a name service that
+fails or does not answer makes the answer `internal` (try again), never
+`no-user` or another identity. No I/O of its own.
 """
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
-from typing import Any, Optional
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol, TypeVar
 
-from pam_slurmjwt import protocol
+from pam_slurmjwt import nss, protocol
 from pam_slurmjwt.config import Config
-from pam_slurmjwt.errors import Refused
+from pam_slurmjwt.errors import NameServiceError, Refused
 from pam_slurmjwt.token import is_plain_user_name
+
+_T = TypeVar("_T")
+
+
+class NameService(Protocol):
+    """The lookups the policy needs (nss.py; a fake one in unit tests)."""
+
+    def user_by_name(self, name: str) -> Optional[pwd.struct_passwd]: ...
+
+    def user_by_uid(self, uid: int) -> Optional[pwd.struct_passwd]: ...
+
+    def group_id(self, name: str) -> Optional[int]: ...
+
+    def group_members(self, gid: int) -> Optional[frozenset[str]]: ...
+
+    def group_ids(self, user: str, gid: int) -> frozenset[int]: ...
+
+
+@dataclass(frozen=True)
+class Names:
+    """The configuration's names as ids, resolved once per load: SlurmUser's
+    uid, DenyUsers' uids, AllowGroups' and DenyGroups' gids (each with the
+    configured name it came from) and MaxLifespanFor's. Names without an
+    entry are left out (an unknown name denies, admits and grants nothing)."""
+
+    slurm_uid: Optional[int]
+    deny_uids: frozenset[int]
+    allow_gids: dict[int, str]
+    deny_gids: dict[int, str]
+    # MaxLifespanFor, by id: (uid, seconds) and (gid, seconds).
+    user_caps: tuple[tuple[int, int], ...]
+    group_caps: tuple[tuple[int, int], ...]
 
 
 class Policy:
-    """Decides who may have a token for whom, by uid, never by claimed name."""
+    """Decides who may have a token for whom, by uid and gid, never by claimed name."""
 
-    def __init__(self, cfg: Config, slurm_user: str) -> None:
+    def __init__(self, cfg: Config, slurm_user: str, names: NameService = nss) -> None:
         self.cfg = cfg
         self.slurm_user = slurm_user
-        try:
-            self.slurm_uid: Optional[int] = pwd.getpwnam(slurm_user).pw_uid
-        except KeyError:
-            self.slurm_uid = None
-        # Denied by uid too: a second name for the same uid must not slip by.
-        self.deny_uids = set()
-        for name in cfg.deny_users:
-            try:
-                self.deny_uids.add(pwd.getpwnam(name).pw_uid)
-            except KeyError:
-                pass
-        # MaxLifespanFor, by id: (uid, seconds) and (gid, seconds).
-        self.user_caps: list[tuple[int, int]] = []
-        self.group_caps: list[tuple[int, int]] = []
-        for name, seconds in cfg.max_lifespan_for:
-            try:
+        self.nss = names
+        self._names: Optional[Names] = None
+
+    @property
+    def slurm_uid(self) -> Optional[int]:
+        return self.names().slurm_uid
+
+    def names(self) -> Names:
+        """Return the configured names as ids, looked up on first use and kept
+        for this load; raise Refused("internal") while the name service
+        fails (the next request tries again), so a DenyUsers or DenyGroups
+        entry is never skipped because sssd was down."""
+        if self._names is None:
+            deny_uids = (self._uid(name) for name in self.cfg.deny_users)
+            user_caps, group_caps = [], []
+            for name, seconds in self.cfg.max_lifespan_for:
                 if name.startswith("@"):
-                    self.group_caps.append((grp.getgrnam(name[1:]).gr_gid, seconds))
+                    gid = _ask(self.nss.group_id, name[1:])
+                    if gid is not None:
+                        group_caps.append((gid, seconds))
                 else:
-                    self.user_caps.append((pwd.getpwnam(name).pw_uid, seconds))
-            except KeyError:
-                pass  # an unknown name grants nothing
+                    uid = self._uid(name)
+                    if uid is not None:
+                        user_caps.append((uid, seconds))
+            self._names = Names(
+                slurm_uid=self._uid(self.slurm_user),
+                deny_uids=frozenset(uid for uid in deny_uids if uid is not None),
+                allow_gids=self._gids(self.cfg.allow_groups),
+                deny_gids=self._gids(self.cfg.deny_groups),
+                user_caps=tuple(user_caps), group_caps=tuple(group_caps))
+        return self._names
+
+    def _uid(self, name: str) -> Optional[int]:
+        entry = _ask(self.nss.user_by_name, name)
+        return None if entry is None else entry.pw_uid
+
+    def _gids(self, groups: Iterable[str]) -> dict[int, str]:
+        found = {}
+        for name in groups:
+            gid = _ask(self.nss.group_id, name)
+            if gid is not None:
+                found[gid] = name
+        return found
 
     def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
         """Given the caller's uid and the requested name (`-` = caller),
-        return the passwd entry to mint for; raise Refused otherwise."""
+        return the passwd entry to mint for; raise Refused otherwise
+        (`internal` when the name service fails: try again)."""
+        names = self.names()
         if caller_uid == 0 and requested != protocol.SELF:
             entry = self._lookup(requested)
         else:
-            try:
-                entry = pwd.getpwuid(caller_uid)
-            except KeyError:
-                # The kernel says this uid exists; a failed lookup is a name
-                # service hiccup (or fd exhaustion), not a policy answer, so
-                # the caller is told to try again rather than to give up.
-                raise Refused("internal", f"cannot look up uid {caller_uid} right now; "
-                                          f"try again") from None
-            # Anyone but root names itself or nothing: another name is refused
-            # before it reaches the name service, so a stream of made-up names
-            # cannot make the helper wait on a slow directory for everyone.
-            if requested not in (protocol.SELF, entry.pw_name):
-                raise Refused("denied", f"uid {caller_uid} may only ask for its own token")
+            entry = self._caller(caller_uid, requested)
         if not is_plain_user_name(entry.pw_name):
             raise Refused("no-user", f"{entry.pw_name!r} is not a plain user name")
-        self._check_allowed(entry)
+        self._check_allowed(entry, names)
         return entry
 
-    @staticmethod
-    def _lookup(name: str) -> pwd.struct_passwd:
+    def _caller(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
+        """Given a caller that is not root (or root asking for itself), return
+        its own entry; raise Refused when it names anyone else."""
+        entry = _ask(self.nss.user_by_uid, caller_uid)
+        if entry is None:
+            # The kernel says this uid exists; sssd answers "no such uid"
+            # while it cannot reach the directory, so this is a hiccup to
+            # retry, not a policy answer.
+            raise Refused("internal", f"cannot look up uid {caller_uid} right now; try again")
+        # Anyone but root names itself or nothing: another name is refused
+        # before it reaches the name service, so a stream of made-up names
+        # cannot make the helper wait on a slow directory for everyone.
+        if requested not in (protocol.SELF, entry.pw_name):
+            raise Refused("denied", f"uid {caller_uid} may only ask for its own token")
+        return entry
+
+    def decide(self, caller_uid: int, requested: str,
+               lifespan: int) -> tuple[pwd.struct_passwd, int]:
+        """Given the caller's uid, the requested name and the lifespan asked
+        for, return the passwd entry to mint for and the lifespan it gets
+        (capped: cap()); raise Refused as resolve() does. Every name service
+        lookup of a request is in here, for the helper to run off its loop."""
+        entry = self.resolve(caller_uid, requested)
+        if lifespan > self.cfg.max_lifespan:  # look up groups only for long asks
+            lifespan = min(lifespan, self.cap(entry))
+        return entry, lifespan
+
+    def cap(self, entry: pwd.struct_passwd) -> int:
+        """Given the passwd entry a token is for, return the longest lifespan
+        it may have: MaxLifespan, or the longest MaxLifespanFor that names
+        the user or one of its groups (supplementary groups included). A
+        group lookup that fails silently only shortens the cap."""
+        names = self.names()
+        cap = self.cfg.max_lifespan
+        for uid, seconds in names.user_caps:
+            if uid == entry.pw_uid:
+                cap = max(cap, seconds)
+        if names.group_caps:
+            gids = _ask(self.nss.group_ids, entry.pw_name, entry.pw_gid)
+            for gid, seconds in names.group_caps:
+                if gid in gids:
+                    cap = max(cap, seconds)
+        return cap
+
+    def _lookup(self, name: str) -> pwd.struct_passwd:
         # slurmctld takes a numeric `sun` as a uid ("0" is root): only plain
         # names that resolve to themselves are ever signed.
         if not is_plain_user_name(name):
             raise Refused("no-user", f"{name!r} is not a plain user name")
-        try:
-            entry = pwd.getpwnam(name)
-        except KeyError:
-            raise Refused("no-user", f"no such user {name!r}") from None
+        entry = _ask(self.nss.user_by_name, name)
+        if entry is None:
+            raise Refused("no-user", f"no such user {name!r}")
         if entry.pw_name != name:
             raise Refused("no-user", f"{name!r} resolves to {entry.pw_name!r}; ask for that")
         return entry
 
-    def _check_allowed(self, entry: pwd.struct_passwd) -> None:
+    def _check_allowed(self, entry: pwd.struct_passwd, names: Names) -> None:
         name, uid = entry.pw_name, entry.pw_uid
         allowed = name in self.cfg.allow_privileged
         if uid == 0 and not allowed:
             raise Refused("denied", f"{name} is root; tokens for root are off "
                                     f"(AllowPrivileged)")
-        if uid == self.slurm_uid and not allowed:
+        if uid == names.slurm_uid and not allowed:
             raise Refused("denied", f"{name} is SlurmUser; its tokens are off "
                                     f"(AllowPrivileged)")
         if uid < self.cfg.min_uid and not allowed:
             raise Refused("denied", f"{name} is a system account (uid {uid} < "
                                     f"MinUid {self.cfg.min_uid})")
-        if name in self.cfg.deny_users or uid in self.deny_uids:
+        if name in self.cfg.deny_users or uid in names.deny_uids:
             raise Refused("denied", f"{name} is in DenyUsers")
+        if self.cfg.allow_groups or self.cfg.deny_groups:
+            self._check_groups(entry, names)
 
-    def cap(self, entry: pwd.struct_passwd) -> int:
-        """Given the passwd entry a token is for, return the longest lifespan
-        it may have: MaxLifespan, or the longest MaxLifespanFor that names
-        the user or one of its groups (supplementary groups included)."""
-        cap = self.cfg.max_lifespan
-        for uid, seconds in self.user_caps:
-            if uid == entry.pw_uid:
-                cap = max(cap, seconds)
-        if self.group_caps:
-            gids = groups_of(entry)
-            for gid, seconds in self.group_caps:
-                if gid in gids:
-                    cap = max(cap, seconds)
-        return cap
+    def _check_groups(self, entry: pwd.struct_passwd, names: Names) -> None:
+        gids = self._groups_of(entry, names)
+        denied = sorted({names.deny_gids[gid] for gid in gids if gid in names.deny_gids})
+        if denied:
+            raise Refused("denied", f"{entry.pw_name} is in DenyGroups ({', '.join(denied)})")
+        if self.cfg.allow_groups and not gids & names.allow_gids.keys():
+            raise Refused("denied", f"{entry.pw_name} is in none of AllowGroups "
+                                    f"({', '.join(self.cfg.allow_groups)})")
+
+    def _groups_of(self, entry: pwd.struct_passwd, names: Names) -> frozenset[int]:
+        """Return which gids the user has, by gid, as a session gets them: a
+        second name for a denied gid, or membership through the primary gid,
+        counts too. initgroups cannot report a failed source, so each
+        configured group it did not list is asked for its members as well,
+        a lookup that does report failure (raised as Refused("internal"))."""
+        gids = set(_ask(self.nss.group_ids, entry.pw_name, entry.pw_gid)) | {entry.pw_gid}
+        for gid in (names.allow_gids.keys() | names.deny_gids.keys()) - gids:
+            members = _ask(self.nss.group_members, gid)
+            if members is not None and entry.pw_name in members:
+                gids.add(gid)
+        return frozenset(gids)
+
+
+def _ask(lookup: Callable[..., _T], *key: object) -> _T:
+    """Run one name service lookup; turn its failure into Refused("internal")."""
+    try:
+        return lookup(*key)
+    except NameServiceError as err:
+        raise Refused("internal", f"{err}; the name service (sssd?) did not answer, "
+                                  f"try again") from None
 
 
 def groups_of(entry: pwd.struct_passwd) -> set[int]:

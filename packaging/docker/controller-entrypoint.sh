@@ -1,9 +1,13 @@
 #!/bin/sh
-# Demo controller: munged, slurmd, slurmrestd in the background, slurmctld in
-# the foreground. The JWT key was put at /etc/slurm/jwt_hs256.key before start.
+# Demo controller: sssd (users from the directory), munged, slurmd, slurmrestd
+# in the background, slurmctld in the foreground. The JWT key was put at
+# /etc/slurm/jwt_hs256.key before start.
 # DEMO_RESTD_PLUGINS: slurmrestd's -s argument for this Slurm version.
 set -eu
 sh /usr/local/sbin/demo-slurm-side
+
+# Users are in the directory: slurmctld and slurmd resolve them through sssd.
+sssd -D
 
 # A fresh munge key per cluster: only this host uses munge.
 install -d -o munge -g munge -m 0700 /etc/munge

@@ -1,7 +1,9 @@
 #!/bin/sh
-# Demo login node: slurmjwt-helper in the background, sshd in the foreground.
-# No munge here. Put in place before start: /etc/slurm/jwt_hs256.key,
-# /etc/ssh/ssh_host_ed25519_key, /etc/ssh/authorized_keys/demo.
+# Demo login node where systemd cannot be PID 1 (a release whose systemd
+# needs cgroup v2, on a cgroup v1 host): the README's steps done by hand,
+# sssd and slurmjwt-helper in the background, sshd in the foreground. No
+# munge here. Put in place before start: /etc/slurm/jwt_hs256.key,
+# /etc/ssh/ssh_host_ed25519_key, /etc/ssh/authorized_keys/<user>.
 set -eu
 sh /usr/local/sbin/demo-slurm-side
 
@@ -13,7 +15,12 @@ fi
 chmod 0600 /etc/ssh/ssh_host_ed25519_key
 chmod -R go-w /etc/ssh/authorized_keys
 install -d -m 0755 /run/sshd
+if ! grep -q '^@include slurmjwt$' /etc/pam.d/sshd; then
+    sed -i 's/^@include common-session$/&\n@include slurmjwt/' /etc/pam.d/sshd
+fi
 
+# Users are in the directory: sshd and the helper resolve them through sssd.
+sssd -D
 # Started as root: it binds /run/slurmjwt/helper.sock, then drops to SlurmUser.
 slurmjwt-helper --stderr >> /var/log/slurmjwt-helper.log 2>&1 &
 exec /usr/sbin/sshd -D -e

@@ -313,8 +313,13 @@ def helper_page() -> str:
         caller by the kernel (SO_PEERCRED), never by what the caller sends: uid 0
         (pam_slurmjwt in sshd) may ask for any permitted user, everyone else gets
         a token for themselves only. Root, SlurmUser and uids below MinUid never
-        get a token unless named in AllowPrivileged; names that are numbers are
+        get a token unless named in AllowPrivileged; DenyUsers, AllowGroups and
+        DenyGroups (by gid) apply to everyone; names that are numbers are
         refused (slurmctld would take "0" as root).""")
+    out += para("""Users and groups are looked up through NSS (files, sssd, LDAP) in
+        a few threads, never on the event loop. A lookup that fails, or does not
+        answer within LookupTimeout, is refused as internal (try again) and
+        logged: never as "no such user", never as another identity.""")
     out += para("""Started as root it binds its socket, then drops to SlurmUser for
         good before it reads the key; it also takes a socket from systemd socket
         activation. It runs in the foreground, is not dumpable, reads each request

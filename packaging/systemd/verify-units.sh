@@ -18,4 +18,12 @@ done
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper-root.socket \
     "$tmp"/units/slurmjwt-helper.service "$tmp"/units/run-slurmjwt-users.mount
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-refresh.service "$tmp"/units/slurmjwt-refresh.timer
-echo "verify-units: all units pass systemd-analyze verify"
+# The helper's hardening may only get tighter: systemd-analyze security's
+# exposure level, offline, at most the README's figure (1.4 = 14 here).
+if ! score=$(systemd-analyze security --offline=yes --threshold=14 \
+        "$tmp"/units/slurmjwt-helper.service 2>&1); then
+    printf '%s\n' "$score" | tail -n 1 >&2
+    echo "verify-units: slurmjwt-helper.service is less hardened than the README says (1.4)" >&2
+    exit 1
+fi
+echo "verify-units: all units pass systemd-analyze verify; helper exposure $(printf '%s\n' "$score" | tail -n 1 | sed 's/.*: //')"

@@ -1,10 +1,11 @@
-"""python -m tests.demo up|keys|down|status [--release CODENAME]: the two-host demo.
+"""python -m tests.demo up|keys|down|status [--release CODENAME]: the demo cluster.
 
-`up` builds and starts a controller and a login node in containers and shows,
-over ssh, a demo user working with the token; `keys` starts the same cluster
-and shows the key layout (a key per login node, the controller's JWKS, a key
-switch, one node revoked; tests/demo/keyring.py); `down` removes it all (the
-cached images stay). Exit status: 0 ok, 1 a step failed, 2 usage.
+`up` builds and starts a directory, a controller and a login node in
+containers and shows, over ssh, a demo user working with the token; `keys`
+starts the same cluster and shows the key layout (a key per login node, the
+controller's JWKS, a key switch, one node revoked; tests/demo/keyring.py);
+`down` removes it all (the cached images stay). Exit status: 0 ok, 1 a step
+failed, 2 usage.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tests.demo",
-                                     description="The two-host container demo of pam-slurmjwt.")
+                                     description="The container demo of pam-slurmjwt.")
     sub = parser.add_subparsers(dest="command", metavar="up|keys|down|status", required=True)
     up = sub.add_parser("up", help="build, start and show the demo")
     up.add_argument("--release", default=DEFAULT, choices=sorted(RELEASES),

@@ -1,7 +1,8 @@
 """The demo cluster's containers: one bridge network, a shared /home volume, the
-controller and the login node, their keys put in before they start, and the
-polls that say when each is ready. Everything carries the label LABEL, which
-is how `down` finds what to remove.
+directory (slapd), the controller and the login node (systemd as PID 1
+where the host lets it), their keys put in before they start, and the polls
+that say when each is ready. Everything carries the label LABEL, which is
+how `down` finds what to remove.
 """
 
 from __future__ import annotations
@@ -27,7 +28,18 @@ from tests.demo.releases import Release
 
 CONTROLLER = "controller"  # host name, network alias and Slurm NodeName
 LOGIN = "login"
+DIRECTORY = "directory"  # slapd; sssd.conf's ldap_uri names it
 DEMO_USER = "demo"
+# The demo user for `docker exec`, which reads only the image's /etc/passwd,
+# not sssd: by number (directory.ldif).
+DEMO_EXEC_USER = "2000:2000"
+# The users of packaging/docker/directory.ldif (in no /etc/passwd); each may
+# log in to the login node with the demo's ssh key.
+DIRECTORY_USERS = (DEMO_USER, "eve", "frank", "grace")
+LDAP_BASE = "dc=demo,dc=test"
+SYSTEMD = "/lib/systemd/systemd"
+FALLBACK_TMPFS = "mode=0711,size=4m,nr_inodes=16384,nosuid,nodev,noexec"
+ENTRYPOINT = "/usr/local/sbin/demo-entrypoint"
 RESTD_PORT = 6820
 READY_TIMEOUT = 90.0
 POLL_INTERVAL = 0.25
@@ -35,7 +47,7 @@ JWT_KEY = "/etc/slurm/jwt_hs256.key"
 SLURM_CONF = "/etc/slurm/slurm.conf"
 SLURM_CONF_SOURCE = Path(__file__).resolve().parents[2] / "packaging" / "docker" / "slurm.conf"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
-AUTHORIZED_KEYS = f"/etc/ssh/authorized_keys/{DEMO_USER}"
+AUTHORIZED_KEYS = "/etc/ssh/authorized_keys/{user}"
 # Log files whose tails explain a container that did not come up.
 LOGS = {
     CONTROLLER: ("/var/log/slurm/slurmctld.log", "/var/log/slurm/slurmd.log",
@@ -55,26 +67,40 @@ class Secrets:
 
 @dataclass(frozen=True)
 class Running:
-    """A started demo: the login node's sshd is at 127.0.0.1:ssh_port."""
+    """A started demo: the login node's sshd is at 127.0.0.1:ssh_port; its
+    PID 1 is systemd when `systemd` is true, the demo entrypoint otherwise."""
 
     names: Names
+    directory: Container
     controller: Container
     login: Container
     ssh_port: int
+    systemd: bool
 
 
 def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Secrets,
           say: Say) -> Running:
-    """Create and start the release's network, home volume and both containers,
-    and wait until slurmctld sees the node idle, slurmrestd answers, the helper
-    answers and sshd greets; raise DemoError with the daemons' log tails when
-    something does not come up (what was started is left for `remove`)."""
+    """Create and start the release's network, home volume and the three
+    containers, and wait until slapd answers, the controller knows the demo
+    user through sssd, slurmctld sees the node idle, slurmrestd answers, the
+    login node's systemd is up, the helper answers and sshd greets; raise
+    DemoError with the daemons' log tails when something does not come up
+    (what was started is left for `remove`)."""
     names = Names(rel.codename)
     labels = {LABEL: rel.codename}
-    say(f"starting network {names.network}, controller and login containers")
+    systemd = boots_systemd(client, rel)
+    say(f"starting network {names.network}, directory, controller and login containers"
+        f"{'' if systemd else ' (login node without systemd: see releases.py, cgroup2_only)'}")
     client.networks.create(names.network, driver="bridge", labels=labels)
     client.volumes.create(names.home, labels=labels)
     home = {names.home: {"bind": "/home", "mode": "rw"}}
+
+    def endpoint(alias: str) -> dict[str, object]:
+        return {names.network: client.api.create_endpoint_config(aliases=[alias])}
+
+    directory = client.containers.create(
+        images.directory, name=names.container(DIRECTORY), hostname=DIRECTORY, labels=labels,
+        init=True, detach=True, network=names.network, networking_config=endpoint(DIRECTORY))
     controller = client.containers.create(
         images.controller, name=names.container(CONTROLLER), hostname=CONTROLLER,
         labels=labels, volumes=home, init=True, detach=True,
@@ -84,36 +110,64 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
         # Operation not permitted").
         cap_add=["SYS_ADMIN"],
         environment={"DEMO_RESTD_PLUGINS": rel.restd_plugins},
-        network=names.network, networking_config={
-            names.network: client.api.create_endpoint_config(aliases=[CONTROLLER])})
+        network=names.network, networking_config=endpoint(CONTROLLER))
     login = client.containers.create(
         images.login, name=names.container(LOGIN), hostname=LOGIN, labels=labels,
-        volumes=home, init=True, detach=True, ports={"22/tcp": ("127.0.0.1",)},
-        # The fallback caches' own small tmpfs, as run-slurmjwt-users.mount
-        # makes it where systemd runs (sessions here have no XDG_RUNTIME_DIR).
-        tmpfs={"/run/slurmjwt/users": "mode=0711,size=4m,nr_inodes=16384,nosuid,nodev,noexec"},
-        network=names.network, networking_config={
-            names.network: client.api.create_endpoint_config(aliases=[LOGIN])})
+        detach=True, ports={"22/tcp": ("127.0.0.1",)}, network=names.network,
+        networking_config=endpoint(LOGIN), **login_options(systemd, home))
     conf = slurm_conf(rel)
     for container in (controller, login):
         put_file(container, SLURM_CONF, conf, 0o644)
     put_file(controller, JWT_KEY, secrets.jwt_key, 0o600)
     put_file(login, JWT_KEY, secrets.jwt_key, 0o600)
     put_file(login, HOST_KEY, secrets.host_key, 0o600)
-    put_file(login, AUTHORIZED_KEYS, secrets.authorized_keys, 0o644)
-    controller.start()
-    login.start()
+    for user in DIRECTORY_USERS:
+        put_file(login, AUTHORIZED_KEYS.format(user=user), secrets.authorized_keys, 0o644)
+    for container in (directory, controller, login):
+        container.start()
     deadline = time.monotonic() + READY_TIMEOUT
+    wait_until(directory, "slapd answering", lambda: ldap_answers(directory), deadline,
+               daemons=("slapd",))
+    wait_until(controller, f"{DEMO_USER} known through sssd",
+               lambda: exec_ok(controller, ["getent", "passwd", DEMO_USER]), deadline,
+               daemons=("sssd",))
     wait_until(controller, "the node idle in sinfo", lambda: node_idle(controller), deadline,
                daemons=("slurmctld", "slurmd", "munged"))
     wait_until(controller, "slurmrestd answering", lambda: restd_answers(controller, rel),
                deadline, daemons=("slurmrestd",))
+    if systemd:
+        wait_until(login, "systemd running", lambda: system_running(login), deadline)
+    # With systemd, the first ping is what starts the helper (socket activation).
     wait_until(login, "slurmjwt-helper answering",
                lambda: exec_ok(login, ["slurmjwt", "ping"]), deadline,
-               daemons=("slurmjwt-helper",))
+               daemons=() if systemd else ("slurmjwt-helper", "sssd"))
     port = published_port(login)
     wait_until(login, f"sshd greeting on 127.0.0.1:{port}", lambda: sshd_greets(port), deadline)
-    return Running(names, controller, login, port)
+    return Running(names, directory, controller, login, port, systemd)
+
+
+def boots_systemd(client: docker.DockerClient, rel: Release) -> bool:
+    """Whether the login node can boot systemd as PID 1 on this host: always,
+    but for a release whose systemd needs cgroup v2 on a cgroup v1 host."""
+    return not rel.cgroup2_only or str(client.info().get("CgroupVersion")) == "2"
+
+
+def login_options(systemd: bool, home: dict[str, dict[str, str]]) -> dict[str, object]:
+    """Return the container options of the login node. systemd as PID 1 runs
+    without --privileged: in the host's cgroup namespace with /sys/fs/cgroup
+    writable, tmpfs on /run and /run/lock, no tini in front of it, and
+    CAP_SYS_ADMIN, without which it starts services without the mount,
+    network and UTS namespaces their units ask for (ProtectSystem=,
+    PrivateTmp=, PrivateNetwork=...), silently: the helper's hardening would
+    look applied and not be."""
+    if not systemd:
+        # The fallback caches' own small tmpfs, as run-slurmjwt-users.mount
+        # makes it where systemd runs (sessions here have no XDG_RUNTIME_DIR).
+        return {"command": [ENTRYPOINT], "init": True, "volumes": home,
+                "tmpfs": {"/run/slurmjwt/users": FALLBACK_TMPFS}}
+    return {"command": [SYSTEMD], "init": False, "cgroupns": "host", "cap_add": ["SYS_ADMIN"],
+            "tmpfs": {"/run": "", "/run/lock": ""},
+            "volumes": {**home, "/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "rw"}}}
 
 
 def slurm_conf(rel: Release) -> bytes:
@@ -158,6 +212,23 @@ def exec_out(container: Container, argv: list[str], user: str = "root") -> tuple
 
 def exec_ok(container: Container, argv: list[str]) -> bool:
     return exec_out(container, argv)[0] == 0
+
+
+def ldap_answers(directory: Container) -> bool:
+    code, out = exec_out(directory, ["ldapsearch", "-x", "-LLL", "-H", "ldap://localhost",
+                                     "-b", LDAP_BASE, f"(uid={DEMO_USER})", "dn"])
+    return code == 0 and out.startswith("dn: ")
+
+
+def system_running(login: Container) -> bool:
+    """True once systemd has booted with every unit up; raise DemoError when
+    it has booted with a unit failed (`degraded`) or cannot boot."""
+    out = exec_out(login, ["systemctl", "is-system-running"])[1].strip()
+    if out in ("degraded", "maintenance", "stopping", "offline"):
+        failed = exec_out(login, ["systemctl", "--failed", "--no-pager", "--no-legend"])[1]
+        raise DemoError(f"{login.name}: systemd is {out}; failed units:\n{failed.rstrip()}\n"
+                        f"{explain(login)}")
+    return out == "running"
 
 
 def node_idle(controller: Container) -> bool:
@@ -217,14 +288,20 @@ def wait_until(container: Container, what: str, ready: Callable[[], bool],
 
 
 def explain(container: Container, lines: int = 15) -> str:
-    """Return the tails of the container's output and its daemons' log files."""
+    """Return the tails of the container's output and its daemons' log files
+    (the journal's, where systemd runs)."""
     parts = [f"--- {container.name} output ---",
              container.logs(tail=lines).decode(errors="replace").rstrip()]
     role = container.name.rsplit("-", 1)[-1]
     if container.status == "running":
+        if exec_ok(container, ["test", "-d", "/run/systemd/system"]):
+            parts.append("--- journal ---")
+            parts.append(exec_out(container, ["journalctl", "-b", "--no-pager", "-q", "-n",
+                                              str(3 * lines)])[1].rstrip())
         for log in LOGS.get(role, ()):
-            parts.append(f"--- {log} ---")
-            parts.append(exec_out(container, ["tail", "-n", str(lines), log])[1].rstrip())
+            code, tail = exec_out(container, ["tail", "-n", str(lines), log])
+            if code == 0:
+                parts += [f"--- {log} ---", tail.rstrip()]
     return "\n".join(parts)
 
 

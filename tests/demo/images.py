@@ -1,6 +1,7 @@
 """The demo's images: a Debian base (pulled, or made with debootstrap when no
-registry answers), then the controller and login images built from
-packaging/docker/Dockerfile with the project installed into the login image.
+registry answers), then the directory, controller and login images built
+from packaging/docker/Dockerfile with the project installed into the login
+image.
 
 Every image is tagged per release (slurmjwt-demo/<role>:<release>) and kept
 by `down`, so a second run reuses the base and the build cache.
@@ -43,6 +44,7 @@ class Images:
     """Tags of the images one release's demo runs."""
 
     base: str
+    directory: str
     controller: str
     login: str
 
@@ -59,8 +61,9 @@ def ensure_images(client: docker.DockerClient, rel: Release, say: Say) -> Images
     with tempfile.TemporaryDirectory(prefix="slurmjwt-demo-ctx-") as ctx:
         context = Path(ctx)
         stage_context(context)
-        images = Images(base, tag("controller", rel), tag("login", rel))
-        for role, name in (("controller", images.controller), ("login", images.login)):
+        images = Images(base, tag("directory", rel), tag("controller", rel), tag("login", rel))
+        for role, name in (("directory", images.directory), ("controller", images.controller),
+                           ("login", images.login)):
             say(f"building image {name}")
             build(client, context, role, name, base, rel.slurm_side.packages,
                   from_source=rel.source is not None)
@@ -205,7 +208,7 @@ def build(client: docker.DockerClient, context: Path, target: str, name: str,
 
 def remove_images(client: docker.DockerClient, rel: Release, say: Say) -> None:
     """Remove the release's demo images, the cached base included."""
-    for role in ("login", "controller", "base"):
+    for role in ("login", "controller", "directory", "base"):
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(tag(role, rel))
             say(f"removed image {tag(role, rel)}")

@@ -61,8 +61,13 @@ class Seen:
 
 def sh(container: Container, script: str, user: str = "root",
        env: dict[str, str] | None = None) -> tuple[int, str]:
-    """Run a shell script in the container; return (status, stdout+stderr)."""
-    result = container.exec_run(["sh", "-euc", script], user=user, environment=env or {})
+    """Run a shell script in the container; return (status, stdout+stderr).
+    Users are switched to by setpriv, not by docker exec's user=, which reads
+    only the image's /etc/passwd: the demo's users are in the directory."""
+    argv = ["sh", "-euc", script]
+    if user != "root":
+        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+    result = container.exec_run(argv, environment=env or {})
     return int(result.exit_code), (result.output or b"").decode(errors="replace")
 
 

@@ -90,6 +90,9 @@ class Release:
     export_file: str = "yes"
     # Built from this tarball instead of installed from Debian's archive.
     source: Source | None = None
+    # Its systemd (258+) runs only on a cgroup v2 host: on a cgroup v1 host
+    # (like the test machines) the login node cannot boot it as PID 1.
+    cgroup2_only: bool = False
 
     @property
     def srun_refuses_jwt(self) -> bool:
@@ -156,7 +159,8 @@ RELEASES: dict[str, Release] = {
         # its srun refuses to start with it: --export=ALL jobs need the same side.
         Release("sid", "26.05.5", "openapi/slurmctld", "/slurm/v0.0.44",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
-                bearer=True, refuses_open_key=True, scrubs_jwt=True, stores_token=False),
+                bearer=True, refuses_open_key=True, scrubs_jwt=True, stores_token=False,
+                cgroup2_only=True),
     )
 }
 DEFAULT = "bookworm"

@@ -49,7 +49,7 @@ def up(rel: Release, say: Say) -> Shown:
     keys.write_known_hosts(host_keys, running.ssh_port)
     lap("cluster")
     say("logging in over ssh as demo")
-    transcript = steps.run_transcript(host_keys, running.ssh_port, rel)
+    transcript = steps.run_transcript(host_keys, running.ssh_port, rel, running.systemd)
     lap("transcript")
     return Shown(rel, running, host_keys, transcript, timings)
 

@@ -32,6 +32,7 @@ class Step:
     expect_ok: bool = True
     note: str = ""
     keep: str = "head"  # which end of a long output to show: "head" or "tail"
+    shown: int = SHOWN_LINES  # lines of a longer output shown (and one more)
 
     @property
     def as_expected(self) -> bool:
@@ -39,11 +40,11 @@ class Step:
 
     def render(self) -> str:
         lines = self.output.rstrip().splitlines()
-        if len(lines) > SHOWN_LINES + 1:
+        if len(lines) > self.shown + 1:
             if self.keep == "tail":
-                lines = [lines[0], "  [...]", *lines[-SHOWN_LINES:]]
+                lines = [lines[0], "  [...]", *lines[-self.shown:]]
             else:
-                lines = [*lines[:SHOWN_LINES], "  [...]", lines[-1]]
+                lines = [*lines[:self.shown], "  [...]", lines[-1]]
         notes = [f"# {self.note}"] if self.note else []
         return "\n".join([*notes, f"$ {self.command}", *lines])
 
@@ -67,27 +68,30 @@ class Transcript:
         return "\n\n".join(step.render() for step in self.steps)
 
 
-def ssh_argv(keys: Keys, port: int, command: str | None, tty: bool = False) -> list[str]:
-    """Return the ssh command line for a login as the demo user: running
-    `command`, or (None) the user's login shell; `tty` forces a terminal."""
+def ssh_argv(keys: Keys, port: int, command: str | None, tty: bool = False,
+             user: str = DEMO_USER) -> list[str]:
+    """Return the ssh command line for a login as `user` (the demo user by
+    default): running `command`, or (None) the user's login shell; `tty`
+    forces a terminal."""
     return ["ssh", "-F", "/dev/null", "-i", str(keys.user_key), "-p", str(port),
             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR",
             "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={keys.known_hosts}",
-            *(["-tt"] if tty else []), f"{DEMO_USER}@127.0.0.1",
+            *(["-tt"] if tty else []), f"{user}@127.0.0.1",
             *([command] if command is not None else [])]
 
 
 def run_step(keys: Keys, port: int, key: str, command: str, expect_ok: bool = True,
-             note: str = "", keep: str = "head") -> Step:
-    """Run `command` on the login node over ssh as the demo user; return the Step."""
+             note: str = "", keep: str = "head", user: str = DEMO_USER,
+             shown: int = SHOWN_LINES) -> Step:
+    """Run `command` on the login node over ssh as `user`; return the Step."""
     try:
-        done = subprocess.run(ssh_argv(keys, port, command), stdin=subprocess.DEVNULL,
+        done = subprocess.run(ssh_argv(keys, port, command, user=user), stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=SSH_TIMEOUT, check=False)
         status, output = done.returncode, done.stdout
     except subprocess.TimeoutExpired as err:
         status, output = 124, f"(no answer within {SSH_TIMEOUT:.0f} s) {err.output or ''}"
-    return Step(key, command, status, output, expect_ok, note, keep)
+    return Step(key, command, status, output, expect_ok, note, keep, shown)
 
 
 def run_interactive(keys: Keys, port: int, key: str, typed: str) -> Step:
@@ -105,12 +109,29 @@ def run_interactive(keys: Keys, port: int, key: str, typed: str) -> Step:
     return Step(key, "(interactive login shell)", status, TERMINAL_CONTROLS.sub("", output))
 
 
-def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
+def run_transcript(keys: Keys, port: int, rel: Release, systemd: bool) -> Transcript:
     """Run the demo's commands in order; a later command that needs an earlier
-    one's result (the job id) still runs, so every failure is shown."""
-    steps = [
+    one's result (the job id) still runs, so every failure is shown. The
+    login node's systemd units are shown where systemd is its PID 1."""
+    steps = []
+    if systemd:
+        steps += [
+            run_step(keys, port, "helper", "systemctl status --no-pager --lines=0 "
+                     "slurmjwt-helper.socket slurmjwt-helper-root.socket "
+                     "slurmjwt-helper.service",
+                     note="the helper: started by systemd on the first connection to one of "
+                          "its sockets (users', root's), as SlurmUser, hardened", shown=40),
+        ]
+    steps += [
+        run_step(keys, port, "directory", f"getent passwd {DEMO_USER}; id; "
+                 f"grep -c '^{DEMO_USER}:' /etc/passwd || true",
+                 note="the demo user comes from the directory (LDAP, through sssd): "
+                      "no line in /etc/passwd"),
         run_step(keys, port, "token", "slurmjwt decode",
                  note="the token the PAM hook put into this ssh session (SLURM_JWT)"),
+        run_step(keys, port, "cache", "slurmjwt status",
+                 note="the token cache, in the session's runtime directory when logind "
+                      "made one"),
         run_step(keys, port, "squeue", "squeue"),
         run_step(keys, port, "script", "cat hello.sbatch",
                  note="a batch job with a job step (srun) inside"),
@@ -139,6 +160,11 @@ def run_transcript(keys: Keys, port: int, rel: Release) -> Transcript:
                  note="the key the helper signs with; every cached token records it, so a "
                       "change of key is followed at once"),
     ]
+    if systemd:
+        steps.append(run_step(keys, port, "timer", "systemctl --user list-timers --no-pager "
+                              "slurmjwt-refresh.timer",
+                              note="the refresh timer in the user's own systemd "
+                                   "(systemctl --global enable)"))
     return Transcript(tuple(steps), job)
 
 

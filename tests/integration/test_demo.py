@@ -1,5 +1,6 @@
-"""`make demo` end to end: build and start the two-host container cluster, log
-in over ssh as the demo user, check every step of the transcript, then check
+"""`make demo` end to end: build and start the container cluster (directory,
+controller, login node with systemd as PID 1), log in over ssh as the demo
+user (a directory user), check every step of the transcript, then check
 that `down` leaves no container, network or volume behind.
 
 Slow (a cold run builds images, about 2 minutes; a warm one about 15 s).
@@ -35,6 +36,47 @@ def shown() -> Iterator[run.Shown]:
     run.down(RELEASE, said.append)
 
 
+def test_the_helper_is_socket_activated_by_systemd(shown: run.Shown) -> None:
+    assert shown.running.systemd
+    step = shown.transcript["helper"]
+    assert step.status == 0, step.output
+    units = dict(re.findall(r"^● (\S+) - .*\n((?:(?!● ).*\n?)*)", step.output, re.M))
+    for name, path in (("slurmjwt-helper.socket", "/run/slurmjwt/helper.sock"),
+                       ("slurmjwt-helper-root.socket", "/run/slurmjwt/root.sock")):
+        assert re.search(rf"Loaded: loaded \(/lib/systemd/system/{re.escape(name)}; enabled;",
+                         units[name]), step.output
+        assert f"Listen: {path} (Stream)" in units[name], step.output
+    service = units["slurmjwt-helper.service"]
+    assert re.search(r"Active: active \(running\)", service), step.output
+    triggers = re.search(r"TriggeredBy: ● (\S+)\n\s+● (\S+)\n", service)
+    assert triggers and set(triggers.groups()) == {"slurmjwt-helper.socket",
+                                                   "slurmjwt-helper-root.socket"}, step.output
+    assert re.search(r"Main PID: \d+ \(slurmjwt-helper\)", service), step.output
+
+
+def test_the_demo_user_comes_from_the_directory(shown: run.Shown) -> None:
+    step = shown.transcript["directory"]
+    assert step.status == 0, step.output
+    lines = step.output.splitlines()
+    assert lines[0] == "demo:*:2000:2000:Demo User:/home/demo:/bin/bash"
+    assert lines[1] == "uid=2000(demo) gid=2000(demo) groups=2000(demo),3000(hpc)"
+    assert lines[2] == "0"  # lines for demo in the login node's /etc/passwd
+
+
+def test_the_cache_is_in_the_logind_runtime_directory(shown: run.Shown) -> None:
+    step = shown.transcript["cache"]
+    assert step.status == 0, step.output
+    assert re.search(r"^cache:\s+/run/user/2000/slurmjwt$", step.output, re.M), step.output
+    assert re.search(r"^SLURM_JWT:\s+same as cache$", step.output, re.M), step.output
+
+
+def test_the_refresh_timer_runs_in_the_users_systemd(shown: run.Shown) -> None:
+    step = shown.transcript["timer"]
+    assert step.status == 0, step.output
+    assert re.search(r"slurmjwt-refresh\.timer\s+slurmjwt-refresh\.service$", step.output,
+                     re.M), step.output
+
+
 def test_token_in_the_ssh_session_is_the_demo_users(shown: run.Shown) -> None:
     step = shown.transcript["token"]
     assert step.status == 0, step.output
@@ -43,7 +85,11 @@ def test_token_in_the_ssh_session_is_the_demo_users(shown: run.Shown) -> None:
     assert left and int(left.group(1)) >= 25, step.output
 
 
-def test_squeue_works_with_the_token(shown: run.Shown) -> None:
+def test_squeue_works_with_the_directory_users_token(shown: run.Shown) -> None:
+    # slurmctld resolves demo through sssd too: no /etc/passwd knows it there either.
+    code, out = cluster.exec_out(shown.running.controller, ["grep", "-c", "^demo:",
+                                                            "/etc/passwd"])
+    assert (code, out.strip()) == (1, "0")
     step = shown.transcript["squeue"]
     assert step.status == 0, step.output
     assert "JOBID" in step.output

@@ -1,4 +1,4 @@
-"""The compatibility matrix: the demo's two-host cluster (controller; login
+"""The compatibility matrix: the demo's cluster (directory; controller; login
 node with sshd, the hook and the helper, no munge) once per Slurm release,
 with that release's Slurm side configured as the README says. Every
 user-facing check goes through a real ssh login.
@@ -302,7 +302,7 @@ def salloc_on_controller(shown: run.Shown, conf: str) -> tuple[int, str]:
         {conf}
         salloc /bin/sh -c 'echo "shell SLURM_JWT=${{SLURM_JWT+set}}"
             srun /bin/sh -c "echo step SLURM_JWT=\\${{SLURM_JWT+set}}"; echo "srun exit $?"'
-        """], user=cluster.DEMO_USER)
+        """], user=cluster.DEMO_EXEC_USER)
 
 
 def test_salloc_shell_and_its_srun_run_without_the_token(shown: run.Shown) -> None:

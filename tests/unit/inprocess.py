@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from pam_slurmjwt import nss
 from pam_slurmjwt.cache import key_dir
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.helper import Server, State, publish_key_id
 from pam_slurmjwt.log import Log
-from pam_slurmjwt.policy import Policy
+from pam_slurmjwt.policy import NameService, Policy
 from pam_slurmjwt.signing import HS256Signer, KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
 
@@ -27,13 +28,13 @@ ME = pwd.getpwuid(os.getuid()).pw_name
 class Running:
     """A Server on its own event loop thread, bound to a socket in a temp dir."""
 
-    def __init__(self, tmp: Path, conf: str) -> None:
+    def __init__(self, tmp: Path, conf: str, names: NameService = nss) -> None:
         self.path = str(tmp / "helper.sock")
         self.key_dir = key_dir(self.path)  # tmp/key, where the key id is published
         os.makedirs(self.key_dir, exist_ok=True)
         cfg = parse_config(conf, "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
-                      Policy(cfg, "nobody"), KeyMinter(HS256Signer(KEY)), "key")
+                      Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)
         publish_key_id(self.key_dir, state.minter.kid, log)
         self.server = Server(state, log, None, self.key_dir)

@@ -1,24 +1,30 @@
-"""slurmjwt doctor's checks that need no daemon: the sshd PAM stack order,
-the export explanation, the TaskProlog advice, token creation, and which
-node key a JWKS lacks."""
+"""slurmjwt doctor's checks that need no daemon: the sshd PAM stack order
+(pam_systemd included), the export explanation, the TaskProlog advice, token
+creation, which node key a JWKS lacks, and what it says when the name
+service, the group policy, the helper's socket units or the users' timer is
+wrong (the real ones: test_login_node.py)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from pam_slurmjwt import nss
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.doctor import Doctor
+from pam_slurmjwt.errors import NameServiceError
 from pam_slurmjwt.signing import signer_of_pem
 from pam_slurmjwt.slurmconf import parse_slurm_conf
 
 
-def _doctor(tmp_path: Path, sshd: str) -> Doctor:
+def _doctor(tmp_path: Path, sshd: str, systemd: bool = False) -> Doctor:
     path = tmp_path / "sshd"
     path.write_text(sshd)
-    return Doctor(None, None, sshd_pam=str(path))
+    return Doctor(None, None, sshd_pam=str(path), systemd=systemd)
 
 
 def test_hook_after_common_session_passes(tmp_path: Path) -> None:
@@ -315,3 +321,173 @@ def test_a_missing_node_key_is_named_when_the_jwks_is_not_here(tmp_path: Path) -
         f"this node's key, kid K, is not in slurmctld's JWKS {tmp_path}/jwks.json (not "
         f'compared here: cannot read "{tmp_path}/jwks.json": No such file or directory); add '
         f"it (slurmjwt jwks JWTKEY gives its entry) and run scontrol reconfigure")
+
+
+# -- pam_systemd, on a host where systemd runs
+
+COMMON_SESSION = ("session [default=1] pam_permit.so\nsession required pam_unix.so\n"
+                  "session optional pam_systemd.so\n")
+
+
+def _systemd_stack(tmp_path: Path, sshd: str) -> Doctor:
+    (tmp_path / "common-session").write_text(COMMON_SESSION)
+    (tmp_path / "slurmjwt").write_text("session optional pam_slurmjwt.so timeout=2000\n")
+    return _doctor(tmp_path, sshd, systemd=True)
+
+
+def test_hook_after_pam_systemd_passes(tmp_path: Path) -> None:
+    check = _systemd_stack(tmp_path, "session [success=ok ignore=ignore default=bad] "
+                                     "pam_selinux.so close\n@include common-session\n"
+                                     "@include slurmjwt\n").pam_stack()
+    assert (check.status, check.message) == ("OK", f"{tmp_path}/sshd includes the hook after "
+                                             "pam_systemd (`@include common-session`)")
+
+
+def test_hook_before_pam_systemd_fails_naming_the_line_that_brings_it(tmp_path: Path) -> None:
+    (tmp_path / "systemd-session").write_text("session optional pam_systemd.so\n")
+    check = _systemd_stack(tmp_path, "@include common-auth\n@include slurmjwt\n"
+                                     "session substack systemd-session\n").pam_stack()
+    assert (check.status, check.message) == (
+        "FAIL", f"in {tmp_path}/sshd the hook comes before pam_systemd (brought in by `session "
+                "substack systemd-session`): move `@include slurmjwt` after that line, so the "
+                "session's XDG_RUNTIME_DIR exists when the cache is written")
+
+
+def test_no_pam_systemd_under_systemd_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "common-session").write_text("session required pam_unix.so\n")
+    check = _doctor(tmp_path, "@include common-session\n@include slurmjwt\n",
+                    systemd=True).pam_stack()
+    assert check.status == "WARN"
+    assert "sessions get no XDG_RUNTIME_DIR" in check.message
+    assert "pam-auth-update --enable systemd" in check.message
+
+
+# -- the name service, the group policy
+
+def _configured(text: str, nsswitch: str, tmp_path: Path) -> Doctor:
+    (tmp_path / "nsswitch.conf").write_text(nsswitch)
+    doctor = Doctor(None, "demo", nsswitch=str(tmp_path / "nsswitch.conf"), systemd=False)
+    doctor.cfg = parse_config(text, "/etc/slurm/slurmjwt.conf")
+    return doctor
+
+
+SSS = "passwd:         files sss\ngroup:          files [SUCCESS=merge] sss\n"
+
+
+def test_name_service_down_is_named_with_the_fix(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    def down(name: str) -> None:
+        raise NameServiceError(f"cannot look up user {name!r}: Connection refused")
+
+    monkeypatch.setattr(nss, "user_by_name", down)
+    check = _configured("", SSS, tmp_path).name_service()
+    assert (check.status, check.message) == (
+        "FAIL", f"cannot look up user 'demo': Connection refused (passwd: files sss in "
+                f"{tmp_path}/nsswitch.conf); sssd is not answering: run systemctl restart sssd, "
+                "and see journalctl -u sssd and sssctl domain-status")
+
+
+def test_name_service_hung_is_a_failure_within_lookup_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(nss, "user_by_name", lambda _name: release.wait(30))
+    try:
+        start = time.monotonic()
+        check = _configured("LookupTimeout=1\nHelperTimeout=5", SSS, tmp_path).name_service()
+        assert time.monotonic() - start < 2.5
+    finally:
+        release.set()
+    assert check.status == "FAIL"
+    assert check.message.startswith("no answer for user 'demo' within 1 s (LookupTimeout; ")
+    assert check.message.endswith("sssd is not answering: run systemctl restart sssd, and see "
+                                  "journalctl -u sssd and sssctl domain-status")
+
+
+def test_name_service_ok_says_where_the_user_came_from(tmp_path: Path) -> None:
+    doctor = _configured("", "passwd: files\n", tmp_path)
+    doctor.user = "root"
+    check = doctor.name_service()
+    assert check.status == "OK"
+    assert check.message.startswith(f"root is uid 0 (passwd: files in {tmp_path}/nsswitch.conf; ")
+
+
+@pytest.mark.parametrize(("conf", "expect"), [
+    ("AllowGroups=hcp", "AllowGroups names 'hcp', and there is no such group, so it admits "
+                        "nobody; fix the name in /etc/slurm/slurmjwt.conf"),
+    ("DenyGroups=hpc,contractrs", "DenyGroups names 'contractrs', and there is no such group, "
+                                  "so it denies nobody; fix the name in "
+                                  "/etc/slurm/slurmjwt.conf"),
+])
+def test_group_policy_naming_no_group_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            conf: str, expect: str) -> None:
+    monkeypatch.setattr(nss, "group_id", {"hpc": 3000, "contractors": 3001}.get)
+    check = _configured(conf, SSS, tmp_path).group_policy()
+    assert check is not None and (check.status, check.message) == ("FAIL", expect)
+
+
+def test_group_policy_lists_gids_and_is_silent_when_unset(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(nss, "group_id", {"hpc": 3000, "contractors": 3001}.get)
+    check = _configured("AllowGroups=hpc\nDenyGroups=contractors", SSS, tmp_path).group_policy()
+    assert check is not None
+    assert (check.status, check.message) == ("OK", "groups by gid: hpc=3000, contractors=3001")
+    assert _configured("", SSS, tmp_path).group_policy() is None
+
+
+# -- systemd units
+
+HELPER = "/run/slurmjwt/helper.sock (Stream)"
+ROOT = "/run/slurmjwt/root.sock (Stream)"
+BOTH = "systemctl enable --now slurmjwt-helper.socket slurmjwt-helper-root.socket"
+
+
+@pytest.mark.parametrize(("answers", "status", "expect"), [
+    ({"is-enabled": ["disabled"]}, "FAIL",
+     f"slurmjwt-helper.socket is disabled, so nothing will listen on /run/slurmjwt/helper.sock "
+     f"after a reboot; run {BOTH}"),
+    ({"is-enabled": ["enabled", "disabled"], "is-active": ["active"], "show": [HELPER]}, "FAIL",
+     f"slurmjwt-helper-root.socket is disabled, so nothing will listen on "
+     f"/run/slurmjwt/root.sock after a reboot; run {BOTH}"),
+    ({"is-enabled": ["enabled"], "is-active": ["failed"]}, "FAIL",
+     "slurmjwt-helper.socket is enabled but failed; run systemctl start slurmjwt-helper.socket "
+     "and see systemctl status slurmjwt-helper.socket"),
+    ({"is-enabled": ["enabled"], "is-active": ["active"], "show": ["/run/other.sock (Stream)"]},
+     "FAIL", "slurmjwt-helper.socket listens on /run/other.sock but clients use "
+             "HelperSocket=/run/slurmjwt/helper.sock; make them the same (systemctl edit "
+             "slurmjwt-helper.socket, or HelperSocket= in slurmjwt.conf)"),
+    ({"is-enabled": ["enabled", "enabled"], "is-active": ["active", "active"],
+      "show": [HELPER, ROOT]}, "OK",
+     "slurmjwt-helper.socket and slurmjwt-helper-root.socket enabled and listening on "
+     "/run/slurmjwt/helper.sock and /run/slurmjwt/root.sock: systemd starts the helper on the "
+     "first connection"),
+])
+def test_helper_socket_units(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             answers: dict[str, list[str]], status: str, expect: str) -> None:
+    import pam_slurmjwt.doctor as doctor_module
+
+    def systemctl(*args: str) -> str:
+        # Each verb's answers in turn: the users' socket, then root's.
+        said = answers.get(next(a for a in args if not a.startswith("-")), [])
+        return said.pop(0) if said else ""
+
+    answers = {verb: list(said) for verb, said in answers.items()}
+    monkeypatch.setattr(doctor_module, "_systemctl", systemctl)
+    check = _configured("", SSS, tmp_path).helper_unit()
+    assert (check.status, check.message) == (status, expect)
+
+
+@pytest.mark.parametrize(("answer", "status"), [("enabled", "OK"), ("disabled", "WARN")])
+def test_user_timer_enabled_globally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     answer: str, status: str) -> None:
+    import pam_slurmjwt.doctor as doctor_module
+
+    asked: list[tuple[str, ...]] = []
+    monkeypatch.setattr(doctor_module, "_systemctl", lambda *args: asked.append(args) or answer)
+    check = _configured("", SSS, tmp_path).user_timer()
+    assert asked == [("--global", "is-enabled", "slurmjwt-refresh.timer")]
+    assert check.status == status
+    if status == "WARN":
+        assert check.message == (
+            "slurmjwt-refresh.timer is disabled for users: tokens in long sessions and tmux stay "
+            "fresh only while a shell prompts; run systemctl --global enable "
+            "slurmjwt-refresh.timer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pwd
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,10 +11,12 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pam_slurmjwt import protocol
+from pam_slurmjwt import nss, protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
+from pam_slurmjwt.helper import LOOKUP_THREADS, STUCK_AFTER
 from pam_slurmjwt.policy import Policy
+from tests.unit.fakenss import FakeDirectory
 from tests.unit.inprocess import KEY, ME, Running
 
 # ----------------------------------------------------------------- policy
@@ -44,17 +47,16 @@ def test_a_user_naming_anyone_else_is_refused_before_any_name_lookup(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A stream of made-up names must not reach a slow directory: only root's
     requests name another user; a user may name itself, or nothing."""
-    import pwd
-
     looked_up: list[str] = []
-    real = pwd.getpwnam
+    real = nss.user_by_name
 
-    def counting(name: str) -> pwd.struct_passwd:
+    def counting(name: str) -> pwd.struct_passwd | None:
         looked_up.append(name)
         return real(name)
 
     policy = _policy("MinUid=0", slurm_user="daemon")
-    monkeypatch.setattr(pwd, "getpwnam", counting)
+    policy.names()  # SlurmUser and DenyUsers, resolved once per load
+    monkeypatch.setattr(nss, "user_by_name", counting)
     assert _refusal(policy, 65534, "zz-made-up-4711") == (
         "denied", "uid 65534 may only ask for its own token")
     assert _refusal(policy, 65534, "daemon")[0] == "denied"
@@ -207,3 +209,53 @@ def test_reload_keeps_old_state_when_new_config_is_broken(running: Running,
     running.server.reload()
     assert running.server.state is old
     assert protocol.request_token(running.path).token
+
+
+# ----------------------------------------------------------------- a hung name service
+
+def test_a_hung_name_service_is_internal_in_time_and_blocks_nobody(tmp_path: Path) -> None:
+    directory = FakeDirectory()
+    directory.release.clear()  # every lookup hangs, as with sssd_nss stopped
+    running = Running(tmp_path, "LookupTimeout=1\nHelperTimeout=5", directory)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            start = time.monotonic()
+            # More callers than lookup threads: those queued behind are
+            # answered at their deadline too.
+            asked = [pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN demo -\n")
+                     for _ in range(LOOKUP_THREADS + 2)]
+            time.sleep(0.2)
+            assert protocol.ping(running.path, 5)  # the loop still serves
+            assert time.monotonic() - start < 0.9
+            answers = [future.result(10) for future in asked]
+        assert set(answers) == {b"SLURMJWT/2 ERR internal the name service did not answer "
+                                b"within 1 s (sssd?); try again\n"}
+        assert time.monotonic() - start < 2.5
+        directory.release.set()  # sssd answers again: so does the helper
+        # A real answer: a token when the tests run as root, else "not yours".
+        assert _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(
+            (b"SLURMJWT/2 OK ", b"SLURMJWT/2 ERR denied uid "))
+    finally:
+        directory.release.set()
+        running.stop()
+
+
+def test_a_lookup_stuck_on_one_user_does_not_hold_up_the_next(tmp_path: Path) -> None:
+    directory = FakeDirectory()
+    directory.hang_for = {"eve"}
+    directory.release.clear()  # eve's lookup hangs; demo's answers at once
+    running = Running(tmp_path, "LookupTimeout=3\nHelperTimeout=5", directory)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            stuck = pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN eve -\n")
+            time.sleep(2 * STUCK_AFTER)  # eve's thread now counts as stuck
+            start = time.monotonic()
+            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            # A second thread took demo's lookup: a real answer, well before
+            # eve's LookupTimeout.
+            assert time.monotonic() - start < 1
+            assert answer.startswith((b"SLURMJWT/2 OK ", b"SLURMJWT/2 ERR denied uid "))
+            assert stuck.result(10).startswith(b"SLURMJWT/2 ERR internal ")
+    finally:
+        directory.release.set()
+        running.stop()

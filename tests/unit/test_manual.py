@@ -126,3 +126,14 @@ def test_readme_rotation_steps_are_the_generated_ones() -> None:
     assert section == generated, "README rotation steps are stale: regenerate them with " \
         "python3 packaging/man/generate.py --readme-rotation"
     assert "slurmjwt keygen /etc/slurm/slurmjwt-2027.pem" in section
+
+
+def test_readme_login_node_steps_are_what_the_demo_node_runs() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- login-node:begin -->\n", 1)[1].split("<!-- login-node:end -->")[0]
+    documented = [line.strip() for line in block.splitlines() if line.strip()]
+    script = (REPO / "packaging/docker/login-node-setup.sh").read_text()
+    run = [line for line in script.splitlines()
+           if line and not line.startswith("#") and line != "set -eu"]
+    assert documented == run
+    assert "systemctl enable --now slurmjwt-helper.socket slurmjwt-helper-root.socket" in run

@@ -1,0 +1,125 @@
+"""Who gets a token: group policy by gid, and a name service that fails
+(answers `internal`, never `no-user` or another identity). The policy's
+rules for root, SlurmUser and DenyUsers on the real passwd file are in
+test_helper.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from pam_slurmjwt.config import parse_config
+from pam_slurmjwt.errors import Refused
+from pam_slurmjwt.policy import Policy
+from tests.unit.fakenss import FakeDirectory
+
+
+def _policy(text: str = "", directory: FakeDirectory | None = None) -> Policy:
+    return Policy(parse_config(text, "/c"), "slurm", directory or FakeDirectory())
+
+
+def _refusal(policy: Policy, caller: int, name: str) -> tuple[str, str]:
+    with pytest.raises(Refused) as err:
+        policy.resolve(caller, name)
+    return err.value.code, str(err.value)
+
+
+GROUP_POLICY = "AllowGroups=hpc\nDenyGroups=contractors"
+
+
+def test_allow_groups_admits_members_by_supplementary_group() -> None:
+    assert _policy(GROUP_POLICY).resolve(0, "demo").pw_uid == 2000
+
+
+def test_deny_groups_wins_over_allow_groups() -> None:
+    assert _refusal(_policy(GROUP_POLICY), 0, "eve") == (
+        "denied", "eve is in DenyGroups (contractors)")
+
+
+def test_a_primary_group_counts_like_a_supplementary_one() -> None:
+    # grace's primary gid is contractors' (3001); she is listed in no memberUid.
+    assert _refusal(_policy(GROUP_POLICY), 0, "grace") == (
+        "denied", "grace is in DenyGroups (contractors)")
+
+
+def test_users_in_none_of_allow_groups_are_denied() -> None:
+    assert _refusal(_policy(GROUP_POLICY), 0, "frank") == (
+        "denied", "frank is in none of AllowGroups (hpc)")
+
+
+def test_groups_are_compared_by_gid_not_by_name() -> None:
+    # extern is a second name of gid 3001: eve (member of contractors) is denied.
+    assert _refusal(_policy("DenyGroups=extern"), 0, "eve") == (
+        "denied", "eve is in DenyGroups (extern)")
+
+
+def test_allow_groups_naming_no_existing_group_admits_nobody() -> None:
+    assert _refusal(_policy("AllowGroups=hcp"), 0, "demo") == (
+        "denied", "demo is in none of AllowGroups (hcp)")
+
+
+def test_a_user_asking_for_themselves_is_checked_the_same_way() -> None:
+    assert _refusal(_policy(GROUP_POLICY), 2001, "-")[0] == "denied"
+    assert _policy(GROUP_POLICY).resolve(2000, "-").pw_name == "demo"
+
+
+def test_group_policy_applies_to_allow_privileged_names_too() -> None:
+    policy = _policy(f"{GROUP_POLICY}\nAllowPrivileged=root")
+    assert _refusal(policy, 0, "root") == ("denied", "root is in none of AllowGroups (hpc)")
+
+
+def test_without_group_policy_no_group_is_looked_up() -> None:
+    directory = FakeDirectory()
+    assert _policy("", directory).resolve(0, "eve").pw_uid == 2001
+    assert directory.asked == ["user 'slurm'", "user 'nobody'", "user 'eve'"]
+
+
+@pytest.mark.parametrize(("caller", "name", "what"), [
+    (0, "demo", "user 'demo'"),  # root (the PAM module) asking for someone
+    (2000, "-", "uid 2000"),     # a user asking for themselves
+])
+def test_a_name_service_that_is_down_means_internal_never_no_user(
+        caller: int, name: str, what: str) -> None:
+    directory = FakeDirectory()
+    policy = _policy("", directory)
+    policy.names()  # SlurmUser and DenyUsers resolved while it answered
+    directory.down = True
+    assert _refusal(policy, caller, name) == (
+        "internal", f"cannot look up {what}: Connection refused; the name service (sssd?) "
+                    f"did not answer, try again")
+
+
+def test_a_failed_groups_lookup_is_internal_not_a_pass() -> None:
+    directory = FakeDirectory()
+    policy = _policy(GROUP_POLICY, directory)
+    policy.names()  # the configured names resolved while the service answered
+    directory.groups_down = True  # initgroups now silently lists the primary group only
+    assert _refusal(policy, 0, "eve") == (
+        "internal", "cannot look up group 3000: Connection refused; the name service "
+                    "(sssd?) did not answer, try again")
+
+
+def test_a_group_initgroups_missed_is_found_in_its_member_list() -> None:
+    directory = FakeDirectory()
+    directory.initgroups_silent = True
+    assert _refusal(_policy(GROUP_POLICY, directory), 0, "eve") == (
+        "denied", "eve is in DenyGroups (contractors)")
+    assert _policy(GROUP_POLICY, directory).resolve(0, "demo").pw_name == "demo"
+
+
+def test_names_are_resolved_again_after_a_failure_and_then_kept() -> None:
+    directory = FakeDirectory()
+    policy = _policy(GROUP_POLICY, directory)
+    directory.down = True
+    assert _refusal(policy, 0, "demo")[0] == "internal"
+    directory.down = False
+    assert policy.resolve(0, "demo").pw_name == "demo"
+    before = len(directory.asked)
+    policy.resolve(0, "demo")
+    # The configured names are kept: only the user, their groups and the one
+    # configured group initgroups did not list (contractors) are asked.
+    assert directory.asked[before:] == ["user 'demo'", "the groups of 'demo'", "group 3001"]
+
+
+def test_unknown_users_are_still_no_user() -> None:
+    assert _refusal(_policy(GROUP_POLICY), 0, "nosuch") == ("no-user", "no such user 'nosuch'")
+    assert _refusal(_policy(GROUP_POLICY), 4711, "-")[0] == "internal"  # a uid with no entry
