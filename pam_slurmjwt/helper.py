@@ -36,7 +36,7 @@ from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import Policy
 from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
-from pam_slurmjwt.token import fingerprint
+from pam_slurmjwt.token import Claims, fingerprint
 
 PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
@@ -72,27 +72,23 @@ def load_state(config_path: Optional[str]) -> State:
 @dataclass(frozen=True)
 class Decision:
     """What a lookup thread worked out for a TOKEN request: for whom, for how
-    long, and with the key backend the signed token (token, exp) or why
-    signing failed."""
+    long, and with the key backend the claims to sign (IdentityClaims' ids
+    looked up too). The loop signs them: CPU only, and a hop back to the
+    thread would cost more than RS256 signing itself."""
 
     entry: pwd.struct_passwd
     lifespan: int
-    signed: Optional[tuple[str, int]] = None
-    failed: Optional[MintFailed] = None
+    claims: Optional[Claims] = None
 
 
 def work_out(state: State, uid: int, user: str, lifespan: int) -> Decision:
     """In a lookup thread, off the event loop: every name service lookup of a
-    request (the user, the groups, the cap, IdentityClaims' groups) and the
-    key backend's signing (milliseconds with RS256); raise Refused as the
-    policy does."""
+    request (the user, the groups, the cap, IdentityClaims' groups); raise
+    Refused as the policy does."""
     entry, lifespan = state.policy.decide(uid, user, lifespan)
     if not isinstance(state.minter, KeyMinter):
         return Decision(entry, lifespan)  # scontrol: minted by a task in the loop
-    try:
-        return Decision(entry, lifespan, signed=state.minter.sign(entry, lifespan))
-    except MintFailed as err:
-        return Decision(entry, lifespan, failed=err)
+    return Decision(entry, lifespan, state.minter.claims_for(entry, lifespan))
 
 
 # ----------------------------------------------------------------- server
@@ -204,10 +200,13 @@ class Server:
             return
         entry, lifespan = decision.entry, decision.lifespan
         subject = f"(user {entry.pw_name}) uid={entry.pw_uid} by {who}"
-        if decision.failed is not None:
-            conn.respond(self._failed(conn.uid, subject, decision.failed))
-        elif decision.signed is not None:
-            conn.respond(self._granted(conn.uid, state, subject, lifespan, decision.signed))
+        if decision.claims is not None and isinstance(state.minter, KeyMinter):
+            try:
+                signed = state.minter.sign_claims(decision.claims)
+            except MintFailed as err:
+                conn.respond(self._failed(conn.uid, subject, err))
+                return
+            conn.respond(self._granted(conn.uid, state, subject, lifespan, signed))
         else:
             conn.task = asyncio.get_running_loop().create_task(
                 self._mint_async(conn, state, subject, entry, lifespan))

@@ -344,18 +344,28 @@ class Minter(Protocol):
 class KeyMinter:
     """Signs locally with the key file (Backend=key). Signing takes
     microseconds (HS256) or a fraction of a millisecond (RS256, 2048 bits),
-    so the server calls sign() inline, without a task. With IdentityClaims
-    the token carries the user's ids from this host's NSS."""
+    so the server calls sign_claims() inline, without a task, once its lookup
+    thread has made the claims. With IdentityClaims the token carries the
+    user's ids from this host's NSS."""
 
     def __init__(self, signer: Signer, identity: bool = False) -> None:
         self.signer = signer
         self.kid = signer.kid
         self.identity = identity
 
-    def sign(self, entry: pwd.struct_passwd, lifespan: int) -> tuple[str, int]:
+    def claims_for(self, entry: pwd.struct_passwd, lifespan: int) -> Claims:
+        """Return the claims of a token for entry, issued now. With
+        IdentityClaims this looks groups up (NSS): the helper calls it in its
+        lookup thread, never in its event loop."""
         ids = identity_claims(entry) if self.identity else None
-        claims = make_claims(entry.pw_name, lifespan, identity=ids)
+        return make_claims(entry.pw_name, lifespan, identity=ids)
+
+    def sign_claims(self, claims: Claims) -> tuple[str, int]:
+        """Return (token, exp): no lookup, CPU only."""
         return self.signer.sign(claims), claims.exp
+
+    def sign(self, entry: pwd.struct_passwd, lifespan: int) -> tuple[str, int]:
+        return self.sign_claims(self.claims_for(entry, lifespan))
 
     async def mint(self, entry: pwd.struct_passwd, lifespan: int,
                    root: bool = False) -> tuple[str, int]:
