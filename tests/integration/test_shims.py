@@ -842,8 +842,12 @@ def test_prompt_hook_follows_a_key_switch_at_the_next_prompt(shim_env: Env, shel
     try:
         show = 'printf "%s\\n" "${SLURM_JWT-<unset>}"'
         assert _converse(proc, f"{source(shell)}; {show}", "M1") == TOKEN
-        shim_env.publish(KEY2)
+        # The prompt after M1 runs its hook while this goes on: the cache is
+        # written before the key id is published, so that hook sees either
+        # nothing new or both, never a new key over an old cache (which
+        # would rightly run the refresh).
         write_cache(shim_env, TOKEN2, kid=KEY2)
+        shim_env.publish(KEY2)
         assert _converse(proc, ":", "M2") == ""  # a prompt passes: the hook runs
         assert _converse(proc, show, "M3") == TOKEN2
         assert shim_env.calls() == []
