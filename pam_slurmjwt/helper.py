@@ -42,7 +42,8 @@ PROG = "slurmjwt-helper"
 SD_LISTEN_FDS_START = 3
 LINGER = 1.0  # seconds an answered connection waits for the caller to hang up
 REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to hang up
-LOOKUP_THREADS = 4  # name service lookups running at once, per helper process, at most
+LOOKUP_THREADS = 4  # users' name service lookups running at once, per helper process
+ROOT_LOOKUP_THREADS = 2  # root's (logins'), on threads and a queue of their own
 STUCK_AFTER = 0.05  # seconds a lookup runs before another thread may start beside it
 
 _T = TypeVar("_T")
@@ -122,6 +123,8 @@ class Server:
         self.stopping: Optional[asyncio.Event] = None
         # Created per worker, after the fork: threads do not survive one.
         self.lookups = Lookups(LOOKUP_THREADS)
+        # Logins never queue behind users' lookups that hang.
+        self.root_lookups = Lookups(ROOT_LOOKUP_THREADS)
 
     def connection(self) -> Connection:
         return Connection(self, root_socket=False)
@@ -173,8 +176,11 @@ class Server:
             return
         state = self.state  # one consistent snapshot even if SIGHUP swaps it
         # The policy's lookups run in a thread: sssd may block for minutes,
-        # and the event loop must keep serving everyone else.
-        conn.task = self.lookups.submit(
+        # and the event loop must keep serving everyone else. Root's (logins)
+        # run in threads of their own: a user whose lookups hang cannot keep
+        # every thread busy and make logins wait.
+        lookups = self.root_lookups if conn.uid == 0 else self.lookups
+        conn.task = lookups.submit(
             work_out, (state, conn.uid, request.user, request.lifespan or state.cfg.lifespan),
             state.cfg.lookup_timeout,
             lambda decision, error: self._decided(conn, state, request, decision, error))

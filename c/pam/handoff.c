@@ -4,10 +4,13 @@
  * Root must never write under /run/user/UID, where the user can plant links,
  * so the module forks: the child makes itself undumpable before anything
  * else (it is a copy of sshd, host keys in memory, about to belong to the
- * user), drops groups, gid and uid for good and verifies that, then writes
- * the cache with cache.c, exactly as slurmjwt-refresh would, and exits. No
- * program is started: the login pays one fork and a few system calls. The
- * parent waits until the deadline at most, then kills the child and waits
+ * user), works out the cache directory and the user's groups, drops groups,
+ * gid and uid for good and verifies that, then writes the cache with
+ * cache.c, exactly as slurmjwt-refresh would, and exits. No program is
+ * started: the login pays one fork and a few system calls. Everything that
+ * may block (the name service for the groups, a stat of the runtime
+ * directory) is the child's, so the parent's deadline bounds it: the parent
+ * waits until the deadline at most, then kills the child and waits
  * REAP_GRACE_MS more at most for it to go.
  */
 #define _GNU_SOURCE
@@ -34,7 +37,7 @@
 #define WHY_MAX 400
 #define REAP_GRACE_MS 50
 
-/* Everything the child needs, gathered before the fork. */
+/* What the child works out before it drops root. */
 struct plan {
     char dir[SJWT_CACHE_PATH_MAX];
     uid_t uid;
@@ -145,29 +148,63 @@ static void close_all_but(int keep)
             close(fd);
 }
 
-/* The child: become the user for good, store, report failures on fd. */
-static void become_user_and_store(const struct plan *p, const struct sjwt_entry *e, int fd)
+/*
+ * Still root, in the child: the cache directory (the fallback made and given
+ * to the user) and the user's groups; 0, or -1 with why set.
+ */
+static int make_plan(const struct passwd *pw, const char *xdg, struct plan *p, char *why,
+                     size_t whylen)
 {
-    char why[WHY_MAX] = "";
+    p->uid = pw->pw_uid;
+    p->gid = pw->pw_gid;
+    if (sjwt_cache_dir(p->dir, sizeof(p->dir), pw->pw_uid, NULL, xdg) < 0) {
+        snprintf(why, whylen, "cache directory path too long");
+        return -1;
+    }
+    if (strncmp(p->dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0
+        && make_fallback_dir(pw, why, whylen) < 0)
+        return -1;
+    if (user_groups(pw, p) < 0) {
+        snprintf(why, whylen, "cannot list the user's groups");
+        return -1;
+    }
+    return 0;
+}
+
+/* Drop root for good: the user's groups, gid and uid; 0, or -1 with why set. */
+static int become_user(const struct plan *p, char *why, size_t whylen)
+{
     uid_t r, eu, sv;
     gid_t gr, ge, gs;
+
+    if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
+        || setuid(p->uid) < 0)
+        snprintf(why, whylen, "could not become the user: %s", strerror(errno));
+    else if (getresuid(&r, &eu, &sv) < 0 || r != p->uid || eu != p->uid || sv != p->uid
+             || getresgid(&gr, &ge, &gs) < 0 || gr != p->gid || ge != p->gid || gs != p->gid
+             || (p->uid != 0 && setuid(0) == 0))
+        snprintf(why, whylen, "could not drop root for good");
+    /* A change of credentials resets the flag to fs.suid_dumpable: again. */
+    else if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        snprintf(why, whylen, "could not make the child undumpable");
+    else
+        return 0;
+    return -1;
+}
+
+/* The child: plan, become the user for good, store, report failures on fd. */
+static void become_user_and_store(const struct passwd *pw, const char *xdg,
+                                  const struct sjwt_entry *e, int fd)
+{
+    struct plan p = { .groups = NULL };
+    char why[WHY_MAX] = "";
 
     /* First of all: a copy of sshd must never be readable by the user. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         _exit(2);
     close_all_but(fd);
-    if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
-        || setuid(p->uid) < 0)
-        snprintf(why, sizeof(why), "could not become the user: %s", strerror(errno));
-    else if (getresuid(&r, &eu, &sv) < 0 || r != p->uid || eu != p->uid || sv != p->uid
-             || getresgid(&gr, &ge, &gs) < 0 || gr != p->gid || ge != p->gid || gs != p->gid
-             || (p->uid != 0 && setuid(0) == 0))
-        snprintf(why, sizeof(why), "could not drop root for good");
-    /* A change of credentials resets the flag to fs.suid_dumpable: again. */
-    else if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
-        snprintf(why, sizeof(why), "could not make the child undumpable");
-    else
-        (void) sjwt_cache_store(p->dir, p->uid, e, why, sizeof(why));
+    if (make_plan(pw, xdg, &p, why, sizeof(why)) == 0 && become_user(&p, why, sizeof(why)) == 0)
+        (void) sjwt_cache_store(p.dir, p.uid, e, why, sizeof(why));
     if (why[0] != '\0' && write(fd, why, strlen(why)) < 0)
         _exit(1);
     _exit(why[0] != '\0');
@@ -243,36 +280,24 @@ static int reap(pid_t pid, int *status, long long until)
 int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
                   long long deadline, char *why, size_t whylen)
 {
-    struct plan p = { .uid = pw->pw_uid, .gid = pw->pw_gid };
     int fds[2], status = 0, rc = -1, eof = 0;
     size_t got;
     pid_t pid;
 
-    if (sjwt_cache_dir(p.dir, sizeof(p.dir), pw->pw_uid, NULL, xdg) < 0) {
-        snprintf(why, whylen, "cache directory path too long");
-        return -1;
-    }
-    if (strncmp(p.dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0
-        && make_fallback_dir(pw, why, whylen) < 0)
-        return -1;
-    if (user_groups(pw, &p) < 0) {
-        snprintf(why, whylen, "cannot list the user's groups");
-        return -1;
-    }
     if (pipe2(fds, O_CLOEXEC) < 0) {
         snprintf(why, whylen, "pipe: %s", strerror(errno));
-        goto out;
+        return -1;
     }
     pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        become_user_and_store(&p, e, fds[1]);
+        become_user_and_store(pw, xdg, e, fds[1]);
     }
     close(fds[1]);
     if (pid < 0) {
         snprintf(why, whylen, "fork: %s", strerror(errno));
         close(fds[0]);
-        goto out;
+        return -1;
     }
     /* End of file on the pipe: the child is done; bytes before it: why it failed. */
     got = read_report(fds[0], deadline, why, whylen, &eof);
@@ -293,7 +318,5 @@ int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_en
     } else if (got == 0 && eof) {
         snprintf(why, whylen, "the child that writes the cache failed (status %d)", status);
     }
-out:
-    free(p.groups);
     return rc;
 }

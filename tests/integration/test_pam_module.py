@@ -658,11 +658,14 @@ def test_links_in_the_runtime_dir_are_never_followed(
 
 
 @contextlib.contextmanager
-def never_answering_fuse(mountpoint: Path, user: User) -> Iterator[None]:
+def never_answering_fuse(mountpoint: Path, user: User,
+                         allow_other: bool = False) -> Iterator[None]:
     """Mount on `mountpoint` what a user may mount there with fusermount: a
     FUSE file system whose daemon answers INIT and then never answers again,
     so every access to it blocks, and a process killed while it waits cannot
-    die until the connection ends. Closing the device ends it."""
+    die until the connection ends. Closing the device ends it. allow_other
+    (a user may ask for it where /etc/fuse.conf has user_allow_other) lets
+    root in too, to wait like the user."""
     if not os.path.exists("/dev/fuse"):
         pytest.skip("needs /dev/fuse")
     fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
@@ -692,7 +695,8 @@ def never_answering_fuse(mountpoint: Path, user: User) -> Iterator[None]:
     mounted = False
     try:
         subprocess.run(["mount", "-t", "fuse", "-o",
-                        f"fd={fd},rootmode=40000,user_id={user.uid},group_id={user.gid}",
+                        f"fd={fd},rootmode=40000,user_id={user.uid},group_id={user.gid}"
+                        + (",allow_other" if allow_other else ""),
                         "slurmjwt-test-hang", str(mountpoint)], check=True, pass_fds=(fd,))
         mounted = True
         thread.start()
@@ -717,6 +721,24 @@ def test_a_cache_directory_that_never_answers_costs_at_most_the_timeout(
     cache.mkdir(mode=0o700)
     os.chown(cache, test_users["alice"].uid, test_users["alice"].gid)
     with never_answering_fuse(cache, test_users["alice"]):
+        syslog.take()
+        s = open_session(f"socket={helper.path} timeout=700 wrappers=none", "alice",
+                         putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        assert s.rc == 0 and s.env.get("SLURM_JWT") == helper.token
+        assert s.elapsed < 0.7 + 0.05 + SLACK, s.elapsed
+        lines = syslog.take()
+        assert any("token not cached: writing the cache took longer than the timeout; it "
+                   "could not be killed and is left behind" in x for x in lines), lines
+
+
+def test_a_runtime_directory_that_never_answers_costs_at_most_the_timeout(
+    helper: FakeHelper, runtime: Path, test_users: dict[str, User], syslog: Syslog
+) -> None:
+    """Root looks at XDG_RUNTIME_DIR (whose is it?) before the cache goes
+    there, and the user may have mounted on it a file system that never
+    answers, open to root too: that look is the child's, under the deadline,
+    never the login's own."""
+    with never_answering_fuse(runtime, test_users["alice"], allow_other=True):
         syslog.take()
         s = open_session(f"socket={helper.path} timeout=700 wrappers=none", "alice",
                          putenv=(f"XDG_RUNTIME_DIR={runtime}",))

@@ -35,9 +35,11 @@ class FakeDirectory:
     def lookups(self) -> int:
         return len(self.asked)
 
-    def _ask(self, what: str) -> None:
+    def _ask(self, what: str, name: Optional[str] = None) -> None:
+        """Record a lookup of `what` (about user `name`, if known); hang or fail."""
         self.asked.append(what)
-        if not self.hang_for or any(f"'{name}'" in what for name in self.hang_for):
+        if (not self.hang_for or name in self.hang_for
+                or any(f"'{user}'" in what for user in self.hang_for)):
             self.release.wait()
         if self.down:
             raise NameServiceError(f"cannot look up {what}: Connection refused")
@@ -47,8 +49,8 @@ class FakeDirectory:
         return _entry(name) if name in USERS else None
 
     def user_by_uid(self, uid: int) -> Optional[pwd.struct_passwd]:
-        self._ask(f"uid {uid}")
         names = [name for name, (u, _gid) in USERS.items() if u == uid]
+        self._ask(f"uid {uid}", names[0] if names else None)
         return _entry(names[0]) if names else None
 
     def group_id(self, name: str) -> Optional[int]:

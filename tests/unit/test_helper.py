@@ -5,18 +5,19 @@ from __future__ import annotations
 import pwd
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
 import pytest
 
-from pam_slurmjwt import nss, protocol
+from pam_slurmjwt import helper, nss, protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
 from pam_slurmjwt.helper import LOOKUP_THREADS, STUCK_AFTER
 from pam_slurmjwt.policy import Policy
-from tests.unit.fakenss import FakeDirectory
+from tests.unit.fakenss import USERS, FakeDirectory
 from tests.unit.inprocess import KEY, ME, Running
 
 # ----------------------------------------------------------------- policy
@@ -235,6 +236,57 @@ def test_a_hung_name_service_is_internal_in_time_and_blocks_nobody(tmp_path: Pat
         # A real answer: a token when the tests run as root, else "not yours".
         assert _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(
             (b"SLURMJWT/2 OK ", b"SLURMJWT/2 ERR denied uid "))
+    finally:
+        directory.release.set()
+        running.stop()
+
+
+def _until(count: Callable[[], int], want: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while count() != want:
+        assert time.monotonic() < deadline, f"{count.__name__}: {count()}, not {want}"
+        time.sleep(0.005)
+
+
+def test_a_user_whose_lookups_hang_cannot_make_a_login_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root's requests (logins) have lookup threads of their own: a user
+    whose own lookups hang (eve, slow in the directory) and who keeps asking
+    fills every thread users have, and a login is still answered at once."""
+    directory = FakeDirectory()
+    directory.hang_for = {"eve"}
+    directory.release.clear()
+    eve = USERS["eve"][0]
+    callers = [eve] * (LOOKUP_THREADS + 1)  # the kernel's answer, connection by connection;
+    real = helper.peer_credentials          # root's once these are used up
+
+    def peer(sock: socket.socket) -> tuple[int, int, int]:
+        pid, _uid, gid = real(sock)
+        return pid, callers.pop(0) if callers else 0, gid
+
+    monkeypatch.setattr(helper, "peer_credentials", peer)
+    running = Running(tmp_path, "LookupTimeout=3\nHelperTimeout=5", directory)
+    try:
+        def accepted() -> int:
+            return LOOKUP_THREADS + 1 - len(callers)
+
+        def begun() -> int:
+            return directory.asked.count(f"uid {eve}")
+
+        with ThreadPoolExecutor(LOOKUP_THREADS + 1) as pool:
+            stuck = []
+            for n in range(1, LOOKUP_THREADS + 2):
+                stuck.append(pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN - -\n"))
+                _until(accepted, n)  # accepted as eve's...
+                _until(begun, min(n, LOOKUP_THREADS))  # ...its lookup begun (the fifth waits)...
+                time.sleep(2 * STUCK_AFTER)  # ...and counting as stuck: the next gets a thread
+            start = time.monotonic()
+            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            assert time.monotonic() - start < 1, answer  # not eve's 3 s LookupTimeout
+            assert answer.startswith(b"SLURMJWT/2 OK "), answer
+            assert directory.asked.count(f"uid {eve}") == LOOKUP_THREADS  # eve's fifth waits
+            directory.release.set()
+            assert all(f.result(10).startswith(b"SLURMJWT/2 OK ") for f in stuck)
     finally:
         directory.release.set()
         running.stop()
