@@ -78,6 +78,7 @@ shellcheck:
 	shellcheck -x -s sh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh tests/setup-deps.sh
 	shellcheck -x -s bash profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
 	shellcheck -x -s ksh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
+	fish --no-execute profile.d/slurmjwt.fish
 	@for f in $$(find packaging -name '*.sh' 2>/dev/null); do shellcheck "$$f" || exit 1; done
 
 units:

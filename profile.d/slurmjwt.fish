@@ -75,18 +75,37 @@ if status is-login; or status is-interactive
         end
     end
 
-    # Export the cache's token (refreshing it first when needed), or erase
-    # SLURM_JWT when there is no usable one; says why once, interactively.
+    # Export the cache's token (refreshing it first when needed; when there
+    # is still none, an inherited SLURM_JWT counts once slurmjwt-refresh
+    # --store-stdin has taken it), or erase SLURM_JWT when there is no
+    # usable one; says why once, interactively. Denied (exit 5): leave the
+    # environment alone, look again in an hour; an unsafe cache (exit 6):
+    # trust nothing in it.
     function __slurmjwt_sync
         __slurmjwt_read
         set -l err
+        set -l up 0
+        string match -qr '^[0-9]{1,12}$' -- "$__slurmjwt_up"; and set up $__slurmjwt_up
         if test $__slurmjwt_state != fresh
             set -l refresh slurmjwt-refresh
             set -q SLURMJWT_REFRESH; and set refresh $SLURMJWT_REFRESH
             set err (command $refresh --if-needed 2>&1 >/dev/null </dev/null)
             set -l code $status
-            test $code -eq 5; and return    # denied by policy: leave things alone
+            if test $code -eq 5
+                set -g __slurmjwt_seen $__slurmjwt_key
+                set -g __slurmjwt_next (math "$up + 3600")
+                return
+            end
             __slurmjwt_read
+            if test $code -eq 6
+                set -g __slurmjwt_state bad
+            else if test $__slurmjwt_state = bad
+                and string match -qr '^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$' -- "$SLURM_JWT"
+                and test "$SLURM_JWT" != "$__slurmjwt_tok"
+                # The token travels on stdin (printf is a builtin), never in argv.
+                printf '%s\n' $SLURM_JWT | command $refresh --store-stdin >/dev/null 2>&1
+                __slurmjwt_read
+            end
             test $code -ne 0; and test -z "$err"; and set err "exit $code"
         end
         set -g __slurmjwt_seen $__slurmjwt_key
@@ -99,12 +118,12 @@ if status is-login; or status is-interactive
             end
             set -g __slurmjwt_next $__slurmjwt_rup
             if test $__slurmjwt_state = margin
-                set -g __slurmjwt_next (math "min($__slurmjwt_up + 60, $__slurmjwt_eup)")
+                set -g __slurmjwt_next (math "min($up + 60, $__slurmjwt_eup)")
                 test -n "$err"; and set say "slurmjwt: cannot refresh SLURM_JWT, keeping the current one until it expires: $err"
             end
         else
             set -e SLURM_JWT
-            set -g __slurmjwt_next (math "$__slurmjwt_up + 300")
+            set -g __slurmjwt_next (math "$up + 300")
             test -z "$err"; and set err "no usable token in the cache"
             set say "slurmjwt: SLURM_JWT not set: $err"
         end

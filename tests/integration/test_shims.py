@@ -963,6 +963,33 @@ def test_fish_erases_slurm_jwt_when_refresh_fails_and_says_why_only_interactivel
     assert said == [f"slurmjwt: SLURM_JWT not set: {FAIL_MSG}"], r.stderr
 
 
+def test_fish_leaves_a_denied_user_alone_and_asks_again_only_in_an_hour(shim_env: Env) -> None:
+    r = _fish(shim_env, f"{SHOW_FISH}; emit fish_prompt; emit fish_prompt; {SHOW_FISH}",
+              interactive=True, FAKE_MODE="denied", SLURM_JWT=PAM_TOKEN)
+    assert (r.stdout.split(), r.stderr) == ([PAM_TOKEN, PAM_TOKEN], "")
+    assert shim_env.calls() == ["--if-needed"]  # not again at every prompt
+
+
+def test_fish_keeps_an_inherited_token_only_once_store_stdin_accepts_it(shim_env: Env) -> None:
+    r = _fish(shim_env, SHOW_FISH, FAKE_MODE="fail", FAKE_STORE="accept", SLURM_JWT=PAM_TOKEN)
+    assert r.stdout.strip() == PAM_TOKEN, r.stderr
+    # Refresh first; the token travels on stdin, never in argv.
+    assert shim_env.calls() == ["--if-needed", "--store-stdin", f"stdin:{PAM_TOKEN}"]
+    for inherited, store in ((PAM_TOKEN, "reject"), ("not a token", "accept")):
+        shim_env.log.unlink()
+        r = _fish(shim_env, SHOW_FISH, FAKE_MODE="fail", FAKE_STORE=store,
+                  SLURMJWT_CACHE_DIR=str(shim_env.base / "none"), SLURM_JWT=inherited)
+        assert r.stdout.strip() == "<unset>", r.stderr
+        assert shim_env.calls()[0] == "--if-needed"
+        assert ("--store-stdin" in shim_env.calls()) == (inherited == PAM_TOKEN)
+
+
+def test_fish_distrusts_a_cache_refresh_calls_unsafe(shim_env: Env) -> None:
+    write_cache(shim_env, TOKEN2, life=200, margin=300)
+    r = _fish(shim_env, SHOW_FISH, FAKE_MODE="unsafe", SLURM_JWT=TOKEN2)
+    assert r.stdout.strip() == "<unset>", r.stderr
+
+
 def test_fish_leaves_everything_alone_when_disabled(shim_env: Env) -> None:
     write_cache(shim_env)
     r = _fish(shim_env, SHOW_FISH + "; printf '%s\\n' $PATH", SLURMJWT_DISABLE="1",
