@@ -90,9 +90,10 @@ def cmd_mint(args: argparse.Namespace) -> int:
     admin = caller == 0 or caller == policy.slurm_uid
     entry = policy.resolve(0 if admin else caller, user or protocol.SELF)
     lifespan = lifespan or cfg.lifespan
-    if lifespan > policy.cap(entry):
+    cap = policy.cap(entry)  # a group lookup: once
+    if lifespan > cap:
         raise UsageError(f"lifespan={lifespan} exceeds {entry.pw_name}'s cap of "
-                         f"{policy.cap(entry)} s (MaxLifespan, MaxLifespanFor)")
+                         f"{cap} s (MaxLifespan, MaxLifespanFor)")
     minter = KeyMinter(load_signer(cfg.jwt_key or slurm.jwt_key_path(), slurm.slurm_user),
                        cfg.identity_claims)
     token, _exp = minter.sign(entry, lifespan)

@@ -8,7 +8,6 @@ fails or does not answer makes the answer `internal` (try again), never
 
 from __future__ import annotations
 
-import os
 import pwd
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -221,15 +220,6 @@ def _ask(lookup: Callable[..., _T], *key: object) -> _T:
                                   f"try again") from None
 
 
-def groups_of(entry: pwd.struct_passwd) -> set[int]:
-    """Given a passwd entry, return its gids, supplementary ones included
-    (through NSS, so directory groups count)."""
-    try:
-        return set(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    except OSError:
-        return {entry.pw_gid}
-
-
 def identity_claims(entry: pwd.struct_passwd) -> dict[str, Any]:
     """Given a passwd entry, return the claims Slurm >= 26.05 takes instead of
     looking the user up itself (AuthAltParameters=use_jwt_client_ids): `uid`,
@@ -239,7 +229,7 @@ def identity_claims(entry: pwd.struct_passwd) -> dict[str, Any]:
     26.05 refuses an identity with an empty gecos, dir or shell (seen: "identity
     validation failed", the request then runs as nobody), and empty ones are
     common: they are sent as login(1) reads them, the name, / and /bin/sh."""
-    gids = [entry.pw_gid, *sorted(groups_of(entry) - {entry.pw_gid})]
+    gids = [entry.pw_gid, *sorted(nss.group_ids(entry.pw_name, entry.pw_gid) - {entry.pw_gid})]
     return {"uid": entry.pw_uid, "gid": entry.pw_gid,
             "id": {"name": entry.pw_name, "gecos": entry.pw_gecos or entry.pw_name,
                    "dir": entry.pw_dir or "/", "shell": entry.pw_shell or "/bin/sh",
