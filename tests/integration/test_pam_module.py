@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -249,9 +250,16 @@ class Syslog:
 
 @pytest.fixture(scope="module")
 def syslog() -> Iterator[Syslog]:
-    """Capture syslog; needs /dev/log to be free (no syslog daemon here)."""
+    """Capture syslog; needs /dev/log to be free (no syslog daemon here). A
+    socket nobody reads, left by a run that was killed, is removed."""
     if os.path.exists("/dev/log"):
-        pytest.skip("/dev/log belongs to a running syslog daemon; cannot capture")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.connect("/dev/log")
+            except ConnectionRefusedError:
+                os.unlink("/dev/log")
+            else:
+                pytest.skip("/dev/log belongs to a running syslog daemon; cannot capture")
     log = Syslog()
     try:
         yield log
@@ -720,10 +728,11 @@ def test_a_cache_directory_that_never_answers_costs_at_most_the_timeout(
     cache = runtime / "slurmjwt"
     cache.mkdir(mode=0o700)
     os.chown(cache, test_users["alice"].uid, test_users["alice"].gid)
-    with never_answering_fuse(cache, test_users["alice"]):
+    with ThreadPoolExecutor(1) as pool, never_answering_fuse(cache, test_users["alice"]):
         syslog.take()
-        s = open_session(f"socket={helper.path} timeout=700 wrappers=none", "alice",
-                         putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        login = pool.submit(open_session, f"socket={helper.path} timeout=700 wrappers=none",
+                            "alice", putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        s = login.result(10)  # a login stuck on the mount fails here; the unmount frees it
         assert s.rc == 0 and s.env.get("SLURM_JWT") == helper.token
         assert s.elapsed < 0.7 + 0.05 + SLACK, s.elapsed
         lines = syslog.take()
@@ -738,10 +747,12 @@ def test_a_runtime_directory_that_never_answers_costs_at_most_the_timeout(
     there, and the user may have mounted on it a file system that never
     answers, open to root too: that look is the child's, under the deadline,
     never the login's own."""
-    with never_answering_fuse(runtime, test_users["alice"], allow_other=True):
+    with (ThreadPoolExecutor(1) as pool,
+          never_answering_fuse(runtime, test_users["alice"], allow_other=True)):
         syslog.take()
-        s = open_session(f"socket={helper.path} timeout=700 wrappers=none", "alice",
-                         putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        login = pool.submit(open_session, f"socket={helper.path} timeout=700 wrappers=none",
+                            "alice", putenv=(f"XDG_RUNTIME_DIR={runtime}",))
+        s = login.result(10)  # a login stuck on the mount fails here; the unmount frees it
         assert s.rc == 0 and s.env.get("SLURM_JWT") == helper.token
         assert s.elapsed < 0.7 + 0.05 + SLACK, s.elapsed
         lines = syslog.take()
