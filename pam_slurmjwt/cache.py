@@ -17,7 +17,7 @@ import stat
 import time
 
 from pam_slurmjwt.errors import CacheUnsafe
-from pam_slurmjwt.protocol import MAX_TOKEN, TOKEN_CHARS, Grant, is_kid
+from pam_slurmjwt.protocol import MAX_TOKEN, TOKEN_CHARS, Grant, is_kid, key_dir
 
 FORMAT = "slurmjwt2"
 END = "end"
@@ -48,12 +48,6 @@ class Entry:
     @classmethod
     def from_grant(cls, grant: Grant) -> Entry:
         return cls(grant.exp, grant.refresh, grant.export, grant.kid, grant.token)
-
-
-def key_dir(helper_socket: str) -> str:
-    """Given HelperSocket, return the directory where the helper publishes
-    the id of its key (docs/internals.md, "Key id")."""
-    return os.path.join(os.path.dirname(helper_socket), "key")
 
 
 def read_key_id(directory: str) -> str | None:

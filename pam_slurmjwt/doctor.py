@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from pam_slurmjwt import nss, protocol, slurmside, wrappers
-from pam_slurmjwt.cache import FALLBACK_BASE, Cache, key_dir, read_key_id
+from pam_slurmjwt.cache import FALLBACK_BASE, Cache, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config
 from pam_slurmjwt.errors import NameServiceError, SlurmJwtError
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
@@ -313,7 +313,7 @@ class Doctor:
         """The key id the helper publishes, which every cache is checked
         against, must be the one its tokens carry."""
         assert self.cfg is not None
-        directory = key_dir(self.cfg.helper_socket)
+        directory = protocol.key_dir(self.cfg.helper_socket)
         published = read_key_id(directory)
         if published is None:
             return Check("FAIL", "key id", f"no key id in {directory}/id: cached tokens count "

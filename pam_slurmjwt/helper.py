@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 from pam_slurmjwt import __version__, protocol
-from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE, key_dir
+from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE
 from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
 from pam_slurmjwt.limits import LOG_WINDOW, Audit, Rate, Slots
@@ -713,7 +713,7 @@ def run(args: argparse.Namespace) -> int:
     keys = None
     if not args.check:
         listeners = systemd_sockets() or bind_sockets(cfg, args.socket)
-        keys = key_dir(listeners.users_path() or args.socket or cfg.helper_socket)
+        keys = protocol.key_dir(listeners.users_path() or args.socket or cfg.helper_socket)
         if os.geteuid() == 0:
             make_key_dir(keys, slurm.slurm_user)
     if os.geteuid() == 0:

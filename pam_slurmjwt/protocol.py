@@ -209,6 +209,13 @@ def check_peer(sock: _socket.socket, path: str) -> None:
                             f"the helper's user; refusing its answer (check HelperSocket)")
 
 
+def key_dir(helper_socket: str) -> str:
+    """Given HelperSocket, return the directory where the helper publishes
+    the id of its key (docs/internals.md, "Key id"); its owner is the
+    helper's user (helper_uid)."""
+    return os.path.join(os.path.dirname(helper_socket), "key")
+
+
 def helper_uid(path: str) -> int | None:
     """Given the socket path, return the owner of the key/ directory beside
     it when the socket's directory is root's alone (so only root can have
@@ -216,7 +223,7 @@ def helper_uid(path: str) -> int | None:
     directory = os.path.dirname(path)
     try:
         parent = os.stat(directory)
-        keys = os.lstat(os.path.join(directory, "key"))
+        keys = os.lstat(key_dir(path))
     except OSError:
         return None
     if parent.st_uid != 0 or parent.st_mode & 0o022 or not stat.S_ISDIR(keys.st_mode):

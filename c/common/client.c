@@ -95,6 +95,17 @@ static int connect_helper(const char *path, long long deadline, char *why, size_
     return -1;
 }
 
+int sjwt_key_dir(char *buf, size_t size, const char *socket_path)
+{
+    const char *slash = strrchr(socket_path, '/');
+    int n;
+
+    if (slash == NULL)
+        return -1;
+    n = snprintf(buf, size, "%.*s/key", (int) (slash - socket_path), socket_path);
+    return n < 0 || (size_t) n >= size ? -1 : 0;
+}
+
 /*
  * True when uid owns the key/ directory beside the socket at path and the
  * socket's directory is root's alone: only root can have made key/ there.
@@ -109,8 +120,8 @@ static int is_helper_uid(const char *path, uid_t uid)
     if (n < 0 || snprintf(dir, sizeof(dir), "%.*s", n == 0 ? 1 : n, path) >= (int) sizeof(dir)
         || stat(dir, &parent) < 0 || parent.st_uid != 0 || (parent.st_mode & 022) != 0)
         return 0;
-    if (snprintf(dir, sizeof(dir), "%.*s/key", n, path) >= (int) sizeof(dir)
-        || lstat(dir, &keys) < 0 || !S_ISDIR(keys.st_mode))
+    if (sjwt_key_dir(dir, sizeof(dir), path) < 0 || lstat(dir, &keys) < 0
+        || !S_ISDIR(keys.st_mode))
         return 0;
     return keys.st_uid == uid;
 }

@@ -13,6 +13,14 @@
 long long sjwt_now_ms(void);
 
 /*
+ * Given the helper's socket path, put in buf the directory beside it where
+ * the helper publishes its key id (docs/internals.md, "Key id"), whose
+ * owner is the helper's user; 0, or -1 when it does not fit or the path
+ * has no directory.
+ */
+int sjwt_key_dir(char *buf, size_t size, const char *socket_path);
+
+/*
  * Given the socket path, a deadline (sjwt_now_ms() scale), and a request of
  * reqlen bytes, read one response line into resp (at most SJWT_RESPONSE_MAX
  * bytes) and return its length; or return -1 with why filled in (the

@@ -215,14 +215,12 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     char dir[SJWT_CACHE_PATH_MAX], keydir[SJWT_CACHE_PATH_MAX], kid[SJWT_KID_MAX + 1] = "";
     char why[WHY_MAX];
     struct sjwt_entry e;
-    const char *slash, *inherited;
+    const char *inherited;
     long long now = (long long) time(NULL);
     int rc, usable, cache_ok;
 
-    slash = strrchr(c->helper_socket, '/');
-    snprintf(keydir, sizeof(keydir), "%.*s/key", (int) (slash - c->helper_socket),
-             c->helper_socket);
-    if (sjwt_read_key_id(keydir, kid) < 0)
+    if (sjwt_key_dir(keydir, sizeof(keydir), c->helper_socket) < 0
+        || sjwt_read_key_id(keydir, kid) < 0)
         debug("no key id in %s: every cached token counts as stale", keydir);
     cache_ok = sjwt_cache_dir(dir, sizeof(dir), uid, getenv("SLURMJWT_CACHE_DIR"),
                               getenv("XDG_RUNTIME_DIR")) == 0;

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt import nss
-from pam_slurmjwt.cache import key_dir
+from pam_slurmjwt import nss, protocol
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.helper import Server, State, publish_key_id
 from pam_slurmjwt.log import Log
@@ -30,7 +29,7 @@ class Running:
 
     def __init__(self, tmp: Path, conf: str, names: NameService = nss) -> None:
         self.path = str(tmp / "helper.sock")
-        self.key_dir = key_dir(self.path)  # tmp/key, where the key id is published
+        self.key_dir = protocol.key_dir(self.path)  # tmp/key, where the key id is published
         os.makedirs(self.key_dir, exist_ok=True)
         cfg = parse_config(conf, "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
