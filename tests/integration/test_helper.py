@@ -73,14 +73,7 @@ def test_helper_token_is_accepted_by_squeue_sbatch_and_slurmrestd(
 
     squeue = cluster.run(["squeue", "--noheader"], user="alice", env_extra={"SLURM_JWT": token})
     assert squeue.returncode == 0, squeue.stderr
-    sbatch = cluster.run(["sbatch", "--parsable", "--wrap", "id -un"], user="alice",
-                         env_extra={"SLURM_JWT": token})
-    assert sbatch.returncode == 0, sbatch.stderr
-    assert cluster.wait_job(sbatch.stdout.strip().split(";")[0]) == "COMPLETED"
-
-    status, body = cluster.restd_get(f"/slurm/{cluster.restd_api}/jobs", {
-        "X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": token})
-    assert status == 200, body
+    cluster.batch_and_rest_take("alice", token)
 
 
 def test_token_from_a_helper_with_another_key_is_refused_by_slurmctld(

@@ -207,13 +207,7 @@ def test_rs256_tokens_are_accepted_by_squeue_sbatch_slurmrestd_and_doctor(
     assert header(token) == {"alg": "RS256", "kid": kid, "typ": "JWT"}
 
     assert accepted(cluster, "alice", token)
-    sbatch = cluster.run(["sbatch", "--parsable", "--wrap", "id -un"], user="alice",
-                         env_extra={"SLURM_JWT": token})
-    assert sbatch.returncode == 0, sbatch.stderr
-    assert cluster.wait_job(sbatch.stdout.strip().split(";")[0]) == "COMPLETED"
-    status, body = cluster.restd_get(f"/slurm/{cluster.restd_api}/jobs", {
-        "X-SLURM-USER-NAME": "alice", "X-SLURM-USER-TOKEN": token})
-    assert status == 200, body
+    cluster.batch_and_rest_take("alice", token)
 
     env = {"PATH": "/usr/bin:/bin", **helper.env, "SLURM_CONF": str(cluster.slurm_conf)}
     # The admin's slurmjwt mint signs with the same key.
