@@ -216,6 +216,9 @@ deb: c man
 	install -m 0644 packaging/debian/conffiles build/deb/DEBIAN/conffiles
 	install -m 0755 packaging/debian/postinst packaging/debian/prerm build/deb/DEBIAN/
 	install -m 0644 packaging/debian/triggers build/deb/DEBIAN/triggers
+	@# Debian's way: the copyright file names the licence, whose full text
+	@# every Debian system has in /usr/share/common-licenses/GPL-2.
+	install -D -m 0644 packaging/debian/copyright build/deb/usr/share/doc/pam-slurmjwt/copyright
 	find build/deb -name __pycache__ -prune -exec rm -rf {} +
 	dpkg-deb --root-owner-group --build build/deb $(DEB)
 

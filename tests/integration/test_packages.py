@@ -40,6 +40,7 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     owners = {line.split()[1] for line in listing.splitlines()}
     assert owners == {"root/root"}
     assert not any("__pycache__" in p for p in files)  # compiled by postinst instead
+    assert "/usr/share/doc/pam-slurmjwt/copyright" in files
     fields = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
                             text=True).stdout
     assert "python3-jwt" in fields and "libpam0g" in fields
@@ -69,6 +70,9 @@ def test_rpm_spec_builds_with_the_same_file_list() -> None:
     for path in SHIPPED:
         if not path.startswith("/usr/lib/tmpfiles"):
             assert path in files or path + ".gz" in files, path
+    licenses = subprocess.run(["rpm", "-qp", "--licensefiles", rpm], capture_output=True,
+                              text=True).stdout.split()
+    assert any(p.endswith("/LICENSE") for p in licenses), licenses
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True,
                               text=True).stdout
     assert "python3-pyjwt" in requires and "python3-cryptography" in requires
