@@ -31,7 +31,9 @@ class Running:
         self.path = str(tmp / "helper.sock")
         self.key_dir = protocol.key_dir(self.path)  # tmp/key, where the key id is published
         os.makedirs(self.key_dir, exist_ok=True)
-        cfg = parse_config(conf, "/c")
+        # Export=auto looks for munged's socket: one in tmp (absent), never
+        # the host's, so no test depends on a munged running here.
+        cfg = parse_config(f"MungeSocket={tmp}/munge.socket.2\n{conf}", "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
                       Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)

@@ -29,7 +29,9 @@ def _opts(*argv: str) -> rf.Options:
 
 def _cfg(running: Running | None, extra: str = "") -> Config:
     sock = running.path if running else "/nonexistent/helper.sock"
-    return parse_config(f"HelperSocket={sock}\nHelperTimeout=2\n{extra}", "/c")
+    # Export=auto: a munge socket that is never there, whatever runs on this host.
+    return parse_config(f"HelperSocket={sock}\nHelperTimeout=2\n"
+                        f"MungeSocket=/nonexistent/munge.socket.2\n{extra}", "/c")
 
 
 def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
