@@ -16,7 +16,7 @@ from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
 from pam_slurmjwt.signing import HS256Signer
 from pam_slurmjwt.token import make_claims
-from tests.unit.inprocess import KEY, ME, Running
+from tests.unit.inprocess import KEY, KID, ME, Running
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
     return Cache(str(tmp_path / "c"), running.key_dir if running else str(tmp_path / "key"))
 
 
-def _entry(left: int, tok: str = "a.b.c", kid: str = HS256Signer(KEY).kid) -> Entry:
+def _entry(left: int, tok: str = "a.b.c", kid: str = KID) -> Entry:
     exp = int(time.time()) + left
     return Entry(exp, exp - 600, True, kid, tok)
 
@@ -80,7 +80,7 @@ def test_refresh_fetches_and_stores(running: Running, tmp_path: Path) -> None:
     entry = rf.refresh(_opts(), _cfg(running), cache)
     loaded = cache.load()[0]
     assert loaded is not None and loaded.token == entry.token
-    assert loaded.kid == HS256Signer(KEY).kid and 599 <= loaded.exp - loaded.refresh <= 600
+    assert loaded.kid == KID and 599 <= loaded.exp - loaded.refresh <= 600
 
 
 def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
@@ -97,7 +97,7 @@ def test_if_needed_replaces_a_token_of_another_key(running: Running, tmp_path: P
     cache = _cache(tmp_path, running)
     cache.store(_entry(1200, kid="an-old-key"))
     entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
-    assert entry.token != "a.b.c" and entry.kid == HS256Signer(KEY).kid
+    assert entry.token != "a.b.c" and entry.kid == KID
 
 
 def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path: Path) -> None:
@@ -158,10 +158,10 @@ def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
 
 
 def _token(user: str, lifespan: int = 600) -> str:
-    return HS256Signer(KEY).sign(make_claims(user, lifespan))
+    return HS256Signer(KEY, KID).sign(make_claims(user, lifespan))
 
 
-def _published(tmp_path: Path, kid: str = HS256Signer(KEY).kid) -> Cache:
+def _published(tmp_path: Path, kid: str = KID) -> Cache:
     (tmp_path / "key").mkdir(exist_ok=True)
     (tmp_path / "key" / "id").write_text(f"{kid}\n")
     return _cache(tmp_path)
@@ -173,7 +173,7 @@ def test_store_stdin_takes_a_token_of_the_key_in_use(tmp_path: Path,
     cache = _published(tmp_path)
     token = _token(ME)
     entry = rf.entry_from_text(token + "\n", cfg, cache, ME)
-    assert (entry.token, entry.export, entry.kid) == (token, False, HS256Signer(KEY).kid)
+    assert (entry.token, entry.export, entry.kid) == (token, False, KID)
     assert entry.exp - entry.refresh == 300  # a 600 s token: refreshed halfway
     monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
     rf.refresh(_opts("--store-stdin"), cfg, cache)
