@@ -15,7 +15,7 @@ from pam_slurmjwt.cache import Cache, Entry
 from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
 from pam_slurmjwt.signing import HS256Signer
-from pam_slurmjwt.token import make_claims
+from pam_slurmjwt.token import make_claims, slurm_claims
 from tests.unit.inprocess import KEY, KID, ME, Running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +39,11 @@ def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
     return Cache(str(tmp_path / "c"), running.key_dir if running else str(tmp_path / "key"))
 
 
-def _entry(left: int, tok: str = "a.b.c", kid: str = KID) -> Entry:
+# A cached token of the test's own user (cache readers check its `sun`).
+OLD = HS256Signer(KEY, KID).sign(make_claims(ME, 1234))
+
+
+def _entry(left: int, tok: str = OLD, kid: str = KID) -> Entry:
     exp = int(time.time()) + left
     return Entry(exp, exp - 600, True, kid, tok)
 
@@ -88,16 +92,39 @@ def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
     cache = _cache(tmp_path, running)
     cfg = _cfg(running, "RefreshMargin=600")
     cache.store(_entry(1200))
-    assert rf.refresh(_opts("--if-needed"), cfg, cache).token == "a.b.c"
+    assert rf.refresh(_opts("--if-needed"), cfg, cache).token == OLD
     cache.store(_entry(300))
-    assert rf.refresh(_opts("--if-needed"), cfg, cache).token != "a.b.c"
+    assert rf.refresh(_opts("--if-needed"), cfg, cache).token != OLD
 
 
 def test_if_needed_replaces_a_token_of_another_key(running: Running, tmp_path: Path) -> None:
     cache = _cache(tmp_path, running)
     cache.store(_entry(1200, kid="an-old-key"))
     entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
-    assert entry.token != "a.b.c" and entry.kid == KID
+    assert entry.token != OLD and entry.kid == KID
+
+
+def test_an_entry_of_another_user_under_the_callers_uid_is_never_exported_and_is_replaced(
+        running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The previous owner of this uid left a valid token of the right key.
+    theirs = HS256Signer(KEY, KID).sign(make_claims("previous-owner", 3600))
+    cache = _cache(tmp_path, running)
+    monkeypatch.setattr(rf.Cache, "for_user", lambda _sock: cache)
+    (tmp_path / "down.conf").write_text("HelperSocket=/nonexistent/helper.sock\n")
+    (tmp_path / "up.conf").write_text(f"HelperSocket={running.path}\nHelperTimeout=2\n")
+    cache.store(_entry(3600, tok=theirs))
+    # Helper down: nothing to export, never theirs.
+    assert rf.main(["-c", str(tmp_path / "down.conf"), "--if-needed", "--print-env", "sh",
+                    "-q"]) == 4
+    assert capsys.readouterr().out == "unset SLURM_JWT;\n"
+    # Helper up: --if-needed replaces it with the caller's own.
+    assert rf.main(["-c", str(tmp_path / "up.conf"), "--if-needed", "--print-env", "sh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SLURM_JWT=") and theirs not in out
+    mine = cache.load()[0]
+    assert mine is not None and mine.token != theirs and mine.token in out
+    assert slurm_claims(mine.token).sun == ME
 
 
 def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path: Path) -> None:
@@ -128,7 +155,7 @@ def test_a_full_file_system_is_one_line_keeps_the_old_entry_and_still_prints_the
     from pam_slurmjwt import cache as cache_module
 
     cache = _cache(tmp_path, running)
-    cache.store(_entry(300, tok="old.due.token"))
+    cache.store(_entry(300))
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -142,14 +169,14 @@ def test_a_full_file_system_is_one_line_keeps_the_old_entry_and_still_prints_the
     out, err = capsys.readouterr()
     assert err == (f'slurmjwt-refresh: token cache "{tmp_path / "c"}" cannot be written (No '
                    f'space left on device); free some space there, or ask an admin\n')
-    assert out.startswith("SLURM_JWT=") and "old.due.token" not in out  # the fresh token
+    assert out.startswith("SLURM_JWT=") and OLD not in out  # the fresh token
     kept = cache.load()[0]
-    assert kept is not None and kept.token == "old.due.token"
+    assert kept is not None and kept.token == OLD
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".clock", "token", "token.csh"]
 
 
 def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
-    entry = _entry(100)
+    entry = _entry(100, tok="a.b.c")
     assert rf.env_lines("sh", entry) == "SLURM_JWT='a.b.c'; export SLURM_JWT;\n"
     assert rf.env_lines("csh", entry) == "setenv SLURM_JWT 'a.b.c';\n"
     assert rf.env_lines("fish", entry) == "set -gx SLURM_JWT 'a.b.c';\n"
