@@ -4,9 +4,9 @@ Format 2 (docs/internals.md): a `token` line a POSIX shell reads with the
 `read` builtin, a `token.csh` line tcsh can `source`, and an empty `.clock`
 file; each entry records the id of its key, and an entry of a key the
 helper no longer signs with, or whose token names another user (a uid
-given to someone else within one boot), is stale. Everything runs as the user; every
-open is relative to a directory descriptor checked for owner and mode, and
-refuses symlinks. c/common/cache.c reads and writes the same bytes.
+given to someone else within one boot), is stale. Everything runs as the
+user; every open is relative to a directory descriptor checked for owner
+and mode, and refuses symlinks. c/common/cache.c reads and writes the same bytes.
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ MIN_RSA_BITS = 2048
 KEYGEN_BITS = 2048
 PEM_BEGIN = b"-----BEGIN "
 NEW_KEY = "make a new one with: slurmjwt keygen NEWFILE"
+HS256_MIN_BYTES = 32
 # Printable text (a password, a passphrase, base64 of something): whatever
 # its length, a key a person could type is a key an attacker can guess.
-HS256_MIN_BYTES = 32
 TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 
 
