@@ -3,9 +3,10 @@
 Format 2 (docs/internals.md): a `token` line a POSIX shell reads with the
 `read` builtin, a `token.csh` line tcsh can `source`, and an empty `.clock`
 file; each entry records the id of its key, and an entry of a key the
-helper no longer signs with is stale. Everything runs as the user; every
-open is relative to a directory descriptor checked for owner and mode, and
-refuses symlinks. c/common/cache.c reads and writes the same bytes.
+helper no longer signs with, or whose token names another user (a uid
+given to someone else within one boot), is stale. Everything runs as the
+user; every open is relative to a directory descriptor checked for owner
+and mode, and refuses symlinks. c/common/cache.c reads and writes the same bytes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import pwd
 import stat
 import time
 
@@ -137,14 +139,33 @@ def parse_line(text: str) -> Entry:
     return Entry(int(exp), min(refresh, int(exp)), export == "1", kid, token)
 
 
+def token_user(token: str) -> str | None:
+    """Given a token, return its `sun` claim (unverified), or None when its
+    payload is not base64url JSON with a string `sun`."""
+    # Here, not token.slurm_claims: slurmjwt-refresh must not pay for its
+    # imports at start; these two are paid only when a cached entry is read.
+    import base64
+    import json
+
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, RecursionError):  # binascii's and json's are ValueErrors
+        return None
+    sun = claims.get("sun") if isinstance(claims, dict) else None
+    return sun if isinstance(sun, str) else None
+
+
 class Cache:
     """One user's cache directory, opened and checked once per use, and the
     directory where the helper publishes the id of its key."""
 
-    def __init__(self, path: str, key_dir: str, uid: int | None = None) -> None:
+    def __init__(self, path: str, key_dir: str, uid: int | None = None,
+                 user: str | None = None) -> None:
         self.path = path
         self.key_dir = key_dir
         self.uid = os.getuid() if uid is None else uid
+        self.user = user  # the uid's name; looked up on the first load when None
 
     @classmethod
     def for_user(cls, helper_socket: str) -> Cache:
@@ -201,9 +222,9 @@ class Cache:
             raise CacheUnsafe(f'token cache "{where}" {what}; {fix}')
 
     def load(self, now: float | None = None) -> tuple[Entry | None, str]:
-        """Return (entry, "") for a cached token that has not expired and is
-        of the key in use, or (None, reason); raise CacheUnsafe when the
-        cache is unsafe."""
+        """Return (entry, "") for a cached token that has not expired, is of
+        the key in use and names this cache's user, or (None, reason); raise
+        CacheUnsafe when the cache is unsafe."""
         dfd = self.open_dir(create=False)
         if dfd is None:
             return None, "no cache directory"
@@ -244,6 +265,13 @@ class Cache:
             if current is None:
                 return None, f"the helper has not published its key id in {self.key_dir}"
             return None, "cached token is from another key"
+        if self.user is None:
+            try:
+                self.user = pwd.getpwuid(self.uid).pw_name
+            except KeyError:
+                return None, f"uid {self.uid} has no user name"
+        if token_user(entry.token) != self.user:
+            return None, "cached token is for another user"
         return entry, ""
 
     def store(self, entry: Entry) -> None:

@@ -29,6 +29,12 @@ def load_key(path: str, slurm_user: str) -> bytes:
     """Given the key path and SlurmUser's name, return the key bytes exactly
     as slurmctld reads them (trailing newline included); raise KeyFileError
     naming the file and the fix when it is missing or unsafe."""
+    return load_key_file(path, slurm_user)[0]
+
+
+def load_key_file(path: str, slurm_user: str) -> tuple[bytes, os.stat_result]:
+    """As load_key, and return the file's fstat too (what names an HS256
+    key: docs/internals.md, "Key id")."""
     try:
         slurm_uid = pwd.getpwnam(slurm_user).pw_uid
     except KeyError:
@@ -59,7 +65,7 @@ def load_key(path: str, slurm_user: str) -> bytes:
     if len(data) < MIN_KEY_BYTES:
         raise KeyFileError(f'cannot use key "{path}": only {len(data)} bytes; make a new '
                            f"one with: dd if=/dev/random of={path} bs=32 count=1")
-    return data
+    return data, st
 
 
 def _explain_denied(path: str, slurm_uid: int, slurm_user: str) -> None:

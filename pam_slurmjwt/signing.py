@@ -4,7 +4,8 @@ the helper's Backend= setting.
 A key file holds raw bytes (HS256: the key slurmctld shares) or a PEM RSA
 private key (RS256: slurmctld holds only its public half, in a JWKS).
 Every key has an id (docs/internals.md, "Key id"): for RSA the RFC 7638
-thumbprint, which is the `kid` of its tokens and of its JWKS entry.
+thumbprint, which is the `kid` of its tokens and of its JWKS entry; for
+HS256 a hash of the key file's identity, never of the key.
 KeyMinter signs with either kind; ScontrolMinter asks slurmctld through
 `scontrol token`. The key is read only here, and in the helper only after
 it dropped to SlurmUser. Nothing here prints or logs a key.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pam_slurmjwt.config import Config
 from pam_slurmjwt.errors import ConfigError, KeyFileError, MintFailed
-from pam_slurmjwt.keyfile import MAX_KEY_BYTES, load_key
+from pam_slurmjwt.keyfile import MAX_KEY_BYTES, load_key_file
 from pam_slurmjwt.policy import identity_claims
 from pam_slurmjwt.slurmconf import SlurmConf
 from pam_slurmjwt.token import Claims, b64url, compact_json, make_claims, slurm_claims
@@ -41,6 +42,10 @@ MIN_RSA_BITS = 2048
 KEYGEN_BITS = 2048
 PEM_BEGIN = b"-----BEGIN "
 NEW_KEY = "make a new one with: slurmjwt keygen NEWFILE"
+HS256_MIN_BYTES = 32
+# Printable text (a password, a passphrase, base64 of something): whatever
+# its length, a key a person could type is a key an attacker can guess.
+TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
 
 
 # ----------------------------------------------------------------- signers
@@ -55,11 +60,30 @@ class Signer(Protocol):
     def sign(self, claims: Claims) -> str: ...
 
 
-def hs256_key_id(key: bytes) -> str:
-    """Given an HS256 key, return its id (docs/internals.md, "Key id"): the
-    first 16 bytes of HMAC-SHA256(key, "pam-slurmjwt key id"), base64url.
-    It names the key and reveals nothing a token signed with it does not."""
-    return b64url(hmac.new(key, b"pam-slurmjwt key id", hashlib.sha256).digest()[:16])
+def hs256_key_id(st: os.stat_result) -> str:
+    """Given the fstat of an HS256 key file, return its id (docs/internals.md,
+    "Key id"): the first 16 bytes of SHA-256 over the file's device, inode,
+    size, mtime and ctime, base64url. Never a function of the key: a world-
+    readable id computed from the key lets anyone test guesses of it."""
+    text = (f"pam-slurmjwt hs256 key file {st.st_dev} {st.st_ino} {st.st_size} "
+            f"{st.st_mtime_ns} {st.st_ctime_ns}")
+    return b64url(hashlib.sha256(text.encode("ascii")).digest()[:16])
+
+
+def check_hs256_key(path: str, key: bytes) -> None:
+    """Raise KeyFileError naming the file and the fix when an HS256 key is
+    obviously weak: short, one byte repeated, or printable text."""
+    make = f"make a new one with: dd if=/dev/random of={path} bs=32 count=1"
+    problem = None
+    if len(key) < HS256_MIN_BYTES:
+        problem = f"only {len(key)} bytes, fewer than {HS256_MIN_BYTES}"
+    elif len(set(key)) == 1:
+        problem = "one byte repeated"
+    elif set(key) <= TEXT_BYTES:
+        problem = "printable text (a password or passphrase), which can be guessed"
+    if problem:
+        raise KeyFileError(f'cannot use key "{path}": {problem}; {make} (and give slurmctld '
+                           f"the same file)")
 
 
 class HS256Signer:
@@ -75,9 +99,9 @@ class HS256Signer:
 
     alg = "HS256"
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, kid: str) -> None:
         self._key = key
-        self.kid = hs256_key_id(key)
+        self.kid = kid
         self._header = {"alg": "HS256", "kid": self.kid, "typ": "JWT"}
         self._header_b64 = b64url(compact_json(self._header))
         _self_check(self, key, self._header)
@@ -139,10 +163,33 @@ def load_signer(path: str, slurm_user: str) -> Signer:
     for a PEM RSA private key, HS256 for anything else (raw bytes, as
     slurmctld reads jwt_key=); raise KeyFileError naming the file and the
     fix when it is unsafe or not a usable key."""
-    data = load_key(path, slurm_user)
+    data, st = load_key_file(path, slurm_user)
+    return signer_of(path, data, st)
+
+
+def signer_of(path: str, data: bytes, st: os.stat_result) -> Signer:
+    """Given a key file's path, bytes and fstat, return its signer; raise
+    KeyFileError naming the file and the fix when it is not a usable key."""
     if data.lstrip().startswith(PEM_BEGIN):
         return signer_of_pem(path, data)
-    return HS256Signer(data)
+    _no_pem_inside(f'cannot use key "{path}"', path, data)
+    check_hs256_key(path, data)
+    return HS256Signer(data, hs256_key_id(st))
+
+
+def _no_pem_inside(where: str, path: str, data: bytes) -> None:
+    """Raise KeyFileError when a PEM block follows other bytes: such a file
+    is neither a PEM key (it must start with -----BEGIN) nor an HS256 key
+    (PyJWT refuses PEM-looking HMAC keys, and slurmctld would take the
+    whole file, text and all)."""
+    if PEM_BEGIN not in data or data.lstrip().startswith(PEM_BEGIN):
+        return
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise KeyFileError(f"{where}: it starts with a byte-order mark before its -----BEGIN "
+                           f"line; save it without one, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' "
+                           f'"{path}"')
+    raise KeyFileError(f"{where}: it has other text before its -----BEGIN line; delete "
+                       f"everything before that line")
 
 
 def signer_of_pem(path: str, data: bytes) -> RS256Signer:
@@ -263,6 +310,7 @@ def public_keys_of(path: str) -> list[dict[str, str]]:
     if data.lstrip().startswith(b"{"):
         return read_jwks(path, data)
     where = f'cannot use "{path}"'
+    _no_pem_inside(where, path, data)
     if not data.lstrip().startswith(PEM_BEGIN):
         raise KeyFileError(f"{where}: not a PEM key or a JWKS (an HS256 key has no public "
                            f"half); give the RSA keys of the login nodes")
@@ -321,12 +369,26 @@ def _b64int(text: Any) -> int:
 
 def jwks_document(paths: list[str]) -> dict[str, list[dict[str, str]]]:
     """Given PEM keys and JWKS files, return the JWKS holding all their public
-    keys, each once (by kid), in the order given."""
-    seen: dict[str, dict[str, str]] = {}
+    keys, each once, in the order given; raise KeyFileError when two
+    different keys claim one kid (naming both files) or an entry's kid is
+    not its key's thumbprint. No kid read from a file is trusted: a stray
+    file must not put its key under another login node's id."""
+    seen: dict[str, tuple[str, dict[str, str]]] = {}
     for path in paths:
         for entry in public_keys_of(path):
-            seen.setdefault(entry["kid"], entry)
-    return {"keys": list(seen.values())}
+            kid = entry["kid"]
+            first = seen.setdefault(kid, (path, entry))
+            if (first[1]["n"], first[1]["e"]) != (entry["n"], entry["e"]):
+                raise KeyFileError(f'cannot use "{path}": it holds another key under kid {kid} '
+                                   f'than "{first[0]}" does; remove the one that is not '
+                                   f"that login node's key")
+    for path, entry in seen.values():
+        own = thumbprint(public_of(entry))
+        if entry["kid"] != own:
+            raise KeyFileError(f'cannot use "{path}": its key under kid {entry["kid"]} has the '
+                               f"thumbprint {own} (RFC 7638), which slurmjwt uses as its kid; "
+                               f"rebuild it with: slurmjwt jwks KEYFILE...")
+    return {"keys": [entry for _path, entry in seen.values()]}
 
 
 # ----------------------------------------------------------------- minters

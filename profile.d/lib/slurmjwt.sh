@@ -7,7 +7,10 @@
 # It exports the cache's token when the cache line is well formed (format 2,
 # ending in `end`), from this boot, not past refresh_up, of the key the
 # helper signs with (the id in ${SLURMJWT_KEY_DIR:-/run/slurmjwt/key}/id), in
-# a directory and file that are owned by the user and not symlinks. It also
+# a directory and file that are owned by the user and not symlinks. It
+# cannot check the token's `sun` (no builtin decodes the payload): an entry a
+# previous owner of this uid left is exported until its refresh_up, when
+# `slurmjwt-refresh --if-needed` finds it stale and replaces it. It also
 # puts the Slurm command wrappers (/usr/lib/slurmjwt/bin) first on PATH. The shim cannot check mode bits (test(1) has no
 # operator for them); slurmjwt-refresh checks modes on every write and read,
 # and its exit 6 ("cache unsafe") makes the shim distrust the cache.

@@ -104,7 +104,7 @@ def signing_cost(work: Path) -> list[str]:
     from pam_slurmjwt.signing import HS256Signer, load_signer
     from pam_slurmjwt.token import make_claims
 
-    signers = [("HS256", HS256Signer(os.urandom(32)))]
+    signers = [("HS256", HS256Signer(os.urandom(32), "bench"))]
     signers += [(f"RS256, RSA {bits}", load_signer(str(work / f"rsa{bits}.pem"), "slurm"))
                 for bits in RSA_BITS]
     claims = make_claims("alice", 60)

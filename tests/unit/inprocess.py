@@ -21,6 +21,7 @@ from pam_slurmjwt.signing import HS256Signer, KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
 
 KEY = b"unit-test-key-0123456789abcdef!!"
+KID = "unit-test-kid"  # an HS256 key's id names its file (docs/internals.md); here, none
 ME = pwd.getpwuid(os.getuid()).pw_name
 
 
@@ -31,9 +32,11 @@ class Running:
         self.path = str(tmp / "helper.sock")
         self.key_dir = protocol.key_dir(self.path)  # tmp/key, where the key id is published
         os.makedirs(self.key_dir, exist_ok=True)
-        cfg = parse_config(conf, "/c")
+        # Export=auto looks for munged's socket: one in tmp (absent), never
+        # the host's, so no test depends on a munged running here.
+        cfg = parse_config(f"MungeSocket={tmp}/munge.socket.2\n{conf}", "/c")
         state = State(cfg, SlurmConf("/slurm.conf", slurm_user="nobody"),
-                      Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY)), "key")
+                      Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY, KID)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)
         publish_key_id(self.key_dir, state.minter.kid, log)
         self.server = Server(state, log, None, self.key_dir)

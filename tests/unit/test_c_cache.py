@@ -76,7 +76,7 @@ def test_c_and_python_format_the_same_bytes(tool: Path, now: float, uptime: floa
 def test_what_c_writes_python_reads(tool: Path, tmp_path: Path) -> None:
     e = entry()
     assert c(tool, "store", str(tmp_path / "c"), stdin=fields(e)) == "OK\n"
-    loaded, why = Cache(str(tmp_path / "c"), str(keys(tmp_path))).load()
+    loaded, why = Cache(str(tmp_path / "c"), str(keys(tmp_path)), user="alice").load()
     assert why == "" and loaded is not None
     assert (loaded.exp, loaded.export, loaded.kid, loaded.token) == (e.exp, True, KID, TOKEN)
     assert e.refresh <= loaded.refresh <= e.refresh + 1

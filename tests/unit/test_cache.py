@@ -4,6 +4,7 @@ refusal of unsafe state."""
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import time
 from pathlib import Path
@@ -20,8 +21,10 @@ from pam_slurmjwt.cache import (
     read_key_id,
 )
 from pam_slurmjwt.errors import CacheUnsafe
+from pam_slurmjwt.token import b64url, compact_json
 
-TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJzdW4iOiJhIn0.c2ln"
+ME = pwd.getpwuid(os.getuid()).pw_name
+TOKEN = f"eyJhbGciOiJIUzI1NiJ9.{b64url(compact_json({'sun': ME}))}.c2ln"  # the caller's
 KID = "kid-A_1"
 
 
@@ -131,6 +134,28 @@ def test_a_token_of_another_key_is_stale_whatever_its_expiry(tmp_path: Path) -> 
     (tmp_path / "key" / "id").unlink()
     entry, why = cache.load()
     assert entry is None and "has not published its key id" in why
+
+
+def _token_of(claims: object) -> str:
+    return f"eyJhbGciOiJIUzI1NiJ9.{b64url(compact_json(claims))}.c2ln"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("token", "user"), [
+    (_token_of({"sun": "previous-owner"}), None),  # the uid's name: looked up
+    (_token_of({"sun": ME}), "new-owner"),  # a name given to the cache
+    (_token_of({"exp": 1}), None),  # no sun
+    (_token_of({"sun": 0}), None),  # not a name
+    ("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln", None),  # not JSON
+    (f"eyJhbGciOiJIUzI1NiJ9.{b64url(b'[' * 5000)}.c2ln", None),  # too deep for json
+], ids=["previous-owner", "renamed", "no-sun", "number", "not-json", "deep"])
+def test_a_token_that_is_not_the_callers_is_stale_whatever_its_key_and_expiry(
+        tmp_path: Path, token: str, user: str | None) -> None:
+    # A uid given to someone else within one boot: the previous owner's
+    # entry under /run/slurmjwt/users/UID must never reach the new owner.
+    cache = _cache(tmp_path)
+    cache.store(Entry(int(time.time()) + 3600, int(time.time()) + 3000, True, KID, token))
+    cache.user = user
+    assert cache.load() == (None, "cached token is for another user")
 
 
 @pytest.mark.parametrize("text", ["", "k", "k\nx\n", "k$(id)\n", "a" * 65 + "\n"])

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from pam_slurmjwt import cli
-from pam_slurmjwt.signing import public_of, signer_of_pem
+from pam_slurmjwt.signing import jwks_document, public_of, signer_of_pem
 from pam_slurmjwt.token import make_claims
 
 
@@ -96,3 +96,48 @@ def test_decode_reads_stdin_or_slurm_jwt_never_a_token_on_the_command_line(
     monkeypatch.setenv("SLURM_JWT", token)
     assert cli.main(["decode", "--json"]) == 0
     assert token not in capsys.readouterr().out  # a fingerprint, never the token
+
+
+def _two_keys(tmp_path: Path) -> tuple[Path, Path]:
+    conf = _conf(tmp_path)
+    for name in ("login1.pem", "login2.pem"):
+        assert cli.main(["-c", conf, "keygen", str(tmp_path / name)]) == 0
+    return tmp_path / "login1.pem", tmp_path / "login2.pem"
+
+
+def test_jwks_refuses_two_different_keys_under_one_kid_naming_both_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A stray file in jwks.d that sorts first once put its own key under
+    # login1's id, and login1's key was silently dropped.
+    login1, login2 = _two_keys(tmp_path)
+    kid1 = signer_of_pem(str(login1), login1.read_bytes()).kid
+    entry2 = jwks_document([str(login2)])["keys"][0]
+    stray = tmp_path / "00-stray.json"
+    stray.write_text(json.dumps({"keys": [{**entry2, "kid": kid1}]}))
+    capsys.readouterr()
+    assert cli.main(["jwks", str(stray), str(login1)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f'slurmjwt: cannot use "{login1}": it holds another key under kid '
+                            f'{kid1} than "{stray}" does; remove the one that is not that '
+                            f"login node's key\n")
+
+
+def test_jwks_refuses_an_input_whose_kid_is_not_its_thumbprint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    login1, _login2 = _two_keys(tmp_path)
+    entry = jwks_document([str(login1)])["keys"][0]
+    renamed = tmp_path / "renamed.json"
+    renamed.write_text(json.dumps({"keys": [{**entry, "kid": "login1"}]}))
+    capsys.readouterr()
+    assert cli.main(["jwks", str(renamed)]) == 3
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (f'slurmjwt: cannot use "{renamed}": its key under kid login1 has '
+                            f"the thumbprint {entry['kid']} (RFC 7638), which slurmjwt uses as "
+                            f"its kid; rebuild it with: slurmjwt jwks KEYFILE...\n")
+    # The same key given twice, under its own id, is printed once.
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"keys": [entry]}))
+    assert cli.main(["jwks", str(good), str(login1)]) == 0
+    assert [e["kid"] for e in json.loads(capsys.readouterr().out)["keys"]] == [entry["kid"]]

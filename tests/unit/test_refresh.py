@@ -15,8 +15,8 @@ from pam_slurmjwt.cache import Cache, Entry
 from pam_slurmjwt.config import Config, parse_config
 from pam_slurmjwt.errors import HelperUnreachable, UsageError
 from pam_slurmjwt.signing import HS256Signer
-from pam_slurmjwt.token import make_claims
-from tests.unit.inprocess import KEY, ME, Running
+from pam_slurmjwt.token import make_claims, slurm_claims
+from tests.unit.inprocess import KEY, KID, ME, Running
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,9 @@ def _opts(*argv: str) -> rf.Options:
 
 def _cfg(running: Running | None, extra: str = "") -> Config:
     sock = running.path if running else "/nonexistent/helper.sock"
-    return parse_config(f"HelperSocket={sock}\nHelperTimeout=2\n{extra}", "/c")
+    # Export=auto: a munge socket that is never there, whatever runs on this host.
+    return parse_config(f"HelperSocket={sock}\nHelperTimeout=2\n"
+                        f"MungeSocket=/nonexistent/munge.socket.2\n{extra}", "/c")
 
 
 def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
@@ -37,7 +39,11 @@ def _cache(tmp_path: Path, running: Running | None = None) -> Cache:
     return Cache(str(tmp_path / "c"), running.key_dir if running else str(tmp_path / "key"))
 
 
-def _entry(left: int, tok: str = "a.b.c", kid: str = HS256Signer(KEY).kid) -> Entry:
+# A cached token of the test's own user (cache readers check its `sun`).
+OLD = HS256Signer(KEY, KID).sign(make_claims(ME, 1234))
+
+
+def _entry(left: int, tok: str = OLD, kid: str = KID) -> Entry:
     exp = int(time.time()) + left
     return Entry(exp, exp - 600, True, kid, tok)
 
@@ -78,7 +84,7 @@ def test_refresh_fetches_and_stores(running: Running, tmp_path: Path) -> None:
     entry = rf.refresh(_opts(), _cfg(running), cache)
     loaded = cache.load()[0]
     assert loaded is not None and loaded.token == entry.token
-    assert loaded.kid == HS256Signer(KEY).kid and 599 <= loaded.exp - loaded.refresh <= 600
+    assert loaded.kid == KID and 599 <= loaded.exp - loaded.refresh <= 600
 
 
 def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
@@ -86,16 +92,39 @@ def test_if_needed_keeps_a_fresh_token_and_replaces_one_that_is_due(
     cache = _cache(tmp_path, running)
     cfg = _cfg(running, "RefreshMargin=600")
     cache.store(_entry(1200))
-    assert rf.refresh(_opts("--if-needed"), cfg, cache).token == "a.b.c"
+    assert rf.refresh(_opts("--if-needed"), cfg, cache).token == OLD
     cache.store(_entry(300))
-    assert rf.refresh(_opts("--if-needed"), cfg, cache).token != "a.b.c"
+    assert rf.refresh(_opts("--if-needed"), cfg, cache).token != OLD
 
 
 def test_if_needed_replaces_a_token_of_another_key(running: Running, tmp_path: Path) -> None:
     cache = _cache(tmp_path, running)
     cache.store(_entry(1200, kid="an-old-key"))
     entry = rf.refresh(_opts("--if-needed"), _cfg(running), cache)
-    assert entry.token != "a.b.c" and entry.kid == HS256Signer(KEY).kid
+    assert entry.token != OLD and entry.kid == KID
+
+
+def test_an_entry_of_another_user_under_the_callers_uid_is_never_exported_and_is_replaced(
+        running: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # The previous owner of this uid left a valid token of the right key.
+    theirs = HS256Signer(KEY, KID).sign(make_claims("previous-owner", 3600))
+    cache = _cache(tmp_path, running)
+    monkeypatch.setattr(rf.Cache, "for_user", lambda _sock: cache)
+    (tmp_path / "down.conf").write_text("HelperSocket=/nonexistent/helper.sock\n")
+    (tmp_path / "up.conf").write_text(f"HelperSocket={running.path}\nHelperTimeout=2\n")
+    cache.store(_entry(3600, tok=theirs))
+    # Helper down: nothing to export, never theirs.
+    assert rf.main(["-c", str(tmp_path / "down.conf"), "--if-needed", "--print-env", "sh",
+                    "-q"]) == 4
+    assert capsys.readouterr().out == "unset SLURM_JWT;\n"
+    # Helper up: --if-needed replaces it with the caller's own.
+    assert rf.main(["-c", str(tmp_path / "up.conf"), "--if-needed", "--print-env", "sh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("SLURM_JWT=") and theirs not in out
+    mine = cache.load()[0]
+    assert mine is not None and mine.token != theirs and mine.token in out
+    assert slurm_claims(mine.token).sun == ME
 
 
 def test_refresh_with_expired_cache_mints_a_new_token(running: Running, tmp_path: Path) -> None:
@@ -126,7 +155,7 @@ def test_a_full_file_system_is_one_line_keeps_the_old_entry_and_still_prints_the
     from pam_slurmjwt import cache as cache_module
 
     cache = _cache(tmp_path, running)
-    cache.store(_entry(300, tok="old.due.token"))
+    cache.store(_entry(300))
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -140,14 +169,14 @@ def test_a_full_file_system_is_one_line_keeps_the_old_entry_and_still_prints_the
     out, err = capsys.readouterr()
     assert err == (f'slurmjwt-refresh: token cache "{tmp_path / "c"}" cannot be written (No '
                    f'space left on device); free some space there, or ask an admin\n')
-    assert out.startswith("SLURM_JWT=") and "old.due.token" not in out  # the fresh token
+    assert out.startswith("SLURM_JWT=") and OLD not in out  # the fresh token
     kept = cache.load()[0]
-    assert kept is not None and kept.token == "old.due.token"
+    assert kept is not None and kept.token == OLD
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [".clock", "token", "token.csh"]
 
 
 def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
-    entry = _entry(100)
+    entry = _entry(100, tok="a.b.c")
     assert rf.env_lines("sh", entry) == "SLURM_JWT='a.b.c'; export SLURM_JWT;\n"
     assert rf.env_lines("csh", entry) == "setenv SLURM_JWT 'a.b.c';\n"
     assert rf.env_lines("fish", entry) == "set -gx SLURM_JWT 'a.b.c';\n"
@@ -156,10 +185,10 @@ def test_env_lines_never_export_without_a_valid_exportable_token() -> None:
 
 
 def _token(user: str, lifespan: int = 600) -> str:
-    return HS256Signer(KEY).sign(make_claims(user, lifespan))
+    return HS256Signer(KEY, KID).sign(make_claims(user, lifespan))
 
 
-def _published(tmp_path: Path, kid: str = HS256Signer(KEY).kid) -> Cache:
+def _published(tmp_path: Path, kid: str = KID) -> Cache:
     (tmp_path / "key").mkdir(exist_ok=True)
     (tmp_path / "key" / "id").write_text(f"{kid}\n")
     return _cache(tmp_path)
@@ -171,7 +200,7 @@ def test_store_stdin_takes_a_token_of_the_key_in_use(tmp_path: Path,
     cache = _published(tmp_path)
     token = _token(ME)
     entry = rf.entry_from_text(token + "\n", cfg, cache, ME)
-    assert (entry.token, entry.export, entry.kid) == (token, False, HS256Signer(KEY).kid)
+    assert (entry.token, entry.export, entry.kid) == (token, False, KID)
     assert entry.exp - entry.refresh == 300  # a 600 s token: refreshed halfway
     monkeypatch.setattr(sys, "stdin", io.StringIO(token + "\n"))
     rf.refresh(_opts("--store-stdin"), cfg, cache)

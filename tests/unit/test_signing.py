@@ -4,6 +4,8 @@ verifies them, every refusal of a bad key naming the file and the fix."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import pwd
@@ -37,7 +39,8 @@ from pam_slurmjwt.signing import (
 from pam_slurmjwt.slurmconf import SlurmConf
 from pam_slurmjwt.token import key_id_of, make_claims
 
-KEY = b"0123456789abcdef0123456789abcdef\n"  # a trailing newline is part of the key
+KEY = bytes(range(0x80, 0xA0)) + b"\n"  # a trailing newline is part of the key
+KID = "test-kid"
 NEW_KEY = "make a new one with: slurmjwt keygen NEWFILE"
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi"}
 
@@ -71,7 +74,7 @@ def other_key() -> rsa.RSAPrivateKey:
 # ----------------------------------------------------------------- HS256
 
 def test_signed_token_has_slurm_header_and_verifies_with_the_whole_key() -> None:
-    signer = HS256Signer(KEY)
+    signer = HS256Signer(KEY, KID)
     token = signer.sign(make_claims("alice", 60))
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "kid": signer.kid, "typ": "JWT"}
     assert key_id_of(token) == signer.kid
@@ -81,13 +84,87 @@ def test_signed_token_has_slurm_header_and_verifies_with_the_whole_key() -> None
         jwt.decode(token, KEY.rstrip(b"\n"), algorithms=["HS256"])
 
 
-def test_hs256_key_id_names_the_key_and_hides_it() -> None:
-    kid = hs256_key_id(KEY)
-    assert len(kid) == 22 and kid == hs256_key_id(KEY)
-    assert set(kid) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-    # The whole key, byte for byte, as slurmctld reads it: a newline less is another key.
-    assert hs256_key_id(KEY.rstrip(b"\n")) != kid
-    assert base64.urlsafe_b64encode(KEY).decode()[:8] not in kid
+def _as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("key ownership rules are tested as root (owner must be root/SlurmUser)")
+
+
+def _key_file(path: Path, data: bytes) -> Path:
+    path.parent.chmod(0o755)
+    write_new_key(str(path), data, None)
+    return path
+
+
+def test_the_hs256_key_id_names_the_file_and_reveals_nothing_of_the_key(
+        tmp_path: Path) -> None:
+    _as_root()
+    key = os.urandom(32)
+    one = _key_file(tmp_path / "one.key", key)
+    kid = load_signer(str(one), "slurm").kid
+    assert len(kid) == 22 and set(kid) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+    # The same file, read again (a reload, a second worker, slurmjwt mint): the same id.
+    assert load_signer(str(one), "slurm").kid == kid == hs256_key_id(one.stat())
+    # Nothing anyone could compute from a guess of the key: not the HMAC it
+    # once was, and the same key in another file has another id.
+    guess_check = base64.urlsafe_b64encode(
+        hmac.new(key, b"pam-slurmjwt key id", hashlib.sha256).digest()[:16]).rstrip(b"=")
+    assert kid != guess_check.decode()
+    assert load_signer(str(_key_file(tmp_path / "two.key", key)), "slurm").kid != kid
+    # A new key put in its place (a rotation): a new id.
+    new = _key_file(tmp_path / "new.key", os.urandom(32))
+    os.replace(new, one)
+    assert load_signer(str(one), "slurm").kid not in (kid, guess_check.decode())
+
+
+DD = "make a new one with: dd if=/dev/random of={path} bs=32 count=1 (and give slurmctld " \
+     "the same file)"
+
+
+@pytest.mark.parametrize(("data", "problem"), [
+    (os.urandom(16), "only 16 bytes, fewer than 32"),
+    (os.urandom(31), "only 31 bytes, fewer than 32"),
+    (b"\0" * 32, "one byte repeated"),
+    (b"\xff" * 64, "one byte repeated"),
+    (b"correct horse battery staple 2026\n",
+     "printable text (a password or passphrase), which can be guessed"),
+    (base64.b64encode(os.urandom(32)) + b"\n",
+     "printable text (a password or passphrase), which can be guessed"),
+], ids=["16-bytes", "31-bytes", "zeros", "ff", "passphrase", "base64"])
+def test_weak_hs256_keys_are_refused_with_how_to_make_a_good_one(
+        tmp_path: Path, data: bytes, problem: str) -> None:
+    _as_root()
+    path = _key_file(tmp_path / "jwt_hs256.key", data)
+    with pytest.raises(KeyFileError) as err:
+        load_signer(str(path), "slurm")
+    assert str(err.value) == f'cannot use key "{path}": {problem}; {DD.format(path=path)}'
+
+
+def test_random_hs256_keys_as_slurm_documents_them_are_taken(tmp_path: Path) -> None:
+    _as_root()
+    for size in (32, 64, 1024):  # dd if=/dev/random bs=32 count=1, and longer
+        path = _key_file(tmp_path / f"k{size}", os.urandom(size))
+        assert load_signer(str(path), "slurm").alg == "HS256"
+
+
+@pytest.mark.parametrize(("prefix", "problem"), [
+    (b"\xef\xbb\xbf", "it starts with a byte-order mark before its -----BEGIN line; save it "
+                      "without one, e.g. sed -i '1s/^\\xEF\\xBB\\xBF//' \"{path}\""),
+    (b"login1 signing key, made 2026-12-04\n",
+     "it has other text before its -----BEGIN line; delete everything before that line"),
+], ids=["bom", "text"])
+def test_a_pem_key_after_a_byte_order_mark_or_text_names_the_file_and_the_fix(
+        tmp_path: Path, rsa_key: rsa.RSAPrivateKey, prefix: bytes, problem: str) -> None:
+    # Both once failed as "signer self-check failed: InvalidKeyError".
+    _as_root()
+    path = _key_file(tmp_path / "login1.pem", prefix + _pem(rsa_key))
+    with pytest.raises(KeyFileError) as err:
+        load_signer(str(path), "slurm")
+    assert str(err.value) == f'cannot use key "{path}": {problem.format(path=path)}'
+    # slurmjwt jwks reads its inputs the same way.
+    with pytest.raises(KeyFileError) as err:
+        public_keys_of(str(path))
+    assert str(err.value) == f'cannot use "{path}": {problem.format(path=path)}'
 
 
 # ----------------------------------------------------------------- RS256 and key ids
@@ -134,7 +211,7 @@ def test_identity_claims_carry_the_users_ids(rsa_key: rsa.RSAPrivateKey) -> None
                             "shell": me.pw_shell,
                             "gids": [me.pw_gid, *sorted(set(os.getgrouplist(
                                 me.pw_name, me.pw_gid)) - {me.pw_gid})]}
-    plain, _exp = KeyMinter(HS256Signer(KEY)).sign(me, 120)
+    plain, _exp = KeyMinter(HS256Signer(KEY, KID)).sign(me, 120)
     assert set(jwt.decode(plain, KEY, algorithms=["HS256"])) == {"sun", "iat", "exp"}
 
 
@@ -189,7 +266,7 @@ def test_load_signer_tells_rs256_from_hs256_by_the_pem(
     assert load_signer(str(pem), "slurm").kid == thumbprint(rsa_key.public_key())
     assert load_signer(str(pem), "slurm").alg == "RS256"
     assert (load_signer(str(raw), "slurm").alg, load_signer(str(raw), "slurm").kid) == (
-        "HS256", hs256_key_id(KEY))
+        "HS256", hs256_key_id(raw.stat()))
     pem.chmod(0o640)  # the same file checks as for HS256 keys
     with pytest.raises(KeyFileError, match="mode 0640 allows group or others; run chmod 0600"):
         load_signer(str(pem), "slurm")

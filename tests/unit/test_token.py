@@ -18,6 +18,7 @@ from pam_slurmjwt.token import (
 )
 
 KEY = b"0123456789abcdef0123456789abcdef\n"  # a trailing newline is part of the key
+KID = "test-kid"
 
 
 def _part(obj: object) -> str:
@@ -30,7 +31,7 @@ def test_claims_are_integers_with_the_requested_lifespan() -> None:
 
 
 def test_slurm_claims_reads_without_verifying() -> None:
-    token = HS256Signer(KEY).sign(make_claims("bob", 60, clock=lambda: 1000))
+    token = HS256Signer(KEY, KID).sign(make_claims("bob", 60, clock=lambda: 1000))
     claims = slurm_claims(token)
     assert (claims.sun, claims.iat, claims.exp) == ("bob", 1000, 1060)
 
@@ -56,7 +57,7 @@ def test_malformed_tokens_raise_value_error(garbage: str) -> None:
 
 
 def test_fingerprint_is_short_stable_and_not_the_token() -> None:
-    token = HS256Signer(KEY).sign(make_claims("alice", 60))
+    token = HS256Signer(KEY, KID).sign(make_claims("alice", 60))
     fp = fingerprint(token)
     assert len(fp) == 16 and fp == fingerprint(token)
     assert fp not in token
