@@ -97,7 +97,8 @@ class Policy:
             # known meanwhile (an unknown group never admits or clears
             # anyone), and a failure here waits for the next turn too.
             self._names = replace(names, ask_again_at=self.clock() + ASK_AGAIN)
-            gids, unknown = self._groups(names.unknown, names.gids)
+            gids, unknown = self._groups(
+                [name for name in self._group_names() if name in names.unknown], names.gids)
             names = replace(names, gids=gids, unknown=unknown,
                             ask_again_at=self.clock() + ASK_AGAIN)
         else:
