@@ -113,10 +113,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("AllowGroups", "list", (),
            "Comma-separated group names; when set, only their members get a token. "
            "Membership is by gid through the name service, primary and supplementary "
-           "groups alike (as a session gets them)."),
+           "groups alike (as a session gets them); a group it does not know admits nobody "
+           "until it does (asked again every 5 s)."),
     Option("DenyGroups", "list", (),
            "Comma-separated group names whose members never get a token, whatever "
-           "AllowGroups says; checked by gid like AllowGroups."),
+           "AllowGroups says; checked by gid like AllowGroups. While one names a group the "
+           "name service does not know (a typo, or sssd's negative cache), nobody gets a "
+           "token (`internal`)."),
     Option("LookupTimeout", "seconds", 2,
            "How long the helper waits for the name service (sssd, LDAP) to look up a user "
            "or their groups; a slower lookup is refused as `internal` (try again).",

@@ -168,8 +168,9 @@ class Doctor:
                      f"answered in {took:.2f} s)")
 
     def group_policy(self) -> Optional[Check]:
-        """AllowGroups and DenyGroups name groups that exist (a typo in
-        AllowGroups would refuse everyone, in DenyGroups deny nobody)."""
+        """AllowGroups and DenyGroups name groups that exist (a group the
+        name service does not know admits nobody in AllowGroups, and in
+        DenyGroups stops every token, as `internal`, until it knows it)."""
         assert self.cfg is not None
         if not (self.cfg.allow_groups or self.cfg.deny_groups):
             return None
@@ -185,9 +186,10 @@ class Doctor:
                     return Check("FAIL", "group policy", f"{key}: {why}; "
                                  f"{_name_service_fix(sources, self.nsswitch)}")
                 if gid is None:
-                    verb = "admits" if key == "AllowGroups" else "denies"
+                    harm = ("it admits nobody" if key == "AllowGroups" else
+                            "the helper gives nobody a token (internal) until there is")
                     return Check("FAIL", "group policy", f"{key} names {name!r}, and there is no "
-                                 f"such group, so it {verb} nobody; fix the name in "
+                                 f"such group, so {harm}; fix the name in "
                                  f"{self.cfg.path or 'slurmjwt.conf'}")
                 found.append(f"{name}={gid}")
         return Check("OK", "group policy", f"groups by gid: {', '.join(found)}")

@@ -3,14 +3,16 @@ passwd entry, never by a name the caller claims. `slurmjwt mint` applies the
 same rules. Also who a token says its user is, when tokens carry the user's
 ids (IdentityClaims). Lookups go through NSS (nss.py); a name service that
 fails or does not answer makes the answer `internal` (try again), never
-`no-user` or another identity. No I/O of its own.
+`no-user` or another identity; a configured group it does not know is asked
+again (ASK_AGAIN) and never reads as "not a member". No I/O of its own.
 """
 
 from __future__ import annotations
 
 import pwd
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any, Optional, Protocol, TypeVar
 
 from pam_slurmjwt import nss, protocol
@@ -19,6 +21,11 @@ from pam_slurmjwt.errors import NameServiceError, Refused
 from pam_slurmjwt.token import is_plain_user_name
 
 _T = TypeVar("_T")
+# A configured group the name service said it does not know is asked again at
+# most this often (seconds): a group created after the load, or one sssd
+# still hides behind its negative cache, counts soon after it shows, and a
+# stream of requests costs sssd one lookup per name in this time, not one each.
+ASK_AGAIN = 5.0
 
 
 class NameService(Protocol):
@@ -37,27 +44,36 @@ class NameService(Protocol):
 
 @dataclass(frozen=True)
 class Names:
-    """The configuration's names as ids, resolved once per load: SlurmUser's
-    uid, DenyUsers' uids, AllowGroups' and DenyGroups' gids (each with the
-    configured name it came from) and MaxLifespanFor's. Names without an
-    entry are left out (an unknown name denies, admits and grants nothing)."""
+    """The configuration's names as ids: SlurmUser's uid, DenyUsers' uids and
+    MaxLifespanFor's users, resolved once per load (a user name without an
+    entry is left out: DenyUsers matches by name too, and an unknown cap
+    only shortens); and the group names of AllowGroups, DenyGroups and
+    MaxLifespanFor, each kept once the name service knows it. Those it did
+    not know are in `unknown`, asked again from `ask_again_at` (monotonic
+    seconds) on."""
 
     slurm_uid: Optional[int]
     deny_uids: frozenset[int]
-    allow_gids: dict[int, str]
-    deny_gids: dict[int, str]
-    # MaxLifespanFor, by id: (uid, seconds) and (gid, seconds).
+    # MaxLifespanFor's users, by id: (uid, seconds).
     user_caps: tuple[tuple[int, int], ...]
-    group_caps: tuple[tuple[int, int], ...]
+    gids: Mapping[str, int]
+    unknown: frozenset[str]
+    ask_again_at: float
+
+    def by_gid(self, groups: Iterable[str]) -> dict[int, str]:
+        """Given configured group names, return those known as {gid: name}."""
+        return {self.gids[name]: name for name in groups if name in self.gids}
 
 
 class Policy:
     """Decides who may have a token for whom, by uid and gid, never by claimed name."""
 
-    def __init__(self, cfg: Config, slurm_user: str, names: NameService = nss) -> None:
+    def __init__(self, cfg: Config, slurm_user: str, names: NameService = nss,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.slurm_user = slurm_user
         self.nss = names
+        self.clock = clock
         self._names: Optional[Names] = None
 
     @property
@@ -66,40 +82,65 @@ class Policy:
 
     def names(self) -> Names:
         """Return the configured names as ids, looked up on first use and kept
-        for this load; raise Refused("internal") while the name service
-        fails (the next request tries again), so a DenyUsers or DenyGroups
-        entry is never skipped because sssd was down."""
-        if self._names is None:
-            deny_uids = (self._uid(name) for name in self.cfg.deny_users)
-            user_caps, group_caps = [], []
-            for name, seconds in self.cfg.max_lifespan_for:
-                if name.startswith("@"):
-                    gid = _ask(self.nss.group_id, name[1:])
-                    if gid is not None:
-                        group_caps.append((gid, seconds))
-                else:
-                    uid = self._uid(name)
-                    if uid is not None:
-                        user_caps.append((uid, seconds))
-            self._names = Names(
-                slurm_uid=self._uid(self.slurm_user),
-                deny_uids=frozenset(uid for uid in deny_uids if uid is not None),
-                allow_gids=self._gids(self.cfg.allow_groups),
-                deny_gids=self._gids(self.cfg.deny_groups),
-                user_caps=tuple(user_caps), group_caps=tuple(group_caps))
-        return self._names
+        for this load; a group name the name service did not know is asked
+        again once ASK_AGAIN has passed. Raise Refused("internal") while the
+        name service fails (the next request tries again), so a DenyUsers or
+        DenyGroups entry is never skipped because sssd was down.
+
+        Lookup threads call this at once: the worst a race costs is a
+        second lookup of the same names."""
+        names = self._names
+        if names is None:
+            names = self._load()
+        elif names.unknown and self.clock() >= names.ask_again_at:
+            # Claimed before asking: the other threads decide on what is
+            # known meanwhile (an unknown group never admits or clears
+            # anyone), and a failure here waits for the next turn too.
+            self._names = replace(names, ask_again_at=self.clock() + ASK_AGAIN)
+            gids, unknown = self._groups(
+                [name for name in self._group_names() if name in names.unknown], names.gids)
+            names = replace(names, gids=gids, unknown=unknown,
+                            ask_again_at=self.clock() + ASK_AGAIN)
+        else:
+            return names
+        self._names = names
+        return names
+
+    def _load(self) -> Names:
+        slurm_uid = self._uid(self.slurm_user)
+        deny_uids = frozenset(uid for uid in map(self._uid, self.cfg.deny_users)
+                              if uid is not None)
+        user_caps = []
+        for name, seconds in self.cfg.max_lifespan_for:
+            uid = None if name.startswith("@") else self._uid(name)
+            if uid is not None:
+                user_caps.append((uid, seconds))
+        gids, unknown = self._groups(self._group_names(), {})
+        return Names(slurm_uid=slurm_uid, deny_uids=deny_uids, user_caps=tuple(user_caps),
+                     gids=gids, unknown=unknown, ask_again_at=self.clock() + ASK_AGAIN)
+
+    def _group_names(self) -> list[str]:
+        """Return every group name the configuration holds, each once."""
+        caps = [name[1:] for name, _seconds in self.cfg.max_lifespan_for
+                if name.startswith("@")]
+        return list(dict.fromkeys([*self.cfg.allow_groups, *self.cfg.deny_groups, *caps]))
+
+    def _groups(self, names: Iterable[str],
+                known: Mapping[str, int]) -> tuple[dict[str, int], frozenset[str]]:
+        """Given group names and those already known, return all known ones
+        ({name: gid}) and the names the name service does not know."""
+        gids, unknown = dict(known), set()
+        for name in names:
+            gid = _ask(self.nss.group_id, name)
+            if gid is None:
+                unknown.add(name)
+            else:
+                gids[name] = gid
+        return gids, frozenset(unknown)
 
     def _uid(self, name: str) -> Optional[int]:
         entry = _ask(self.nss.user_by_name, name)
         return None if entry is None else entry.pw_uid
-
-    def _gids(self, groups: Iterable[str]) -> dict[int, str]:
-        found = {}
-        for name in groups:
-            gid = _ask(self.nss.group_id, name)
-            if gid is not None:
-                found[gid] = name
-        return found
 
     def resolve(self, caller_uid: int, requested: str) -> pwd.struct_passwd:
         """Given the caller's uid and the requested name (`-` = caller),
@@ -152,9 +193,12 @@ class Policy:
         for uid, seconds in names.user_caps:
             if uid == entry.pw_uid:
                 cap = max(cap, seconds)
-        if names.group_caps:
+        group_caps = [(names.gids[name[1:]], seconds)
+                      for name, seconds in self.cfg.max_lifespan_for
+                      if name.startswith("@") and name[1:] in names.gids]
+        if group_caps:
             gids = _ask(self.nss.group_ids, entry.pw_name, entry.pw_gid)
-            for gid, seconds in names.group_caps:
+            for gid, seconds in group_caps:
                 if gid in gids:
                     cap = max(cap, seconds)
         return cap
@@ -189,22 +233,35 @@ class Policy:
             self._check_groups(entry, names)
 
     def _check_groups(self, entry: pwd.struct_passwd, names: Names) -> None:
-        gids = self._groups_of(entry, names)
-        denied = sorted({names.deny_gids[gid] for gid in gids if gid in names.deny_gids})
+        """Refuse a member of DenyGroups, then anyone in none of AllowGroups
+        (a group the name service does not know admits nobody). While a
+        DenyGroups name is unknown, nobody else passes either: its members
+        cannot be told apart (sssd's negative cache hides a new group from
+        initgroups too), so the answer is `internal`, never a grant."""
+        deny, allow = names.by_gid(self.cfg.deny_groups), names.by_gid(self.cfg.allow_groups)
+        gids = self._groups_of(entry, deny.keys() | allow.keys())
+        denied = sorted({deny[gid] for gid in gids if gid in deny})
         if denied:
             raise Refused("denied", f"{entry.pw_name} is in DenyGroups ({', '.join(denied)})")
-        if self.cfg.allow_groups and not gids & names.allow_gids.keys():
+        if self.cfg.allow_groups and not gids & allow.keys():
             raise Refused("denied", f"{entry.pw_name} is in none of AllowGroups "
                                     f"({', '.join(self.cfg.allow_groups)})")
+        unknown = [name for name in self.cfg.deny_groups if name in names.unknown]
+        if unknown:
+            raise Refused("internal", f"DenyGroups names {', '.join(map(repr, unknown))}, "
+                                      f"which the name service does not know, so nobody gets "
+                                      f"a token until it does; try again (sssd hides a new "
+                                      f"group until its negative cache expires), or fix the "
+                                      f"name in {self.cfg.path or 'slurmjwt.conf'}")
 
-    def _groups_of(self, entry: pwd.struct_passwd, names: Names) -> frozenset[int]:
+    def _groups_of(self, entry: pwd.struct_passwd, configured: Iterable[int]) -> frozenset[int]:
         """Return which gids the user has, by gid, as a session gets them: a
         second name for a denied gid, or membership through the primary gid,
         counts too. initgroups cannot report a failed source, so each
-        configured group it did not list is asked for its members as well,
+        configured gid it did not list is asked for its members as well,
         a lookup that does report failure (raised as Refused("internal"))."""
         gids = set(_ask(self.nss.group_ids, entry.pw_name, entry.pw_gid)) | {entry.pw_gid}
-        for gid in (names.allow_gids.keys() | names.deny_gids.keys()) - gids:
+        for gid in set(configured) - gids:
             members = _ask(self.nss.group_members, gid)
             if members is not None and entry.pw_name in members:
                 gids.add(gid)

@@ -351,6 +351,74 @@ def test_doctor_checks_the_group_names(node: run.Shown, group_policy: None) -> N
                                                        "contractors=3001")
 
 
+# A group made in the directory while the helper runs, with frank (in no
+# other group) its member. slapd's admin password was thrown away: the entry
+# goes in as the image's were, with slapadd, which LMDB lets run beside slapd.
+LATECOMERS = ("dn: cn=latecomers,ou=groups,dc=demo,dc=test\nobjectClass: posixGroup\n"
+              "cn: latecomers\ngidNumber: 3005\nmemberUid: frank\n")
+SSSD_CONF = "/etc/sssd/sssd.conf"
+# sssd answers "no such group" from its negative cache this long after it
+# last found none (15 s by default; longer, so no step of the test outruns it).
+NEGATIVE_FOR = 30
+
+
+def on_directory(node: run.Shown, command: str) -> str:
+    code, out = exec_out(node.running.directory, ["sh", "-c", command], user="openldap")
+    assert code == 0, f"{command}: {out}"
+    return out
+
+
+@pytest.fixture
+def late_group(node: run.Shown, sssd_back: None) -> Iterator[None]:
+    """DenyGroups names a group the directory does not have yet; sssd keeps
+    its negative answers for NEGATIVE_FOR seconds. Both files are put back
+    after; the group stays in the directory (slapd 2.5 has no offline
+    delete), which changes no other test: frank is in no group they name."""
+    conf, sssd_conf = ok(node, f"cat {CONF}"), ok(node, f"cat {SSSD_CONF}")
+    ok(node, f"printf '\\n[nss]\\nentry_negative_timeout = {NEGATIVE_FOR}\\n' >> {SSSD_CONF} "
+             f"&& systemctl restart sssd && printf 'DenyGroups=latecomers\\n' >> {CONF}")
+    wait_for("sssd answering", lambda: on_login(node, "getent passwd frank")[0] == 0)
+    reload_helper(node)
+    try:
+        yield
+    finally:
+        ok(node, f"printf %s {shlex.quote(conf)} > {CONF} && "
+                 f"printf %s {shlex.quote(sssd_conf)} > {SSSD_CONF}")
+        reload_helper(node)  # sssd_back restarts sssd
+
+
+def test_a_deny_group_created_later_and_hidden_by_sssds_negative_cache_never_grants(
+        node: run.Shown, late_group: None) -> None:
+    since = time.time()
+    # Before the group exists nobody gets a token (a typo would look the
+    # same), and sssd now caches "no such group".
+    _took, answer = ask(node, "TOKEN demo 60")
+    assert answer == ("SLURMJWT/2 ERR internal DenyGroups names 'latecomers', which the name "
+                      "service does not know, so nobody gets a token until it does; try again "
+                      "(sssd hides a new group until its negative cache expires), or fix the "
+                      f"name in {CONF}")
+    on_directory(node, f"printf %s {shlex.quote(LATECOMERS)} | slapadd -b dc=demo,dc=test")
+    assert "gidNumber: 3005" in on_directory(
+        node, "ldapsearch -x -LLL -H ldap://localhost -b dc=demo,dc=test cn=latecomers")
+    # The directory has it; sssd still says there is no such group.
+    assert on_login(node, "getent group latecomers")[0] == 2
+    step = ssh(node, "printenv SLURM_JWT >/dev/null && echo token || echo no token",
+               user="frank")
+    assert (step.status, step.output.strip()) == (0, "no token"), step.output
+    assert ("refuse (user frank) by uid=0 " in helper_log(node, since) and
+            "reason=internal: DenyGroups names 'latecomers'" in helper_log(node, since))
+    # Once sssd's negative answer expires, its member is denied and everyone
+    # else gets tokens again: no reload.
+    wait_for("frank denied by DenyGroups", lambda: ask(node, "TOKEN frank 60")[1] == (
+        "SLURMJWT/2 ERR denied frank is in DenyGroups (latecomers)"),
+        timeout=NEGATIVE_FOR + 30)
+    assert on_login(node, "getent group latecomers") == (0, "latecomers:*:3005:frank\n")
+    # Each worker asks on its own, ASK_AGAIN (5 s) apart at most.
+    wait_for("a token for demo", lambda: ask(node, "TOKEN demo 60")[1].startswith(
+        "SLURMJWT/2 OK "), timeout=15)
+    assert "grant (user frank)" not in helper_log(node, since)
+
+
 # -- sessions as logind makes them
 
 def test_logind_makes_the_runtime_dir_the_hook_fills_it_the_last_logout_removes_it(

@@ -18,9 +18,12 @@ SUPPLEMENTARY = {"demo": {3000}, "eve": {3000, 3001}, "grace": {3000}}
 
 
 class FakeDirectory:
-    """USERS and GROUPS through the policy's NameService interface."""
+    """USERS and GROUPS through the policy's NameService interface; a test
+    may add a group (`groups`, `supplementary`) as a directory admin would."""
 
     def __init__(self) -> None:
+        self.groups = dict(GROUPS)
+        self.supplementary = {name: set(gids) for name, gids in SUPPLEMENTARY.items()}
         self.down = False
         # Group lookups only fail (a user cached in sssd's memory cache, the
         # group not): group_members raises, group_ids lists the primary only.
@@ -55,15 +58,15 @@ class FakeDirectory:
 
     def group_id(self, name: str) -> Optional[int]:
         self._ask(f"group {name!r}")
-        return GROUPS.get(name)
+        return self.groups.get(name)
 
     def group_members(self, gid: int) -> Optional[frozenset[str]]:
         self._ask(f"group {gid}")
         if self.groups_down:
             raise NameServiceError(f"cannot look up group {gid}: Connection refused")
-        if gid not in GROUPS.values():
+        if gid not in self.groups.values():
             return None
-        return frozenset(name for name, gids in SUPPLEMENTARY.items() if gid in gids)
+        return frozenset(name for name, gids in self.supplementary.items() if gid in gids)
 
     def group_ids(self, user: str, gid: int) -> frozenset[int]:
         # As glibc does it: a failing source is left out, no error.
@@ -71,7 +74,7 @@ class FakeDirectory:
         self.release.wait()
         if self.down or self.groups_down or self.initgroups_silent:
             return frozenset({gid})
-        return frozenset({gid, *SUPPLEMENTARY.get(user, ())})
+        return frozenset({gid, *self.supplementary.get(user, ())})
 
 
 def _entry(name: str) -> pwd.struct_passwd:

@@ -415,8 +415,8 @@ def test_name_service_ok_says_where_the_user_came_from(tmp_path: Path) -> None:
     ("AllowGroups=hcp", "AllowGroups names 'hcp', and there is no such group, so it admits "
                         "nobody; fix the name in /etc/slurm/slurmjwt.conf"),
     ("DenyGroups=hpc,contractrs", "DenyGroups names 'contractrs', and there is no such group, "
-                                  "so it denies nobody; fix the name in "
-                                  "/etc/slurm/slurmjwt.conf"),
+                                  "so the helper gives nobody a token (internal) until there "
+                                  "is; fix the name in /etc/slurm/slurmjwt.conf"),
 ])
 def test_group_policy_naming_no_group_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             conf: str, expect: str) -> None:

@@ -9,12 +9,24 @@ import pytest
 
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
-from pam_slurmjwt.policy import Policy
+from pam_slurmjwt.policy import ASK_AGAIN, Policy
 from tests.unit.fakenss import FakeDirectory
 
 
-def _policy(text: str = "", directory: FakeDirectory | None = None) -> Policy:
-    return Policy(parse_config(text, "/c"), "slurm", directory or FakeDirectory())
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _policy(text: str = "", directory: FakeDirectory | None = None,
+            clock: Clock | None = None) -> Policy:
+    return Policy(parse_config(text, "/c"), "slurm", directory or FakeDirectory(),
+                  clock or Clock())
 
 
 def _refusal(policy: Policy, caller: int, name: str) -> tuple[str, str]:
@@ -123,3 +135,108 @@ def test_names_are_resolved_again_after_a_failure_and_then_kept() -> None:
 def test_unknown_users_are_still_no_user() -> None:
     assert _refusal(_policy(GROUP_POLICY), 0, "nosuch") == ("no-user", "no such user 'nosuch'")
     assert _refusal(_policy(GROUP_POLICY), 4711, "-")[0] == "internal"  # a uid with no entry
+
+
+# -- a group the name service does not know (yet): created after the load,
+# or hidden by sssd's negative cache; never "not a member"
+
+LATE_GID = 3005
+UNKNOWN_DENY = ("internal", "DenyGroups names 'latecomers', which the name service does not "
+                            "know, so nobody gets a token until it does; try again (sssd hides "
+                            "a new group until its negative cache expires), or fix the name in "
+                            "/c")
+
+
+def _create_latecomers(directory: FakeDirectory, *members: str) -> None:
+    directory.groups["latecomers"] = LATE_GID
+    for member in members:
+        directory.supplementary.setdefault(member, set()).add(LATE_GID)
+
+
+def test_a_deny_group_created_after_the_load_refuses_its_members_without_a_reload() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("DenyGroups=latecomers", directory, clock)
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY  # not "no such group: grant"
+    _create_latecomers(directory, "frank")
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY  # not asked again yet: still no token
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+    assert policy.resolve(0, "demo").pw_name == "demo"  # not a member
+
+
+def test_a_deny_group_found_only_in_its_member_list_counts_once_it_exists() -> None:
+    # sssd's initgroups still lists frank's old groups; getgrgid reads the new one.
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("DenyGroups=latecomers", directory, clock)
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY
+    _create_latecomers(directory, "frank")
+    directory.initgroups_silent = True
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+
+
+def test_a_deny_group_the_directory_never_knows_refuses_everyone_as_internal() -> None:
+    # A typo or a group deleted from the directory: no token for anyone
+    # (logged as an error, and doctor names it), never a token for its members.
+    policy = _policy("AllowGroups=hpc\nDenyGroups=contractors,latecomers")
+    assert _refusal(policy, 0, "demo") == UNKNOWN_DENY
+    assert _refusal(policy, 2000, "-") == UNKNOWN_DENY
+    # What the directory does know still answers first.
+    assert _refusal(policy, 0, "eve") == ("denied", "eve is in DenyGroups (contractors)")
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in none of AllowGroups "
+                                                      "(hpc)")
+
+
+def test_an_allow_group_created_after_the_load_admits_its_members_without_a_reload() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("AllowGroups=hpc,latecomers", directory, clock)
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in none of AllowGroups "
+                                                      "(hpc, latecomers)")
+    _create_latecomers(directory, "frank")
+    clock.now += ASK_AGAIN
+    assert policy.resolve(0, "frank").pw_name == "frank"
+
+
+def test_a_max_lifespan_group_created_after_the_load_gets_its_cap() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("MaxLifespanFor=@latecomers:7200", directory, clock)
+    frank = policy.resolve(0, "frank")
+    assert policy.cap(frank) == 3600
+    _create_latecomers(directory, "frank")
+    clock.now += ASK_AGAIN
+    assert policy.cap(policy.resolve(0, "frank")) == 7200
+
+
+def test_an_unknown_group_is_asked_again_at_most_once_per_interval() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("AllowGroups=hpc\nDenyGroups=contractors,latecomers", directory, clock)
+    for _ in range(20):
+        _refusal(policy, 0, "demo")
+    asked = [what for what in directory.asked if what.startswith("group '")]
+    assert asked == ["group 'hpc'", "group 'contractors'", "group 'latecomers'"]
+    clock.now += ASK_AGAIN - 0.1
+    _refusal(policy, 0, "demo")
+    assert directory.asked.count("group 'latecomers'") == 1
+    clock.now += 0.1
+    for _ in range(20):
+        _refusal(policy, 0, "demo")
+    # Only the unknown name is asked again, once; the known ones are kept.
+    asked = [what for what in directory.asked if what.startswith("group '")]
+    assert asked == ["group 'hpc'", "group 'contractors'", "group 'latecomers'",
+                     "group 'latecomers'"]
+
+
+def test_a_failure_asking_again_is_internal_and_the_name_is_asked_again_later() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("DenyGroups=latecomers", directory, clock)
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY
+    _create_latecomers(directory, "frank")
+    directory.down = True
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == (
+        "internal", "cannot look up group 'latecomers': Connection refused; the name service "
+                    "(sssd?) did not answer, try again")
+    directory.down = False
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY  # its turn is taken: wait
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
