@@ -47,6 +47,13 @@ int sjwt_cache_dir(char *buf, size_t size, uid_t uid, const char *override,
                    const char *xdg);
 
 /*
+ * Given the bytes of a key id file (len of them), write the id into kid and
+ * return 0 when they are 1 to SJWT_KID_MAX characters [A-Za-z0-9_-] and a
+ * newline, nothing else; otherwise return -1.
+ */
+int sjwt_parse_key_id(const char *buf, size_t len, char kid[SJWT_KID_MAX + 1]);
+
+/*
  * Given the directory the helper publishes its key id in, read `id` into
  * kid and return 0, or return -1 when it is missing or malformed.
  */

@@ -176,6 +176,20 @@ static void test_key_id(void)
     fputs("abc", f);
     fclose(f);
     check(sjwt_read_key_id(base, kid) < 0, "a key id without its newline is refused");
+    f = fopen(path, "w");
+    fprintf(f, "%064d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) == 0 && strlen(kid) == SJWT_KID_MAX,
+          "a key id of 64 characters is read");
+    /* 65 characters and a newline: the one that wrote kid[65] (issue 22). */
+    f = fopen(path, "w");
+    fprintf(f, "%065d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) < 0, "a key id of 65 characters is refused");
+    f = fopen(path, "w");
+    fprintf(f, "%066d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) < 0, "a key id of 66 characters is refused");
     unlink(path);
     check(sjwt_read_key_id(base, kid) < 0, "no key id file: none");
 }
