@@ -171,14 +171,24 @@ static int make_plan(const struct passwd *pw, const char *xdg, struct plan *p, c
     return 0;
 }
 
-/* Drop root for good: the user's groups, gid and uid; 0, or -1 with why set. */
+/*
+ * Drop root for good: the user's groups, gid and uid; 0, or -1 with why set.
+ * Every signal is blocked first and stays blocked: from setuid on the user
+ * may signal the child, and until the second prctl the kernel would dump it
+ * (fs.suid_dumpable 2: through the core handler), sshd's memory and all.
+ * The child only writes and exits; the parent kills it with SIGKILL, which
+ * no mask holds.
+ */
 static int become_user(const struct plan *p, char *why, size_t whylen)
 {
+    sigset_t all;
     uid_t r, eu, sv;
     gid_t gr, ge, gs;
 
-    if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
-        || setuid(p->uid) < 0)
+    if (sigfillset(&all) < 0 || sigprocmask(SIG_BLOCK, &all, NULL) < 0)
+        snprintf(why, whylen, "could not block signals: %s", strerror(errno));
+    else if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
+             || setuid(p->uid) < 0)
         snprintf(why, whylen, "could not become the user: %s", strerror(errno));
     else if (getresuid(&r, &eu, &sv) < 0 || r != p->uid || eu != p->uid || sv != p->uid
              || getresgid(&gr, &ge, &gs) < 0 || gr != p->gid || ge != p->gid || gs != p->gid
