@@ -230,15 +230,14 @@ static size_t read_report(int fd, long long deadline, char *why, size_t whylen, 
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
     char spill[128];
     size_t got = 0;
-    long long left;
     ssize_t n;
-    int ready;
+    int ready, left;
 
     *eof = 0;
     for (;;) {
-        left = deadline - sjwt_now_ms();
-        ready = left > 0 ? poll(&pfd, 1, (int) left) : 0;
-        if (ready < 0 && errno == EINTR)
+        left = sjwt_poll_ms(deadline);
+        ready = left > 0 ? poll(&pfd, 1, left) : 0;
+        if ((ready < 0 && errno == EINTR) || (ready == 0 && left > 0))
             continue;
         if (ready <= 0)
             break;

@@ -436,6 +436,23 @@ def test_hung_helper_costs_at_most_the_timeout(
     assert len(lines) == 1 and "reading from helper: timed out" in lines[0], lines
 
 
+@pytest.mark.parametrize("value", ["0", "60001", "2160000000", "99999999999999999999"])
+def test_a_timeout_out_of_range_is_logged_and_the_default_bounds_the_login(
+    value: str, helper: FakeHelper, test_users: dict[str, User], syslog: Syslog
+) -> None:
+    # 1 to 60000 ms, as HelperTimeout's 60 s: 25 days (2160000000) once
+    # overflowed the client's poll(). Fail open: one line, the default 2 s.
+    helper.mode = "hang"
+    syslog.take()
+    s = open_session(f"socket={helper.path} timeout={value} {NO}", "alice")
+    assert s.rc == 0 and "SLURM_JWT" not in s.env
+    assert 1.95 <= s.elapsed < 2 + SLACK, s.elapsed
+    lines = syslog.take()
+    assert f'ignoring bad argument "timeout={value}"; see pam_slurmjwt(8) (user alice)' \
+        in lines[0], lines
+    assert "reading from helper: timed out" in lines[1], lines
+
+
 def test_missing_socket_returns_at_once(
     work: Path, test_users: dict[str, User], syslog: Syslog
 ) -> None:
