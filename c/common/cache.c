@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "token.h"
 
 #define FORMAT "slurmjwt2"
 #define NUMBER_DIGITS_MAX 12
@@ -216,6 +217,22 @@ const char *sjwt_cache_parse(const char *buf, size_t len, struct sjwt_entry *e)
     e->refresh = e->exp - SJWT_SAFETY - (eup - rup);
     if (e->refresh > e->exp)
         e->refresh = e->exp;
+    return NULL;
+}
+
+const char *sjwt_entry_stale(const struct sjwt_entry *e, long long now, const char *kid,
+                             const char *user)
+{
+    struct sjwt_claims c;
+
+    if (e->exp - SJWT_SAFETY <= now)
+        return "expired";
+    if (kid == NULL || kid[0] == '\0' || strcmp(e->kid, kid) != 0)
+        return "of another key";
+    if (user == NULL)
+        return "the caller's name is unknown";
+    if (sjwt_peek(e->token, strlen(e->token), &c) != NULL || strcmp(c.sun, user) != 0)
+        return "for another user";
     return NULL;
 }
 

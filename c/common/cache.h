@@ -75,6 +75,17 @@ int sjwt_cache_format(char *buf, size_t size, const struct sjwt_entry *e,
 const char *sjwt_cache_parse(const char *buf, size_t len, struct sjwt_entry *e);
 
 /*
+ * Given an entry read from the cache, the time (epoch), the id of the key in
+ * use ("" when unknown) and the caller's user name (NULL when it could not
+ * be looked up), return NULL when the entry may be used, or why it is stale:
+ * expired, of another key, or its token's `sun` is not the caller's (a uid
+ * given to someone else within one boot; a name unknown is never a match).
+ * docs/internals.md, "Per-user token cache, format 2".
+ */
+const char *sjwt_entry_stale(const struct sjwt_entry *e, long long now, const char *kid,
+                             const char *user);
+
+/*
  * Read dir/token as uid's cache: the directory and the file must be owned
  * by uid, have no group or other bits, and not be symlinks. Returns OK with
  * *e filled, NONE (why says which), or UNSAFE (why says what and the fix).
