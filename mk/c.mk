@@ -1,7 +1,8 @@
 # mk/c.mk - build, test and fuzz the C code; included by the top Makefile.
 #
 #   make c           build/c/pam_slurmjwt.so and build/c/slurmjwt-wrap
-#   make c-test      C unit tests (wire format, tokens, cache) under ASan+UBSan
+#   make c-test      C unit tests (wire format, tokens, cache, client deadlines, the
+#                    wrapper's slurmjwt.conf) under ASan+UBSan
 #                    and valgrind; only the PAM entry points are exported
 #   make c-harness   the programs the Python tests drive (parse_response, cachetool)
 #   make c-fuzz      libFuzzer run of every parser, bounded by C_FUZZ_SECONDS (needs clang)
@@ -41,7 +42,7 @@ C_VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=all
 C_FUZZ_CC ?= clang
 C_FUZZ_SECONDS ?= 30
-C_TESTS := test_protocol test_token test_cache
+C_TESTS := test_protocol test_token test_cache test_client test_conf
 
 .PHONY: c c-test c-harness c-fuzz c-clean c-paths
 
@@ -64,11 +65,15 @@ $(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) $(C_PATHS) | $(C_BUILD)
 $(WRAP): $(WRAP_SRCS) $(WRAP_HDRS) $(C_PATHS) | $(C_BUILD)
 	$(CC) $(WRAP_CFLAGS) $(CFLAGS) $(WRAP_LDFLAGS) -o $@ $(WRAP_SRCS)
 
+# A test of a front end's own file names it in TEST_SRCS.
+$(C_BUILD)/test_conf $(C_BUILD)/plain_conf: TEST_SRCS := c/wrap/conf.c
+$(C_BUILD)/test_conf $(C_BUILD)/plain_conf: c/wrap/conf.c c/wrap/conf.h
+
 $(C_BUILD)/test_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
-	$(CC) $(C_TEST_CFLAGS) $(C_SAN) -o $@ $< $(COMMON_SRCS)
+	$(CC) $(C_TEST_CFLAGS) $(C_SAN) -o $@ $< $(TEST_SRCS) $(COMMON_SRCS)
 
 $(C_BUILD)/plain_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
-	$(CC) $(C_TEST_CFLAGS) -o $@ $< $(COMMON_SRCS)
+	$(CC) $(C_TEST_CFLAGS) -o $@ $< $(TEST_SRCS) $(COMMON_SRCS)
 
 # The Python tests (tests/unit/test_c_*.py) drive these.
 $(C_BUILD)/parse_response $(C_BUILD)/cachetool: $(C_BUILD)/%: c/tests/%.c $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)

@@ -23,11 +23,11 @@ class Option:
     """One configuration key: name as written in the file, kind ("seconds",
     "int", "path", "list", "choice", "bool"), default, one line of help."""
 
-    __slots__ = ("attr", "choices", "default", "default_text", "help", "kind", "minimum",
-                 "name")
+    __slots__ = ("attr", "choices", "default", "default_text", "help", "kind", "maximum",
+                 "minimum", "name")
 
     def __init__(self, name: str, kind: str, default: object, help: str,
-                 choices: tuple[str, ...] = (), minimum: int = 0,
+                 choices: tuple[str, ...] = (), minimum: int = 0, maximum: int | None = None,
                  default_text: str = "") -> None:
         self.name = name
         self.kind = kind
@@ -35,6 +35,7 @@ class Option:
         self.help = help
         self.choices = choices
         self.minimum = minimum
+        self.maximum = maximum
         self.attr = _snake(name)
         # How the manual shows a default that depends on other options.
         self.default_text = default_text
@@ -89,9 +90,11 @@ OPTIONS: tuple[Option, ...] = (
            "Unix socket of slurmjwt-helper for root only (mode 0600): pam_slurmjwt's, with "
            "an accept queue of its own so that no user can delay logins."),
     Option("HelperTimeout", "seconds", 3,
-           "How long clients wait for the helper before giving up.", minimum=1),
+           "How long clients wait for the helper before giving up, 1 to 60.", minimum=1,
+           maximum=60),
     Option("ReadTimeout", "seconds", 2,
-           "How long the helper waits for a client's request line.", minimum=1),
+           "How long the helper waits for a client's request line, 1 to 60.", minimum=1,
+           maximum=60),
     Option("Workers", "int", 2,
            "Helper processes serving the socket; more use more cores during login bursts.",
            minimum=1),
@@ -122,8 +125,8 @@ OPTIONS: tuple[Option, ...] = (
            "token (`internal`)."),
     Option("LookupTimeout", "seconds", 2,
            "How long the helper waits for the name service (sssd, LDAP) to look up a user "
-           "or their groups; a slower lookup is refused as `internal` (try again).",
-           minimum=1),
+           "or their groups, 1 to 60; a slower lookup is refused as `internal` (try again).",
+           minimum=1, maximum=60),
     Option("MungeSocket", "path", "/run/munge/munge.socket.2",
            "munged's socket; with Export=auto its presence means munge works here."),
     Option("Scontrol", "path", "/usr/bin/scontrol", "scontrol used by Backend=scontrol."),
@@ -222,6 +225,8 @@ def _convert(opt: Option, raw: str, where: str) -> object:
         number = int(value)
         if number < opt.minimum:
             raise ConfigError(f"{where}: {opt.name}={number} is below the minimum {opt.minimum}")
+        if opt.maximum is not None and number > opt.maximum:
+            raise ConfigError(f"{where}: {opt.name}={number} is above the maximum {opt.maximum}")
         return number
     if opt.kind == "list":
         return tuple(v.strip() for v in value.split(",") if v.strip())

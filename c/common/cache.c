@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "token.h"
 
 #define FORMAT "slurmjwt2"
 #define NUMBER_DIGITS_MAX 12
@@ -75,22 +76,32 @@ static ssize_t slurp(int dfd, const char *name, char *buf, size_t size)
     return got;
 }
 
+int sjwt_parse_key_id(const char *buf, size_t len, char kid[SJWT_KID_MAX + 1])
+{
+    size_t i;
+
+    /* 1 to SJWT_KID_MAX id characters and a newline, as cache.py's is_kid. */
+    if (len < 2 || len - 1 > SJWT_KID_MAX || buf[len - 1] != '\n')
+        return -1;
+    for (i = 0; i < len - 1; i++)
+        if (!sjwt_is_kid_char((unsigned char) buf[i]))
+            return -1;
+    memcpy(kid, buf, len - 1);
+    kid[len - 1] = '\0';
+    return 0;
+}
+
 int sjwt_read_key_id(const char *keydir, char kid[SJWT_KID_MAX + 1])
 {
+    /* One byte more than the longest id and its newline: a longer file is
+     * seen as longer, never as a prefix that happens to end in a newline. */
     char buf[SJWT_KID_MAX + 2], path[SJWT_CACHE_PATH_MAX];
-    ssize_t n, i;
+    ssize_t n;
 
     if (snprintf(path, sizeof(path), "%s/id", keydir) >= (int) sizeof(path))
         return -1;
     n = slurp(AT_FDCWD, path, buf, sizeof(buf));
-    if (n < 2 || buf[n - 1] != '\n')
-        return -1;
-    for (i = 0; i < n - 1; i++)
-        if (!sjwt_is_kid_char((unsigned char) buf[i]))
-            return -1;
-    memcpy(kid, buf, (size_t) n - 1);
-    kid[n - 1] = '\0';
-    return 0;
+    return n < 0 ? -1 : sjwt_parse_key_id(buf, (size_t) n, kid);
 }
 
 /* floor and ceil to whole seconds, without libm. */
@@ -206,6 +217,22 @@ const char *sjwt_cache_parse(const char *buf, size_t len, struct sjwt_entry *e)
     e->refresh = e->exp - SJWT_SAFETY - (eup - rup);
     if (e->refresh > e->exp)
         e->refresh = e->exp;
+    return NULL;
+}
+
+const char *sjwt_entry_stale(const struct sjwt_entry *e, long long now, const char *kid,
+                             const char *user)
+{
+    struct sjwt_claims c;
+
+    if (e->exp - SJWT_SAFETY <= now)
+        return "expired";
+    if (kid == NULL || kid[0] == '\0' || strcmp(e->kid, kid) != 0)
+        return "of another key";
+    if (user == NULL)
+        return "the caller's name is unknown";
+    if (sjwt_peek(e->token, strlen(e->token), &c) != NULL || strcmp(c.sun, user) != 0)
+        return "for another user";
     return NULL;
 }
 

@@ -47,6 +47,13 @@ int sjwt_cache_dir(char *buf, size_t size, uid_t uid, const char *override,
                    const char *xdg);
 
 /*
+ * Given the bytes of a key id file (len of them), write the id into kid and
+ * return 0 when they are 1 to SJWT_KID_MAX characters [A-Za-z0-9_-] and a
+ * newline, nothing else; otherwise return -1.
+ */
+int sjwt_parse_key_id(const char *buf, size_t len, char kid[SJWT_KID_MAX + 1]);
+
+/*
  * Given the directory the helper publishes its key id in, read `id` into
  * kid and return 0, or return -1 when it is missing or malformed.
  */
@@ -66,6 +73,17 @@ int sjwt_cache_format(char *buf, size_t size, const struct sjwt_entry *e,
  * or return a short static reason when it is not one whole format 2 line.
  */
 const char *sjwt_cache_parse(const char *buf, size_t len, struct sjwt_entry *e);
+
+/*
+ * Given an entry read from the cache, the time (epoch), the id of the key in
+ * use ("" when unknown) and the caller's user name (NULL when it could not
+ * be looked up), return NULL when the entry may be used, or why it is stale:
+ * expired, of another key, or its token's `sun` is not the caller's (a uid
+ * given to someone else within one boot; a name unknown is never a match).
+ * docs/internals.md, "Per-user token cache, format 2".
+ */
+const char *sjwt_entry_stale(const struct sjwt_entry *e, long long now, const char *kid,
+                             const char *user);
 
 /*
  * Read dir/token as uid's cache: the directory and the file must be owned

@@ -29,23 +29,32 @@ long long sjwt_now_ms(void)
     return (long long) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int sjwt_poll_ms(long long deadline)
+{
+    long long now = sjwt_now_ms();
+
+    /* Compared before subtracting: no deadline, however far, overflows; and
+     * poll() waits at most SJWT_TIMEOUT_MAX_MS at a time, never for ever
+     * (a negative int) nor for a truncated time. */
+    if (deadline <= now)
+        return 0;
+    return deadline - now > SJWT_TIMEOUT_MAX_MS ? SJWT_TIMEOUT_MAX_MS : (int) (deadline - now);
+}
+
 /* Wait for events on fd until deadline: 1 ready, 0 timed out, -1 error. */
 static int wait_fd(int fd, short events, long long deadline)
 {
     struct pollfd pfd = { .fd = fd, .events = events };
-    long long left;
-    int rc;
+    int left, rc;
 
     for (;;) {
-        left = deadline - sjwt_now_ms();
-        if (left <= 0)
+        left = sjwt_poll_ms(deadline);
+        if (left == 0)
             return 0;
-        rc = poll(&pfd, 1, (int) left);
+        rc = poll(&pfd, 1, left);
         if (rc > 0)
             return 1;
-        if (rc == 0)
-            return 0;
-        if (errno != EINTR)
+        if (rc < 0 && errno != EINTR)
             return -1;
     }
 }

@@ -9,8 +9,19 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* The longest any client waits for the helper: HelperTimeout (at most 60 s,
+ * pam_slurmjwt/config.py) and the PAM module's timeout= alike. */
+#define SJWT_TIMEOUT_MAX_MS 60000
+
 /* Milliseconds of CLOCK_MONOTONIC. */
 long long sjwt_now_ms(void);
+
+/*
+ * Given a deadline (sjwt_now_ms() scale, any value), return what poll()
+ * should wait now: 0 when it has passed, else what is left, at most
+ * SJWT_TIMEOUT_MAX_MS (call again when that runs out).
+ */
+int sjwt_poll_ms(long long deadline);
 
 /*
  * Given the helper's socket path, put in buf the directory beside it where

@@ -171,14 +171,24 @@ static int make_plan(const struct passwd *pw, const char *xdg, struct plan *p, c
     return 0;
 }
 
-/* Drop root for good: the user's groups, gid and uid; 0, or -1 with why set. */
+/*
+ * Drop root for good: the user's groups, gid and uid; 0, or -1 with why set.
+ * Every signal is blocked first and stays blocked: from setuid on the user
+ * may signal the child, and until the second prctl the kernel would dump it
+ * (fs.suid_dumpable 2: through the core handler), sshd's memory and all.
+ * The child only writes and exits; the parent kills it with SIGKILL, which
+ * no mask holds.
+ */
 static int become_user(const struct plan *p, char *why, size_t whylen)
 {
+    sigset_t all;
     uid_t r, eu, sv;
     gid_t gr, ge, gs;
 
-    if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
-        || setuid(p->uid) < 0)
+    if (sigfillset(&all) < 0 || sigprocmask(SIG_BLOCK, &all, NULL) < 0)
+        snprintf(why, whylen, "could not block signals: %s", strerror(errno));
+    else if (setgroups((size_t) p->ngroups, p->groups) < 0 || setgid(p->gid) < 0
+             || setuid(p->uid) < 0)
         snprintf(why, whylen, "could not become the user: %s", strerror(errno));
     else if (getresuid(&r, &eu, &sv) < 0 || r != p->uid || eu != p->uid || sv != p->uid
              || getresgid(&gr, &ge, &gs) < 0 || gr != p->gid || ge != p->gid || gs != p->gid
@@ -220,15 +230,14 @@ static size_t read_report(int fd, long long deadline, char *why, size_t whylen, 
     struct pollfd pfd = { .fd = fd, .events = POLLIN };
     char spill[128];
     size_t got = 0;
-    long long left;
     ssize_t n;
-    int ready;
+    int ready, left;
 
     *eof = 0;
     for (;;) {
-        left = deadline - sjwt_now_ms();
-        ready = left > 0 ? poll(&pfd, 1, (int) left) : 0;
-        if (ready < 0 && errno == EINTR)
+        left = sjwt_poll_ms(deadline);
+        ready = left > 0 ? poll(&pfd, 1, left) : 0;
+        if ((ready < 0 && errno == EINTR) || (ready == 0 && left > 0))
             continue;
         if (ready <= 0)
             break;

@@ -108,7 +108,7 @@ static const struct option_spec {
     { "noexport", OPT_FLAG,   offsetof(struct options, noexport),   0, 0 },
     { "nocache",  OPT_FLAG,   offsetof(struct options, nocache),    0, 0 },
     { "minuid",   OPT_NUMBER, offsetof(struct options, minuid),     0, 4294967295LL },
-    { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, 60000 },
+    { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, SJWT_TIMEOUT_MAX_MS },
     { "socket",   OPT_PATH,   offsetof(struct options, socket),     0, 0 },
     { "wrappers", OPT_PATH,   offsetof(struct options, wrappers),   0, 0 },
     { "path",     OPT_PATH,   offsetof(struct options, path),       0, 0 },

@@ -10,6 +10,7 @@
  *   cachetool format NOW UPTIME BOOTID
  *                           stdin as for store: print the token line
  *   cachetool peek          stdin a token: "OK sun exp kid" or "BAD <why>"
+ *   cachetool keyid DIR     read DIR/id as the wrappers do: "OK kid" or "NONE"
  *
  * Test tokens only: the module and the wrappers never print one.
  */
@@ -78,6 +79,16 @@ int main(int argc, char **argv)
             printf("OK %s %lld %s\n", c.sun, c.exp, c.kid);
         return 0;
     }
-    fprintf(stderr, "usage: cachetool store|load DIR | format NOW UPTIME BOOTID | peek\n");
+    if (argc == 3 && strcmp(argv[1], "keyid") == 0) {
+        char kid[SJWT_KID_MAX + 1];
+
+        if (sjwt_read_key_id(argv[2], kid) == 0)
+            printf("OK %s\n", kid);
+        else
+            printf("NONE\n");
+        return 0;
+    }
+    fprintf(stderr, "usage: cachetool store|load|keyid DIR | format NOW UPTIME BOOTID | "
+            "peek\n");
     return 2;
 }

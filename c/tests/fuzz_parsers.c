@@ -1,12 +1,13 @@
 /*
  * fuzz_parsers.c - libFuzzer target for everything that reads untrusted
  * bytes in C (`make c-fuzz`): the helper's answer (protocol.c), a token
- * (token.c) and a cache line (cache.c).
+ * (token.c), a cache line and a key id file (cache.c).
  *
  * Beyond "no crash": whatever the response parser accepts must be exactly
  * the canonical line rebuilt from what it returned, so no byte it did not
  * check can slip into a token or a log line; a token's sun and kid hold only
  * what the contract allows; a cache line it accepts formats back to itself;
+ * a key id it accepts is the file without its newline, and fits its buffer;
  * every request it builds is one line.
  */
 #include <stdio.h>
@@ -70,6 +71,19 @@ static void check_cache_line(const char *data, size_t size)
         abort();
 }
 
+static void check_key_id(const char *data, size_t size)
+{
+    /* Exactly the size of the callers' buffers: ASan sees any write past it. */
+    char *kid = malloc(SJWT_KID_MAX + 1);
+
+    if (kid == NULL)
+        abort();
+    if (sjwt_parse_key_id(data, size, kid) == 0
+        && (strlen(kid) + 1 != size || memcmp(kid, data, size - 1) != 0))
+        abort();
+    free(kid);
+}
+
 static void check_request(const char *data, size_t size)
 {
     char user[SJWT_REQUEST_MAX + 8], req[SJWT_REQUEST_MAX + 1];
@@ -92,6 +106,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     check_response((const char *) data, size);
     check_token((const char *) data, size);
     check_cache_line((const char *) data, size);
+    check_key_id((const char *) data, size);
     check_request((const char *) data, size);
     return 0;
 }

@@ -176,8 +176,60 @@ static void test_key_id(void)
     fputs("abc", f);
     fclose(f);
     check(sjwt_read_key_id(base, kid) < 0, "a key id without its newline is refused");
+    f = fopen(path, "w");
+    fprintf(f, "%064d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) == 0 && strlen(kid) == SJWT_KID_MAX,
+          "a key id of 64 characters is read");
+    /* 65 characters and a newline: the one that wrote kid[65] (issue 22). */
+    f = fopen(path, "w");
+    fprintf(f, "%065d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) < 0, "a key id of 65 characters is refused");
+    f = fopen(path, "w");
+    fprintf(f, "%066d\n", 0);
+    fclose(f);
+    check(sjwt_read_key_id(base, kid) < 0, "a key id of 66 characters is refused");
     unlink(path);
     check(sjwt_read_key_id(base, kid) < 0, "no key id file: none");
+}
+
+/* HS256 tokens, kid "kid", exp 2000000000, for alice, bob and alice2. */
+#define HEAD "eyJhbGciOiJIUzI1NiIsImtpZCI6ImtpZCIsInR5cCI6IkpXVCJ9."
+#define ALICE HEAD "eyJleHAiOjIwMDAwMDAwMDAsInN1biI6ImFsaWNlIn0.c2ln"
+#define BOB HEAD "eyJleHAiOjIwMDAwMDAwMDAsInN1biI6ImJvYiJ9.c2ln"
+#define ALICE2 HEAD "eyJleHAiOjIwMDAwMDAwMDAsInN1biI6ImFsaWNlMiJ9.c2ln"
+
+static void test_stale(void)
+{
+    struct sjwt_entry e = entry(2000000000, 1999999400, "kid");
+    const char *why;
+
+    strcpy(e.token, ALICE);
+    check(sjwt_entry_stale(&e, 1900000000, "kid", "alice") == NULL,
+          "alice's live token of the key in use is hers to use");
+    check((why = sjwt_entry_stale(&e, 1999999995, "kid", "alice")) != NULL
+          && strcmp(why, "expired") == 0, "SAFETY seconds before exp it is expired");
+    check((why = sjwt_entry_stale(&e, 1900000000, "other", "alice")) != NULL
+          && strcmp(why, "of another key") == 0, "a token of another key is stale");
+    check(sjwt_entry_stale(&e, 1900000000, "", "alice") != NULL,
+          "with no key id published every entry is stale");
+    /* A uid given to someone else within one boot: the old owner's cache. */
+    check((why = sjwt_entry_stale(&e, 1900000000, "kid", "bob")) != NULL
+          && strcmp(why, "for another user") == 0, "alice's token is stale for bob");
+    check(sjwt_entry_stale(&e, 1900000000, "kid", "alic") != NULL
+          && sjwt_entry_stale(&e, 1900000000, "kid", "") != NULL,
+          "a prefix of the name is not the name");
+    check(sjwt_entry_stale(&e, 1900000000, "kid", NULL) != NULL,
+          "a caller whose name cannot be looked up uses nothing");
+    strcpy(e.token, ALICE2);
+    check(sjwt_entry_stale(&e, 1900000000, "kid", "alice") != NULL,
+          "alice2's token is not alice's");
+    strcpy(e.token, BOB);
+    check(sjwt_entry_stale(&e, 1900000000, "kid", "bob") == NULL, "bob's is bob's");
+    strcpy(e.token, "aaa.bbb.ccc");
+    check(sjwt_entry_stale(&e, 1900000000, "kid", "alice") != NULL,
+          "a token that says no user is no one's");
 }
 
 int main(void)
@@ -193,6 +245,7 @@ int main(void)
     test_links();
     test_dir_choice();
     test_key_id();
+    test_stale();
     rc = report();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
     if (system(cmd) != 0)

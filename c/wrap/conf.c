@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/client.h"
 #include "conf.h"
 
 #define CONF_MAX (1 << 20)
@@ -66,26 +67,35 @@ static int path(const char *v, char *out, size_t size)
     return 0;
 }
 
-/* Apply one Key=Value; -1 when the value is bad for a key we read. */
-static int apply(struct wrap_conf *c, const char *key, const char *v)
+/*
+ * Apply one Key=Value; -1 with why filled in when the value is bad for a
+ * key we read (where is "file:line").
+ */
+static int apply(struct wrap_conf *c, const char *key, const char *v, const char *where,
+                 char *why, size_t whylen)
 {
     long long n;
+    int rc = 0;
 
     if (strcasecmp(key, "HelperSocket") == 0)
-        return path(v, c->helper_socket, sizeof(c->helper_socket));
-    if (strcasecmp(key, "SlurmBinDir") == 0)
-        return path(v, c->slurm_bin_dir, sizeof(c->slurm_bin_dir));
-    if (strcasecmp(key, "MungeSocket") == 0)
-        return path(v, c->munge_socket, sizeof(c->munge_socket));
-    if (strcasecmp(key, "HelperTimeout") == 0) {
-        if (whole(v, 1, &n) < 0)
+        rc = path(v, c->helper_socket, sizeof(c->helper_socket));
+    else if (strcasecmp(key, "SlurmBinDir") == 0)
+        rc = path(v, c->slurm_bin_dir, sizeof(c->slurm_bin_dir));
+    else if (strcasecmp(key, "MungeSocket") == 0)
+        rc = path(v, c->munge_socket, sizeof(c->munge_socket));
+    else if (strcasecmp(key, "HelperTimeout") == 0) {
+        /* Bounded as config.py bounds it, in the same words: a timeout of
+         * days would have the wrapper wait as long for a hung helper. */
+        if ((rc = whole(v, 1, &n)) == 0 && n > SJWT_TIMEOUT_MAX_MS / 1000) {
+            snprintf(why, whylen, "%s: HelperTimeout=%lld is above the maximum %d", where, n,
+                     SJWT_TIMEOUT_MAX_MS / 1000);
             return -1;
-        c->helper_timeout_ms = n * 1000;
-        return 0;
-    }
-    if (strcasecmp(key, "MinUid") == 0)
-        return whole(v, 0, &c->min_uid);
-    if (strcasecmp(key, "Export") == 0) {
+        }
+        if (rc == 0)
+            c->helper_timeout_ms = n * 1000;
+    } else if (strcasecmp(key, "MinUid") == 0)
+        rc = whole(v, 0, &c->min_uid);
+    else if (strcasecmp(key, "Export") == 0) {
         if (strcasecmp(v, "auto") == 0)
             c->export_mode = EXPORT_AUTO;
         else if (strcasecmp(v, "always") == 0)
@@ -93,14 +103,16 @@ static int apply(struct wrap_conf *c, const char *key, const char *v)
         else if (strcasecmp(v, "never") == 0)
             c->export_mode = EXPORT_NEVER;
         else
-            return -1;
+            rc = -1;
     }
-    return 0;
+    if (rc < 0)
+        snprintf(why, whylen, "%s: bad value for %s", where, key);
+    return rc;
 }
 
 static int parse(struct wrap_conf *c, char *text, const char *file, char *why, size_t whylen)
 {
-    char *line, *next, *eq, *key, *v;
+    char *line, *next, *eq, *key, *v, where[PATH_MAX + 16];
     int number = 0;
     size_t n;
 
@@ -121,10 +133,9 @@ static int parse(struct wrap_conf *c, char *text, const char *file, char *why, s
             v[n - 1] = '\0';
             v++;
         }
-        if (apply(c, key, v) < 0) {
-            snprintf(why, whylen, "%s:%d: bad value for %s", file, number, key);
+        snprintf(where, sizeof(where), "%s:%d", file, number);
+        if (apply(c, key, v, where, why, whylen) < 0)
             return -1;
-        }
     }
     return 0;
 }

@@ -215,7 +215,7 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     char dir[SJWT_CACHE_PATH_MAX], keydir[SJWT_CACHE_PATH_MAX], kid[SJWT_KID_MAX + 1] = "";
     char why[WHY_MAX];
     struct sjwt_entry e;
-    const char *inherited;
+    const char *inherited, *stale = NULL;
     long long now = (long long) time(NULL);
     int rc, usable, cache_ok;
 
@@ -229,11 +229,11 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
         complain("%s", why);   /* someone loosened or replaced it: say so, never use it */
         cache_ok = 0;
     }
-    usable = rc == SJWT_CACHE_OK && e.exp - SJWT_SAFETY > now && kid[0] != '\0'
-        && strcmp(e.kid, kid) == 0;
+    /* The name (an NSS lookup) only when there is an entry to check. */
+    usable = rc == SJWT_CACHE_OK && (stale = sjwt_entry_stale(&e, now, kid, my_name())) == NULL;
     if (!usable || e.refresh <= now) {
         debug(usable ? "cached token is due" : "no usable cached token (%s)",
-              rc == SJWT_CACHE_OK ? "expired or of another key" : why);
+              rc == SJWT_CACHE_OK ? stale : why);
         if (fetch(c, &e) == 0) {
             usable = 1;
             if (cache_ok && sjwt_cache_store(dir, uid, &e, why, sizeof(why)) != SJWT_CACHE_OK)

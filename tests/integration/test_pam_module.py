@@ -436,6 +436,23 @@ def test_hung_helper_costs_at_most_the_timeout(
     assert len(lines) == 1 and "reading from helper: timed out" in lines[0], lines
 
 
+@pytest.mark.parametrize("value", ["0", "60001", "2160000000", "99999999999999999999"])
+def test_a_timeout_out_of_range_is_logged_and_the_default_bounds_the_login(
+    value: str, helper: FakeHelper, test_users: dict[str, User], syslog: Syslog
+) -> None:
+    # 1 to 60000 ms, as HelperTimeout's 60 s: 25 days (2160000000) once
+    # overflowed the client's poll(). Fail open: one line, the default 2 s.
+    helper.mode = "hang"
+    syslog.take()
+    s = open_session(f"socket={helper.path} timeout={value} {NO}", "alice")
+    assert s.rc == 0 and "SLURM_JWT" not in s.env
+    assert 1.95 <= s.elapsed < 2 + SLACK, s.elapsed
+    lines = syslog.take()
+    assert f'ignoring bad argument "timeout={value}"; see pam_slurmjwt(8) (user alice)' \
+        in lines[0], lines
+    assert "reading from helper: timed out" in lines[1], lines
+
+
 def test_missing_socket_returns_at_once(
     work: Path, test_users: dict[str, User], syslog: Syslog
 ) -> None:
@@ -625,26 +642,42 @@ def test_the_child_is_undumpable_before_it_becomes_the_user(
     # The child is a copy of sshd (host keys in memory) that will belong to
     # the user: PR_SET_DUMPABLE 0 must come before any change of identity,
     # and again after (a credential change resets it to fs.suid_dumpable).
+    # Between the two the user could signal it into a core dump: every
+    # signal is blocked before the change and stays blocked (it only writes
+    # and exits).
     if shutil.which("strace") is None:
         pytest.skip("needs strace")
     trace = runtime.parent / "trace"
     s = open_session(f"socket={helper.path} wrappers=none", "alice",
                      putenv=(f"XDG_RUNTIME_DIR={runtime}",),
-                     wrap=("strace", "-f", "-qq", "-o", str(trace),
-                           "-e", "trace=prctl,setgroups,setgid,setuid,mkdir,renameat,rename"))
+                     wrap=("strace", "-f", "-qq", "-o", str(trace), "-e",
+                           "trace=prctl,rt_sigprocmask,setgroups,setgid,setuid,mkdir,renameat,"
+                           "rename"))
     assert s.rc == 0 and (runtime / "slurmjwt" / "token").exists()
-    # "PID call(args)   = 0": without the pid, spaces folded.
-    calls = [" ".join(line.split()[1:]) for line in trace.read_text().splitlines()
+    # "PID call(args)   = 0": the child's calls, spaces folded.
+    calls = [line.split(None, 1) for line in trace.read_text().splitlines()
              if " " in line and not line.split(None, 1)[1].startswith(("+++", "---"))]
-    child = [c for c in calls if c.startswith(("prctl(PR_SET_DUMPABLE", "setgroups(", "setgid(",
-                                               "setuid(", "mkdir(", "rename"))]
+    pid = next(p for p, c in calls if c.startswith("prctl(PR_SET_DUMPABLE"))
+    child = [" ".join(c.split()) for p, c in calls if p == pid and c.startswith(
+        ("prctl(PR_SET_DUMPABLE", "rt_sigprocmask(", "setgroups(", "setgid(", "setuid(",
+         "mkdir(", "rename"))]
     uid, gid = test_users["alice"].uid, test_users["alice"].gid
-    assert child[0] == "prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE) = 0", child
-    assert child[1].startswith("setgroups(") and child[2] == f"setgid({gid}) = 0"
-    assert child[3] == f"setuid({uid}) = 0", child
-    assert child[4] == "setuid(0) = -1 EPERM (Operation not permitted)", child  # for good
-    assert child[5] == "prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE) = 0", child
-    assert [c for c in child[6:] if c.startswith("rename")], child  # the writes come after
+    ids = [c for c in child if not c.startswith("rt_sigprocmask(")]
+    assert ids[0] == "prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE) = 0", ids
+    assert ids[1].startswith("setgroups(") and ids[2] == f"setgid({gid}) = 0", ids
+    assert ids[3] == f"setuid({uid}) = 0", ids
+    assert ids[4] == "setuid(0) = -1 EPERM (Operation not permitted)", ids  # for good
+    assert ids[5] == "prctl(PR_SET_DUMPABLE, SUID_DUMP_DISABLE) = 0", ids
+    assert [c for c in ids[6:] if c.startswith("rename")], ids  # the writes come after
+    # Every signal but the two glibc keeps for itself (SIGKILL and SIGSTOP
+    # cannot be) blocked before setgroups, and nothing unblocked after that
+    # (the name service may block and restore its own before).
+    block = next((i for i, c in enumerate(child)
+                  if c.startswith("rt_sigprocmask(SIG_BLOCK, ~[RTMIN RT_1], ")), None)
+    assert block is not None and child[block].endswith(" = 0"), child
+    assert block < child.index(ids[1]), child
+    assert all(c.startswith("rt_sigprocmask(SIG_BLOCK,") for c in child[block:]
+               if c.startswith("rt_sigprocmask(")), child
 
 
 def test_links_in_the_runtime_dir_are_never_followed(

@@ -115,11 +115,11 @@ def place(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
         shutil.rmtree(work, ignore_errors=True)
 
 
-def probe(place: Place, name: str = "squeue", **env: str | None) -> str:
-    """Run the wrapper `name` with SlurmBinDir = the probes; return what the
-    probe was given (a token, or <unset>)."""
+def probe(place: Place, name: str = "squeue", user: str = "alice", **env: str | None) -> str:
+    """Run the wrapper `name` as `user` with SlurmBinDir = the probes; return
+    what the probe was given (a token, or <unset>)."""
     conf = place.config("probe.conf", f"SlurmBinDir={place.fakebin}\n")
-    r = place.run([str(place.installed.wrappers / name)], conf=conf, **env)
+    r = place.run([str(place.installed.wrappers / name)], user=user, conf=conf, **env)
     assert r.returncode == 0, r.stderr
     word = r.stdout.strip()
     assert word.startswith(f"{name} JWT="), r.stdout
@@ -187,6 +187,25 @@ def test_a_due_or_other_key_cache_is_refreshed_through_the_helper(place: Place) 
     assert place.claims(probe(place))["sun"] == "alice"
     assert grants(place) == before + 1
     assert (place.cache() / "token").read_text().split()[6] == place.helper.key_id()
+
+
+def test_a_cached_token_of_another_user_name_is_replaced_never_used(place: Place) -> None:
+    """A uid given to someone else within one boot finds the previous
+    owner's cache: a live token of the key in use, under its uid, for
+    another name. It is stale: the wrapper asks the helper for its own."""
+    alice = place.users["alice"]
+    assert place.claims(probe(place, user="bob"))["sun"] == "bob"  # bob's cache is warm
+    line = (place.cache("bob") / "token").read_text()
+    for name in ("token", "token.csh"):
+        (place.cache() / name).unlink(missing_ok=True)
+    token = place.cache() / "token"
+    token.write_text(line)
+    token.chmod(0o600)
+    os.chown(token, alice.uid, alice.gid)
+    before = grants(place)
+    assert place.claims(probe(place))["sun"] == "alice"
+    assert grants(place) == before + 1
+    assert place.claims(token.read_text().split()[7])["sun"] == "alice"
 
 
 def test_export_never_takes_slurm_jwt_out(place: Place, installed: Installed,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt.cache import Cache, Entry, format_lines, parse_line
+from pam_slurmjwt.cache import Cache, Entry, format_lines, parse_line, read_key_id
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "build" / "c" / "cachetool"
@@ -90,6 +90,25 @@ def test_what_python_writes_c_reads(tool: Path, tmp_path: Path) -> None:
     got = c(tool, "load", str(tmp_path / "c")).split()
     assert got[0] == "OK" and got[1] == str(e.exp) and got[3:] == ["0", KID, TOKEN]
     assert e.refresh <= int(got[2]) <= e.refresh + 1
+
+
+# Key id files at every boundary: both readers take exactly the good ones.
+GOOD_KEY_ID_FILES = [b"k\n", b"x" * 63 + b"\n", b"x" * 64 + b"\n", b"a-b_C9\n", b"-\n", b"_\n"]
+BAD_KEY_ID_FILES = [
+    b"", b"\n", b"k", b"x" * 64, b"x" * 65 + b"\n", b"x" * 66 + b"\n", b"x" * 64 + b"\nx",
+    b"x" * 64 + b"\n\n", b"x" * 127 + b"\n", b"x" * 200 + b"\n", b"a.b\n", b"a b\n", b"a$b\n",
+    b"a\tb\n", b"a\x00b\n", b"\xc3\xa9\n", b"a\r\n", b" a\n", b"a\nb\n", b"a\n\n",
+]
+
+
+@pytest.mark.parametrize("data", GOOD_KEY_ID_FILES + BAD_KEY_ID_FILES,
+                         ids=lambda d: repr(d)[:40])
+def test_c_and_python_accept_the_same_key_ids(tool: Path, tmp_path: Path,
+                                              data: bytes) -> None:
+    (tmp_path / "id").write_bytes(data)
+    want = data[:-1].decode() if data in GOOD_KEY_ID_FILES else None
+    assert read_key_id(str(tmp_path)) == want
+    assert c(tool, "keyid", str(tmp_path)) == ("NONE\n" if want is None else f"OK {want}\n")
 
 
 SHELL = {"dash": ["dash", "-c"], "bash": ["bash", "--noprofile", "--norc", "-c"],

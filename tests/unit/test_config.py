@@ -65,11 +65,26 @@ def test_unknown_key_is_a_warning_naming_file_and_line() -> None:
     ("MaxLifespanFor=alice:5", "/c:1: MaxLifespanFor: alice:5 is below the minimum 10"),
     ("RootSocket=root.sock", "/c:1: RootSocket=root.sock must be an absolute path"),
     ("MaxRequestsPerUser=0", "/c:1: MaxRequestsPerUser=0 is below the minimum 1"),
+    ("HelperTimeout=61", "/c:1: HelperTimeout=61 is above the maximum 60"),
+    ("HelperTimeout=2160000", "/c:1: HelperTimeout=2160000 is above the maximum 60"),  # 25 days
+    ("ReadTimeout=61", "/c:1: ReadTimeout=61 is above the maximum 60"),
+    ("LookupTimeout=999999999", "/c:1: LookupTimeout=999999999 is above the maximum 60"),
 ])
 def test_bad_values_are_one_line_errors(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(text, "/c")
     assert str(err.value) == message
+
+
+def test_every_timeout_is_bounded_and_says_so() -> None:
+    """A timeout of days overflows a C client's poll() or waits for ever:
+    every one has a maximum, named in its help (the manual and README)."""
+    timeouts = [opt for opt in OPTIONS if opt.name.endswith("Timeout")]
+    assert [opt.name for opt in timeouts] == ["HelperTimeout", "ReadTimeout", "LookupTimeout"]
+    for opt in timeouts:
+        assert opt.maximum == 60 and f", 1 to {opt.maximum}" in opt.help, opt.name
+        cfg = parse_config(f"{opt.name}=60", "/c")
+        assert getattr(cfg, opt.attr) == 60
 
 
 def test_every_option_has_help_and_a_config_attribute() -> None:
