@@ -9,7 +9,7 @@
  * inherited, then execs SlurmBinDir/NAME. A Slurm client reads SLURM_JWT once,
  * when it starts: so every command a long-lived process (a workflow manager,
  * an IDE's terminal, a notebook) starts gets a live token. The rules, with
- * srun and jobs, are in docs/internals.md ("The Slurm command wrappers").
+ * the commands that reach slurmd and jobs, are in docs/internals.md ("The Slurm command wrappers").
  *
  * Warm path (a fresh cache): no interpreter, no helper round trip, no
  * process but the exec. It never prints on stdout, never execs anything but
@@ -72,6 +72,32 @@ static int is_socket(const char *path)
     struct stat st;
 
     return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/*
+ * The commands that reach slurmd, which never takes a JWT (26.05's srun
+ * refuses to start with one): they lose SLURM_JWT wherever another way in
+ * works.
+ */
+static const char *const TO_SLURMD[] = { "srun", "sattach", "sbcast", "sstat" };
+
+static int reaches_slurmd(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(TO_SLURMD) / sizeof(TO_SLURMD[0]); i++)
+        if (strcmp(name, TO_SLURMD[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * True when Slurm has another authentication than JWT here: today munge's
+ * socket (the one place to add sackd's).
+ */
+static int other_auth_works(const struct wrap_conf *c)
+{
+    return is_socket(c->munge_socket);
 }
 
 /* The last component of argv[0], if it is a plain command name. */
@@ -206,7 +232,7 @@ static int export_wanted(const struct wrap_conf *c)
 {
     if (c->export_mode != EXPORT_AUTO)
         return c->export_mode == EXPORT_ALWAYS;
-    return !is_socket(c->munge_socket);
+    return !other_auth_works(c);
 }
 
 /* Put a live token in SLURM_JWT, or take out what must not be passed on. */
@@ -283,7 +309,7 @@ int main(int argc, char **argv)
         complain("%s; no token handling until that is fixed", why);
         if (find_real(&c, name, real, sizeof(real)) < 0)
             return 127;
-        if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket))
+        if (reaches_slurmd(name) && other_auth_works(&c))
             unsetenv("SLURM_JWT");
         execv(real, argv);
         complain("cannot run %s: %s", real, strerror(errno));
@@ -291,9 +317,8 @@ int main(int argc, char **argv)
     }
     if (find_real(&c, name, real, sizeof(real)) < 0)
         return 127;
-    if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket)) {
-        /* slurmd does not take JWT; 26.05's srun refuses to start with it. */
-        debug("SLURM_JWT removed for srun: munge works here");
+    if (reaches_slurmd(name) && other_auth_works(&c)) {
+        debug("SLURM_JWT removed for %s: it reaches slurmd, and munge works here", name);
         unsetenv("SLURM_JWT");
     } else if (disabled())
         debug("SLURMJWT_DISABLE is set: environment untouched");

@@ -30,6 +30,7 @@ from tests.integration.fixtures.install import Installed
 from tests.integration.fixtures.users import TestUser
 
 pytestmark = pytest.mark.root
+TO_SLURMD = ("srun", "sattach", "sbcast", "sstat")  # slurmd never takes a JWT
 PROBE = '#!/bin/sh\nprintf "%s JWT=%s\\n" "$(basename "$0")" "${SLURM_JWT-<unset>}"\n'
 
 
@@ -98,7 +99,7 @@ def place(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
     conf.chmod(0o644)
     fakebin = work / "fakebin"
     fakebin.mkdir(mode=0o755)
-    for name in ("squeue", "sbatch", "srun"):
+    for name in ("squeue", "sbatch", *TO_SLURMD):
         (fakebin / name).write_text(PROBE)
         (fakebin / name).chmod(0o755)
     (work / "helper").mkdir(mode=0o755)
@@ -267,16 +268,24 @@ def test_root_and_system_users_get_nothing_and_never_ask(place: Place) -> None:
     assert "(user alice)" not in place.helper.log_text()[seen:]
 
 
-def test_srun_never_gets_the_token_where_munge_works(place: Place) -> None:
+@pytest.mark.parametrize("name", TO_SLURMD)
+def test_commands_that_reach_slurmd_never_get_the_token_where_munge_works(
+        place: Place, name: str) -> None:
     token = place.cluster.mint("alice")
     munge = place.config("munge.conf", f"SlurmBinDir={place.fakebin}\n"
                                        f"MungeSocket={place.cluster.munge_socket}\n")
-    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token)
-    assert r.stdout.strip() == "srun JWT=<unset>"
+    r = place.run([str(place.installed.wrappers / name)], conf=munge, SLURM_JWT=token)
+    assert r.stdout.strip() == f"{name} JWT=<unset>", r.stderr
     # Even inside a job, and even with SLURMJWT_DISABLE: slurmd takes no JWT.
-    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token,
+    r = place.run([str(place.installed.wrappers / name)], conf=munge, SLURM_JWT=token,
                   SLURMD_NODENAME="node1", SLURMJWT_DISABLE="1")
-    assert r.stdout.strip() == "srun JWT=<unset>"
+    assert r.stdout.strip() == f"{name} JWT=<unset>", r.stderr
+    # Without munge they are like every other command: a live token.
+    assert place.claims(probe(place, name, SLURM_JWT=token))["sun"] == "alice"
+
+
+def test_the_real_srun_works_where_munge_works_only_without_the_token(place: Place) -> None:
+    token = place.cluster.mint("alice")
     # The real srun, on a host where munge works: the wrapper's works, the
     # bare binary given the same environment does not (slurmd refuses JWT).
     munge_real = place.config("munge-real.conf",
