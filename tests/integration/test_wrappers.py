@@ -253,6 +253,59 @@ def test_no_loop_when_the_wrappers_are_on_path_twice_or_are_slurmbindir(place: P
                         f"are\n")
 
 
+@pytest.mark.parametrize("how", ["exec squeue", "squeue", "timeout 60 squeue"])
+def test_a_site_script_that_runs_its_name_through_path_is_one_line_never_a_loop(
+        place: Place, how: str) -> None:
+    """SlurmBinDir/squeue is a site's script that runs `squeue` through PATH,
+    where the wrappers come first: in the same process, as its child, or
+    through a program in between. The second entry is refused in one line."""
+    sitebin = make_dir("slurmjwt-sitebin-")
+    try:
+        (sitebin / "squeue").write_text(f'#!/bin/sh\n{how} "$@"\n')
+        (sitebin / "squeue").chmod(0o755)
+        conf = place.config("site.conf", f"SlurmBinDir={sitebin}\n")
+        u = place.users["alice"]
+        # Its own process group, killed whole: before the fix this looped for
+        # ever (a chain through `timeout`, which makes groups of its own, ends
+        # when the script is removed below).
+        proc = subprocess.Popen(
+            ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--init-groups", "--",
+             "env", "-i", f"PATH={place.installed.wrappers}:/usr/bin:/bin", f"HOME={u.home}",
+             f"SLURM_CONF={place.conf}", f"SLURMJWT_CONF={conf}",
+             f"SLURMJWT_CACHE_DIR={place.cache()}", "squeue", "--version"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=u.home,
+            start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+        assert (proc.returncode, out) == (127, "")
+        assert err == (f"slurmjwt-wrap: no real squeue: {sitebin}/squeue runs squeue through "
+                       f"PATH, which is this wrapper again; make it run Slurm's squeue by its "
+                       f"full path, or set SlurmBinDir in /etc/slurm/slurmjwt.conf to where "
+                       f"that is\n")
+    finally:
+        shutil.rmtree(sitebin, ignore_errors=True)
+
+
+def test_a_command_slurms_own_binary_starts_is_a_command_of_its_own(place: Place) -> None:
+    """salloc's shell running salloc again is no loop: an ancestor running the
+    real SlurmBinDir/NAME (here a program that starts its command as a child,
+    as salloc does) started it. The inner one gets a token like any other."""
+    sitebin = make_dir("slurmjwt-nested-")
+    try:
+        shutil.copy("/usr/bin/timeout", sitebin / "salloc")  # salloc 60 CMD: CMD as a child
+        (sitebin / "salloc").chmod(0o755)
+        conf = place.config("nested.conf", f"SlurmBinDir={sitebin}\n")
+        r = place.run(["salloc", "60", "sh", "-c", "salloc 60 printenv SLURM_JWT; true"],
+                      conf=conf, timeout=30)
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        assert place.claims(r.stdout.strip())["sun"] == "alice"
+    finally:
+        shutil.rmtree(sitebin, ignore_errors=True)
+
+
 def test_inside_a_job_nothing_is_added(place: Place) -> None:
     assert probe(place, SLURMD_NODENAME="node1") == "<unset>"
     token = place.cluster.mint("alice")
