@@ -4,8 +4,8 @@
  * Responsible for: the PAM entry points and their options; asking
  * slurmjwt-helper for a token for the PAM user; checking that the token is
  * that user's; putting SLURM_JWT into the PAM environment when the helper's
- * export policy says so; putting the Slurm command wrappers first on PATH;
- * logging. Elsewhere: the wire format and the helper connection
+ * export policy says so; putting the Slurm command wrappers in front of the
+ * PAM environment's PATH; logging. Elsewhere: the wire format and the helper connection
  * (../common/protocol.c, client.c), what a token says (../common/token.c),
  * writing the cache as the user (handoff.c, ../common/cache.c), minting
  * (the helper).
@@ -26,18 +26,26 @@
  *                  together, 1..60000 (default 2000); the login waits no
  *                  longer
  *   minuid=UID     users below it are skipped without asking (default 1000)
- *   wrappers=DIR   put DIR first on PATH, so that every Slurm command the
- *                  session starts gets a live token (default
+ *   wrappers=DIR   put DIR in front of PATH, so that every Slurm command
+ *                  the session starts gets a live token (default
  *                  /usr/lib/slurmjwt/bin; only when DIR is a directory that
  *                  only root can change); "none" leaves PATH alone
- *   path=PATH      the PATH to put after DIR when the PAM environment has
- *                  none yet (default /usr/local/bin:/usr/bin:/bin)
  *   nocache        do not write the user's token cache
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
  *                  is still written)
  *   debug          also log skipped users and policy refusals (LOG_DEBUG)
  *
  * Unknown or malformed arguments are logged once each and ignored.
+ *
+ * PATH: the module puts DIR in front of the PAM environment's PATH and never
+ * creates one. sshd, su and login set their own PATH (sshd's compiled
+ * default; su's caller's, or login.defs ENV_PATH with -l; login's ENV_PATH)
+ * after the session is open, then copy the PAM environment over it: a PATH
+ * made here would replace theirs, and none of theirs can be known here.
+ * Without a PATH in the PAM environment (pam_env puts one there), the
+ * session keeps the application's PATH and login shells get DIR from the
+ * profile.d shim; `ssh host CMD` then runs without the wrappers (see
+ * docs/internals.md, "The session's PATH").
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -71,7 +79,6 @@
 #define SLURMJWT_WRAPPERS "/usr/lib/slurmjwt/bin"   /* LIBDIR/bin of make install */
 #endif
 #define DEFAULT_WRAPPERS SLURMJWT_WRAPPERS
-#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
 #define LOG_LINE_MAX 512
 #define PATH_VALUE_MAX 8192
 
@@ -84,7 +91,6 @@ struct options {
     long long timeout_ms;
     const char *socket;
     const char *wrappers;       /* "none" leaves PATH alone */
-    const char *path;
 };
 
 /* What a session carries between its steps; one per open_session call. */
@@ -111,7 +117,6 @@ static const struct option_spec {
     { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, SJWT_TIMEOUT_MAX_MS },
     { "socket",   OPT_PATH,   offsetof(struct options, socket),     0, 0 },
     { "wrappers", OPT_PATH,   offsetof(struct options, wrappers),   0, 0 },
-    { "path",     OPT_PATH,   offsetof(struct options, path),       0, 0 },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -137,7 +142,7 @@ static void parse_options(const struct session *s, struct options *opt,
 
     *opt = (struct options) {
         .minuid = 1000, .timeout_ms = 2000, .socket = DEFAULT_SOCKET,
-        .wrappers = DEFAULT_WRAPPERS, .path = DEFAULT_PATH,
+        .wrappers = DEFAULT_WRAPPERS,
     };
     for (i = 0; i < argc; i++) {
         const struct option_spec *spec = NULL;
@@ -194,9 +199,10 @@ static bool on_path(const char *path, const char *dir)
 }
 
 /*
- * Put the wrapper directory first on the session's PATH: a directory on
- * everybody's PATH that someone else could write would run their programs
- * as every user, so it must be a directory only root can change.
+ * Put the wrapper directory in front of the PAM environment's PATH: a
+ * directory on everybody's PATH that someone else could write would run
+ * their programs as every user, so it must be a directory only root can
+ * change. No PATH there: the application's own stays (see the top).
  */
 static void put_wrappers_on_path(const struct session *s)
 {
@@ -214,9 +220,14 @@ static void put_wrappers_on_path(const struct session *s)
         return;
     }
     old = pam_getenv(s->pamh, "PATH");
-    if (old != NULL && on_path(old, dir))
+    if (old == NULL) {
+        say(s, LOG_DEBUG, "no PATH in the PAM environment: the application's stays, "
+            "without \"%s\"", dir);
         return;
-    n = snprintf(value, sizeof(value), "PATH=%s:%s", dir, old != NULL ? old : s->opt->path);
+    }
+    if (on_path(old, dir))
+        return;
+    n = snprintf(value, sizeof(value), "PATH=%s:%s", dir, old);
     if (n < 0 || (size_t) n >= sizeof(value) || pam_putenv(s->pamh, value) != PAM_SUCCESS)
         say(s, LOG_ERR, "could not put \"%s\" on PATH", dir);
 }

@@ -9,12 +9,14 @@
  * inherited, then execs SlurmBinDir/NAME. A Slurm client reads SLURM_JWT once,
  * when it starts: so every command a long-lived process (a workflow manager,
  * an IDE's terminal, a notebook) starts gets a live token. The rules, with
- * srun and jobs, are in docs/internals.md ("The Slurm command wrappers").
+ * the commands that reach slurmd and jobs, are in docs/internals.md ("The Slurm command wrappers").
  *
  * Warm path (a fresh cache): no interpreter, no helper round trip, no
  * process but the exec. It never prints on stdout, never execs anything but
  * SlurmBinDir/NAME, and says in one line on stderr what is wrong when it
- * cannot run that (exit 127). SLURMJWT_DEBUG=1 says what it decided.
+ * cannot run that (exit 127), or when that (a site's script) runs NAME
+ * through PATH and so this wrapper again: SLURMJWT_WRAPPED marks what it
+ * ran. SLURMJWT_DEBUG=1 says what it decided.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +44,8 @@
 #define NAME_MAX_LEN 64
 #define WHY_MAX 512
 #define RETRY_MS 50     /* pause before asking again after `busy` */
+#define MARK "SLURMJWT_WRAPPED"   /* NAME:PID of the wrapper that last ran SlurmBinDir/NAME */
+#define ANCESTORS_MAX 64          /* how far up the marker's process is looked for */
 
 static int debugging;
 
@@ -74,6 +78,32 @@ static int is_socket(const char *path)
     return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/*
+ * The commands that reach slurmd, which never takes a JWT (26.05's srun
+ * refuses to start with one): they lose SLURM_JWT wherever another way in
+ * works.
+ */
+static const char *const TO_SLURMD[] = { "srun", "sattach", "sbcast", "sstat" };
+
+static int reaches_slurmd(const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(TO_SLURMD) / sizeof(TO_SLURMD[0]); i++)
+        if (strcmp(name, TO_SLURMD[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * True when Slurm has another authentication than JWT here: today munge's
+ * socket (the one place to add sackd's).
+ */
+static int other_auth_works(const struct wrap_conf *c)
+{
+    return is_socket(c->munge_socket);
+}
+
 /* The last component of argv[0], if it is a plain command name. */
 static const char *command_name(const char *argv0)
 {
@@ -88,10 +118,67 @@ static const char *command_name(const char *argv0)
     return name;
 }
 
+/* The parent of process pid, from /proc/PID/stat; -1 when unknown. */
+static long parent_of(long pid)
+{
+    char path[64], buf[512], *close;
+    FILE *f;
+    size_t n;
+    long ppid;
+    char state;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if ((f = fopen(path, "re")) == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* "PID (COMM) S PPID ...": COMM may hold spaces and parentheses. */
+    if ((close = strrchr(buf, ')')) == NULL || sscanf(close + 1, " %c %ld", &state, &ppid) != 2)
+        return -1;
+    return ppid;
+}
+
+/*
+ * True when we are SlurmBinDir/NAME run again by itself: the marker, set by
+ * the wrapper that ran it, names NAME and a process that is this one (the
+ * site's script exec'd NAME through PATH) or an ancestor of it that is not
+ * the real command (a script's shell, or a program it started, ran NAME
+ * through PATH). An ancestor that is Slurm's own binary started a child that
+ * runs NAME (salloc's shell running salloc): that is a command of its own.
+ */
+static int reentered(const char *name, const char *real)
+{
+    const char *mark = getenv(MARK), *colon;
+    struct stat exe, st;
+    char path[64], *end;
+    long pid, at = (long) getpid();
+    int i;
+
+    if (mark == NULL || (colon = strrchr(mark, ':')) == NULL
+        || (size_t) (colon - mark) != strlen(name) || strncmp(mark, name, strlen(name)) != 0)
+        return 0;
+    errno = 0;
+    pid = strtol(colon + 1, &end, 10);
+    if (errno != 0 || end == colon + 1 || *end != '\0' || pid <= 1)
+        return 0;
+    if (pid == at)
+        return 1;
+    for (i = 0; i < ANCESTORS_MAX && at > 1; i++) {
+        if ((at = parent_of(at)) != pid)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%ld/exe", pid);
+        /* Unreadable: not a process of ours, so not our loop. */
+        return stat(path, &exe) == 0 && stat(real, &st) == 0
+            && (exe.st_dev != st.st_dev || exe.st_ino != st.st_ino);
+    }
+    return 0;
+}
+
 /*
  * Find SlurmBinDir/NAME: a regular, executable file that is not this
- * wrapper (no loop, whatever the PATH or the links); 0, or -1 after one
- * line on stderr.
+ * wrapper and has not run this wrapper again (no loop, whatever the PATH,
+ * the links or a site's script there); 0, or -1 after one line on stderr.
  */
 static int find_real(const struct wrap_conf *c, const char *name, char *real, size_t size)
 {
@@ -117,7 +204,25 @@ static int find_real(const struct wrap_conf *c, const char *name, char *real, si
                  "commands are", name, real, SLURMJWT_CONF_PATH);
         return -1;
     }
+    if (reentered(name, real)) {
+        complain("no real %s: %s runs %s through PATH, which is this wrapper again; make it "
+                 "run Slurm's %s by its full path, or set SlurmBinDir in %s to where that is",
+                 name, real, name, name, SLURMJWT_CONF_PATH);
+        return -1;
+    }
     return 0;
+}
+
+/* Exec SlurmBinDir/NAME, marked so that it cannot run us again unnoticed; 126 on failure. */
+static int run_real(const char *name, const char *real, char **argv)
+{
+    char mark[NAME_MAX_LEN + 32];
+
+    snprintf(mark, sizeof(mark), "%s:%ld", name, (long) getpid());
+    setenv(MARK, mark, 1);
+    execv(real, argv);
+    complain("cannot run %s: %s", real, strerror(errno));
+    return 126;
 }
 
 /* The caller's own name; NULL when NSS does not know the uid. */
@@ -206,7 +311,7 @@ static int export_wanted(const struct wrap_conf *c)
 {
     if (c->export_mode != EXPORT_AUTO)
         return c->export_mode == EXPORT_ALWAYS;
-    return !is_socket(c->munge_socket);
+    return !other_auth_works(c);
 }
 
 /* Put a live token in SLURM_JWT, or take out what must not be passed on. */
@@ -283,17 +388,14 @@ int main(int argc, char **argv)
         complain("%s; no token handling until that is fixed", why);
         if (find_real(&c, name, real, sizeof(real)) < 0)
             return 127;
-        if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket))
+        if (reaches_slurmd(name) && other_auth_works(&c))
             unsetenv("SLURM_JWT");
-        execv(real, argv);
-        complain("cannot run %s: %s", real, strerror(errno));
-        return 126;
+        return run_real(name, real, argv);
     }
     if (find_real(&c, name, real, sizeof(real)) < 0)
         return 127;
-    if (strcmp(name, "srun") == 0 && is_socket(c.munge_socket)) {
-        /* slurmd does not take JWT; 26.05's srun refuses to start with it. */
-        debug("SLURM_JWT removed for srun: munge works here");
+    if (reaches_slurmd(name) && other_auth_works(&c)) {
+        debug("SLURM_JWT removed for %s: it reaches slurmd, and munge works here", name);
         unsetenv("SLURM_JWT");
     } else if (disabled())
         debug("SLURMJWT_DISABLE is set: environment untouched");
@@ -303,7 +405,5 @@ int main(int argc, char **argv)
         debug("uid %lu gets no token (root or below MinUid)", (unsigned long) uid);
     else
         place_token(&c, uid);
-    execv(real, argv);
-    complain("cannot run %s: %s", real, strerror(errno));
-    return 126;
+    return run_real(name, real, argv);
 }

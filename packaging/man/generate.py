@@ -377,9 +377,14 @@ def pam_page() -> str:
         that the token is that user's, puts it into the PAM environment as SLURM_JWT
         (so even a non-interactive ssh host squeue has it) when the helper's Export
         policy says so, and puts the Slurm command wrappers (/usr/lib/slurmjwt/bin)
-        first on PATH, so that every Slurm command the session ever starts fetches
-        a live token. It writes the user's token cache in a child process that has
-        become the user for good; root never writes into the user's
+        in front of the PAM environment's PATH, so that every Slurm command the
+        session ever starts fetches a live token. It never makes a PATH: the
+        application (sshd, su, login) sets its own after the session opens and
+        copies the PAM environment over it, so a PATH made here would
+        replace theirs; without one the session keeps the application's PATH
+        and login shells get the wrappers from the profile.d shim.
+        It writes the user's token cache in a child process that has become the
+        user for good; root never writes into the user's
         directories.""")
     out += para("""It fails open, always: helper down or hung, slurmctld down, key
         missing, bad arguments: the session opens without a token after at most

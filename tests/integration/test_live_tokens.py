@@ -29,6 +29,7 @@ import pytest
 from tests.integration.fixtures.cluster import Cluster
 from tests.integration.fixtures.install import Installed
 from tests.integration.fixtures.login import (
+    SITE_PATH,
     World,
     cache_base,
     login_world,
@@ -68,7 +69,7 @@ def world(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
           ) -> Iterator[World]:
     """A login node whose helper mints 30-second tokens (refreshed at 15 s)."""
     with cache_base() as base, login_world(
-            installed, cluster, ("alice", "bob"),
+            installed, cluster, ("alice", "bob"), env={"PATH": SITE_PATH},
             helper_extra=f"Lifespan={LIFESPAN}\nRefreshMargin=15\n") as made:
         yield made
         for user in ("alice", "bob"):
@@ -117,7 +118,8 @@ def portal_session(world: World, scratch: Path, lib: str, user: str = "alice") -
     path.write_text("\n".join([
         "auth sufficient pam_permit.so",
         "account required pam_permit.so",
-        pam_env_line(scratch / f"env-{service}", session_env(world.helper, world.jwt_only_conf)),
+        pam_env_line(scratch / f"env-{service}",
+                     {**session_env(world.helper, world.jwt_only_conf), "PATH": SITE_PATH}),
         *module_lines(world.installed, world.helper.root_socket),
     ]) + "\n")
     try:

@@ -32,6 +32,7 @@ from tests.integration.fixtures.install import REPO, Installed
 from tests.integration.fixtures.login import (
     CACHE_BASE,
     LIFESPAN,
+    SITE_PATH,
     HangingHelper,
     World,
     cache_base,
@@ -66,8 +67,9 @@ def run_cache(test_users: dict[str, TestUser]) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def world(installed: Installed, cluster: Cluster, run_cache: Path,
           test_users: dict[str, TestUser]) -> Iterator[World]:
-    """The session cluster's login node: helper + sshd with the shipped stack."""
-    with login_world(installed, cluster, USERS) as made:
+    """The session cluster's login node: helper + sshd with the shipped stack,
+    and a PATH in the PAM environment (the site's, from pam_env)."""
+    with login_world(installed, cluster, USERS, env={"PATH": SITE_PATH}) as made:
         yield made
 
 
@@ -168,7 +170,8 @@ def test_su_gets_the_token_and_the_wrappers(world: World, scratch: Path, login: 
         "account required pam_unix.so",
         "password required pam_deny.so",
         "session required pam_unix.so",
-        pam_env_line(scratch / "pam_env.conf", session_env(world.helper, world.jwt_only_conf)),
+        pam_env_line(scratch / "pam_env.conf",
+                     {**session_env(world.helper, world.jwt_only_conf), "PATH": SITE_PATH}),
         *module_lines(world.installed, world.helper.root_socket),
     ]) + "\n")
     stack.chmod(0o644)
@@ -187,6 +190,89 @@ def test_su_gets_the_token_and_the_wrappers(world: World, scratch: Path, login: 
     where, token = session_token(result).splitlines()
     assert where == f"{world.installed.wrappers}/squeue", result.stdout
     token_claims(world.cluster, token, "alice")
+
+
+# ---- the session's PATH: the application's, with the wrappers in front ------------
+
+CALLER_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # what su's caller has
+
+
+def su_session_path(world: World, scratch: Path, how: str, module: bool,
+                    pam_path: str | None) -> str:
+    """The PATH `su` (`su -l`; with an ENV_PATH of its own in login.defs)
+    gives alice's session: a private su stack (pam_env, with PATH when
+    pam_path is given, then the module when `module`), bind-mounted over
+    /etc/pam.d/su, su-l and (for the ENV_PATH case) a copy of /etc/login.defs
+    inside a mount namespace that dies with the command. The "shell" prints
+    its PATH and reads no profile."""
+    tag = f"{how.replace(' ', '_')}-{module}-{pam_path is not None}"
+    variables = {**session_env(world.helper, world.jwt_only_conf),
+                 **({"PATH": pam_path} if pam_path else {})}
+    stack = scratch / f"su-{tag}"
+    stack.write_text("\n".join([
+        "auth sufficient pam_rootok.so", "auth required pam_deny.so",
+        "account required pam_unix.so", "password required pam_deny.so",
+        "session required pam_unix.so",
+        pam_env_line(scratch / f"pam_env-{tag}.conf", variables),
+        *(module_lines(world.installed, world.helper.root_socket) if module else []),
+    ]) + "\n")
+    stack.chmod(0o644)
+    defs = scratch / f"login.defs-{tag}"
+    text = Path("/etc/login.defs").read_text()
+    if how == "su -l ENV_PATH":
+        text = re.sub(r"(?m)^ENV_PATH\s.*$", f"ENV_PATH\tPATH={ENV_PATH}", text)
+    defs.write_text(text)
+    defs.chmod(0o644)
+    shell = scratch / "printpath"
+    shell.write_text("#!/bin/sh\nprintenv PATH\n")
+    shell.chmod(0o755)
+    su = ["su", *(["-l"] if how.startswith("su -l") else []), "-s", str(shell), "alice"]
+    script = ('mount --bind "$1" /etc/pam.d/su && mount --bind "$1" /etc/pam.d/su-l '
+              '&& mount --bind "$2" /etc/login.defs && shift 2 && exec "$@"')
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+         str(stack), str(defs), *su],
+        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env={"PATH": CALLER_PATH}, cwd="/", check=False)
+    return session_token(result)
+
+
+ENV_PATH = "/opt/envpath/bin:/usr/bin:/bin"
+
+
+@pytest.mark.parametrize("pam_path", [None, SITE_PATH], ids=["no PAM PATH", "pam_env PATH"])
+@pytest.mark.parametrize("how", ["su", "su -l", "su -l ENV_PATH"])
+def test_su_session_path_is_sus_own_with_the_wrappers_in_front_of_a_pam_path(
+        world: World, scratch: Path, how: str, pam_path: str | None) -> None:
+    without = su_session_path(world, scratch, how, False, pam_path)
+    expected = {"su": CALLER_PATH, "su -l ENV_PATH": ENV_PATH}.get(how)
+    if pam_path is not None:
+        assert without == pam_path  # pam_env's PATH wins over su's, module or not
+    elif expected is not None:
+        assert without == expected  # the caller's, or login.defs' ENV_PATH
+    wrappers = str(world.installed.wrappers)
+    with_module = su_session_path(world, scratch, how, True, pam_path)
+    assert with_module == (f"{wrappers}:{without}" if pam_path else without)
+
+
+@pytest.mark.parametrize("pam_path", [None, SITE_PATH], ids=["no PAM PATH", "pam_env PATH"])
+def test_sshd_session_path_is_sshds_own_with_the_wrappers_in_front_of_a_pam_path(
+        world: World, pam_path: str | None) -> None:
+    paths = {}
+    for module in (False, True):
+        variables = {**session_env(world.helper, world.jwt_only_conf),
+                     **({"PATH": pam_path} if pam_path else {})}
+        with tempfile.TemporaryDirectory(prefix="slurmjwt-sshpath-") as tmp:
+            Path(tmp).chmod(0o755)
+            stack = [pam_env_line(Path(tmp) / "pam_env.conf", variables),
+                     *(module_lines(world.installed, world.helper.root_socket)
+                       if module else [])]
+            with login_sshd(stack, ["alice"]) as sshd:
+                paths[module] = session_token(sshd.ssh("alice", "printenv PATH"))
+    wrappers = str(world.installed.wrappers)
+    # sshd's own (its compiled default), or pam_env's, which wins over it.
+    assert paths[False] == (pam_path or paths[False]) and wrappers not in paths[False]
+    assert paths[True] == (f"{wrappers}:{paths[False]}" if pam_path else paths[False])
 
 
 def test_slurmjwt_token_header_reaches_slurmrestd(world: World) -> None:

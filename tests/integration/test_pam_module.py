@@ -40,7 +40,6 @@ PYTHON = sys.executable
 SLACK = 0.5  # seconds allowed beyond timeout= for process and scheduling noise
 SSH_SLACK = 2.0  # seconds allowed for a whole ssh login besides the module
 KID = "kid-fake_1"
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 # Runs one PAM session in a fresh process and prints what happened as JSON.
 # A subprocess, so that the module's fork and its blocking calls happen in a
@@ -573,23 +572,26 @@ def test_wrappers_go_first_on_path(
 ) -> None:
     wrappers = wrapper_dir(work)
     args = f"socket={helper.path} nocache wrappers={wrappers}"
-    # No PATH in the PAM environment yet: the module's default follows.
-    s = open_session(args, "alice")
-    assert s.env["PATH"] == f"{wrappers}:{DEFAULT_PATH}"
-    assert s.env["SLURM_JWT"] == helper.token
+    # No PATH in the PAM environment: none is made (the application's own
+    # PATH, which it sets later and PAM's would replace, stays).
+    syslog.take()
+    s = open_session(f"{args} debug", "alice")
+    assert "PATH" not in s.env and s.env["SLURM_JWT"] == helper.token
+    assert any(f'no PATH in the PAM environment: the application\'s stays, without '
+               f'"{wrappers}" (user alice)' in x for x in syslog.take())
     # One that pam_env set: the wrappers go in front of it.
     s = open_session(args, "alice", putenv=("PATH=/opt/site/bin:/usr/bin",))
     assert s.env["PATH"] == f"{wrappers}:/opt/site/bin:/usr/bin"
     # Already there: left as it is.
     s = open_session(args, "alice", putenv=(f"PATH=/usr/bin:{wrappers}",))
     assert s.env["PATH"] == f"/usr/bin:{wrappers}"
-    s = open_session(f"{args} path=/bin", "alice")
-    assert s.env["PATH"] == f"{wrappers}:/bin"
     # Even with the helper down: the wrappers will ask it later themselves.
-    s = open_session(f"socket={work}/absent.sock nocache wrappers={wrappers}", "alice")
-    assert s.env["PATH"] == f"{wrappers}:{DEFAULT_PATH}" and "SLURM_JWT" not in s.env
-    s = open_session(f"socket={helper.path} nocache wrappers=none", "alice")
-    assert "PATH" not in s.env
+    s = open_session(f"socket={work}/absent.sock nocache wrappers={wrappers}", "alice",
+                     putenv=("PATH=/usr/bin",))
+    assert s.env["PATH"] == f"{wrappers}:/usr/bin" and "SLURM_JWT" not in s.env
+    s = open_session(f"socket={helper.path} nocache wrappers=none", "alice",
+                     putenv=("PATH=/usr/bin",))
+    assert s.env["PATH"] == "/usr/bin"
 
 
 @pytest.mark.parametrize("change", ["group-writable", "user-owned", "missing", "relative"])
@@ -603,8 +605,9 @@ def test_a_wrapper_directory_others_could_change_never_reaches_path(
         os.chown(wrappers, test_users["bob"].uid, 0)
     arg = {"missing": f"{work}/absent", "relative": "wrappers"}.get(change, str(wrappers))
     syslog.take()
-    s = open_session(f"socket={helper.path} nocache wrappers={arg}", "alice")
-    assert s.rc == 0 and "PATH" not in s.env and s.env["SLURM_JWT"] == helper.token
+    s = open_session(f"socket={helper.path} nocache wrappers={arg}", "alice",
+                     putenv=("PATH=/usr/bin",))
+    assert s.rc == 0 and s.env["PATH"] == "/usr/bin" and s.env["SLURM_JWT"] == helper.token
     lines = syslog.take()
     assert any(f'wrappers= "{arg}" is not an absolute directory that only root can change'
                in x for x in lines), lines

@@ -30,6 +30,7 @@ from tests.integration.fixtures.install import Installed
 from tests.integration.fixtures.users import TestUser
 
 pytestmark = pytest.mark.root
+TO_SLURMD = ("srun", "sattach", "sbcast", "sstat")  # slurmd never takes a JWT
 PROBE = '#!/bin/sh\nprintf "%s JWT=%s\\n" "$(basename "$0")" "${SLURM_JWT-<unset>}"\n'
 
 
@@ -98,7 +99,7 @@ def place(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
     conf.chmod(0o644)
     fakebin = work / "fakebin"
     fakebin.mkdir(mode=0o755)
-    for name in ("squeue", "sbatch", "srun"):
+    for name in ("squeue", "sbatch", *TO_SLURMD):
         (fakebin / name).write_text(PROBE)
         (fakebin / name).chmod(0o755)
     (work / "helper").mkdir(mode=0o755)
@@ -271,6 +272,59 @@ def test_no_loop_when_the_wrappers_are_on_path_twice_or_are_slurmbindir(place: P
                         f"are\n")
 
 
+@pytest.mark.parametrize("how", ["exec squeue", "squeue", "timeout 60 squeue"])
+def test_a_site_script_that_runs_its_name_through_path_is_one_line_never_a_loop(
+        place: Place, how: str) -> None:
+    """SlurmBinDir/squeue is a site's script that runs `squeue` through PATH,
+    where the wrappers come first: in the same process, as its child, or
+    through a program in between. The second entry is refused in one line."""
+    sitebin = make_dir("slurmjwt-sitebin-")
+    try:
+        (sitebin / "squeue").write_text(f'#!/bin/sh\n{how} "$@"\n')
+        (sitebin / "squeue").chmod(0o755)
+        conf = place.config("site.conf", f"SlurmBinDir={sitebin}\n")
+        u = place.users["alice"]
+        # Its own process group, killed whole: before the fix this looped for
+        # ever (a chain through `timeout`, which makes groups of its own, ends
+        # when the script is removed below).
+        proc = subprocess.Popen(
+            ["setpriv", f"--reuid={u.uid}", f"--regid={u.gid}", "--init-groups", "--",
+             "env", "-i", f"PATH={place.installed.wrappers}:/usr/bin:/bin", f"HOME={u.home}",
+             f"SLURM_CONF={place.conf}", f"SLURMJWT_CONF={conf}",
+             f"SLURMJWT_CACHE_DIR={place.cache()}", "squeue", "--version"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=u.home,
+            start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=10)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
+        assert (proc.returncode, out) == (127, "")
+        assert err == (f"slurmjwt-wrap: no real squeue: {sitebin}/squeue runs squeue through "
+                       f"PATH, which is this wrapper again; make it run Slurm's squeue by its "
+                       f"full path, or set SlurmBinDir in /etc/slurm/slurmjwt.conf to where "
+                       f"that is\n")
+    finally:
+        shutil.rmtree(sitebin, ignore_errors=True)
+
+
+def test_a_command_slurms_own_binary_starts_is_a_command_of_its_own(place: Place) -> None:
+    """salloc's shell running salloc again is no loop: an ancestor running the
+    real SlurmBinDir/NAME (here a program that starts its command as a child,
+    as salloc does) started it. The inner one gets a token like any other."""
+    sitebin = make_dir("slurmjwt-nested-")
+    try:
+        shutil.copy("/usr/bin/timeout", sitebin / "salloc")  # salloc 60 CMD: CMD as a child
+        (sitebin / "salloc").chmod(0o755)
+        conf = place.config("nested.conf", f"SlurmBinDir={sitebin}\n")
+        r = place.run(["salloc", "60", "sh", "-c", "salloc 60 printenv SLURM_JWT; true"],
+                      conf=conf, timeout=30)
+        assert (r.returncode, r.stderr) == (0, ""), r.stderr
+        assert place.claims(r.stdout.strip())["sun"] == "alice"
+    finally:
+        shutil.rmtree(sitebin, ignore_errors=True)
+
+
 def test_inside_a_job_nothing_is_added(place: Place) -> None:
     assert probe(place, SLURMD_NODENAME="node1") == "<unset>"
     token = place.cluster.mint("alice")
@@ -286,16 +340,24 @@ def test_root_and_system_users_get_nothing_and_never_ask(place: Place) -> None:
     assert "(user alice)" not in place.helper.log_text()[seen:]
 
 
-def test_srun_never_gets_the_token_where_munge_works(place: Place) -> None:
+@pytest.mark.parametrize("name", TO_SLURMD)
+def test_commands_that_reach_slurmd_never_get_the_token_where_munge_works(
+        place: Place, name: str) -> None:
     token = place.cluster.mint("alice")
     munge = place.config("munge.conf", f"SlurmBinDir={place.fakebin}\n"
                                        f"MungeSocket={place.cluster.munge_socket}\n")
-    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token)
-    assert r.stdout.strip() == "srun JWT=<unset>"
+    r = place.run([str(place.installed.wrappers / name)], conf=munge, SLURM_JWT=token)
+    assert r.stdout.strip() == f"{name} JWT=<unset>", r.stderr
     # Even inside a job, and even with SLURMJWT_DISABLE: slurmd takes no JWT.
-    r = place.run([str(place.installed.wrappers / "srun")], conf=munge, SLURM_JWT=token,
+    r = place.run([str(place.installed.wrappers / name)], conf=munge, SLURM_JWT=token,
                   SLURMD_NODENAME="node1", SLURMJWT_DISABLE="1")
-    assert r.stdout.strip() == "srun JWT=<unset>"
+    assert r.stdout.strip() == f"{name} JWT=<unset>", r.stderr
+    # Without munge they are like every other command: a live token.
+    assert place.claims(probe(place, name, SLURM_JWT=token))["sun"] == "alice"
+
+
+def test_the_real_srun_works_where_munge_works_only_without_the_token(place: Place) -> None:
+    token = place.cluster.mint("alice")
     # The real srun, on a host where munge works: the wrapper's works, the
     # bare binary given the same environment does not (slurmd refuses JWT).
     munge_real = place.config("munge-real.conf",
