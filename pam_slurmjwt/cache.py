@@ -140,20 +140,185 @@ def parse_line(text: str) -> Entry:
 
 
 def token_user(token: str) -> str | None:
-    """Given a token, return its `sun` claim (unverified), or None when its
-    payload is not base64url JSON with a string `sun`."""
+    """Given a token, return its `sun` claim (unverified), or None when
+    c/common/token.c's sjwt_peek would refuse it: exactly the same rules
+    (three unpadded base64url parts; a header object with no `kid` or a plain
+    valid one; a payload object with one plain `sun` of 1 to 64 bytes and one
+    integer `exp`; no top-level member name with an escape), so that every
+    cache reader takes a token for the same user or for none."""
     # Here, not token.slurm_claims: slurmjwt-refresh must not pay for its
-    # imports at start; these two are paid only when a cached entry is read.
-    import base64
-    import json
+    # imports at start; this one is paid only when a cached entry is read.
+    import binascii
 
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, RecursionError):  # binascii's and json's are ValueErrors
+    if not 0 < len(token) <= MAX_TOKEN or not set(token) <= TOKEN_CHARS \
+            or token.count(".") != 2:
         return None
-    sun = claims.get("sun") if isinstance(claims, dict) else None
-    return sun if isinstance(sun, str) else None
+    header, payload, _sig = token.split(".")
+    try:
+        if len(header) % 4 == 1 or len(payload) % 4 == 1:
+            return None
+        header_json = binascii.a2b_base64(_standard_b64(header))
+        payload_json = binascii.a2b_base64(_standard_b64(payload))
+    except binascii.Error:
+        return None
+    head = _Walk(header_json, {b"kid": True})
+    claims = _Walk(payload_json, {b"sun": True, b"exp": False})
+    if not head.ok or not claims.ok or b"sun" not in claims.found \
+            or b"exp" not in claims.found:
+        return None
+    kid = head.found.get(b"kid")
+    if isinstance(kid, bytes) and not is_kid(kid.decode("latin-1")):
+        return None
+    sun = claims.found[b"sun"]
+    # As pwd decodes user names: equal strings, equal bytes (C's strcmp).
+    return sun.decode("utf-8", "surrogateescape") if isinstance(sun, bytes) else None
+
+
+def _standard_b64(part: str) -> str:
+    return part.replace("-", "+").replace("_", "/") + "=" * (-len(part) % 4)
+
+
+class _Walk:
+    """c/common/token.c's JSON walker, line for line: the top level of one
+    object, taking the wanted members (name -> is a string) and skipping the
+    rest without interpreting it; `ok` is False where token.c's walk() fails.
+    Not a JSON parser, on purpose: where the two differ, the readers would
+    disagree on a token's user."""
+
+    WS = frozenset(b" \t\n\r")
+    DIGITS = frozenset(b"0123456789")
+    NOT_AN_INTEGER = frozenset(b".eE")  # 1.5 or 1e9: not the integer slurmctld wants
+    OPEN = frozenset(b"{[")
+    LITERAL = frozenset(b"0123456789-+.abcdefghijklmnopqrstuvwxyzE")
+    DEPTH_MAX = 32
+    NAME_MAX = 64
+    EXP_DIGITS_MAX = 18
+
+    def __init__(self, data: bytes, wanted: dict[bytes, bool]) -> None:
+        self.data, self.at, self.wanted = data, 0, wanted
+        self.found: dict[bytes, bytes | int] = {}
+        self.ok = self._object()
+
+    def _ws(self) -> None:
+        while self.at < len(self.data) and self.data[self.at] in self.WS:
+            self.at += 1
+
+    def _peek(self) -> int:
+        """The byte at the cursor, or -1 at the end."""
+        return self.data[self.at] if self.at < len(self.data) else -1
+
+    def _string(self) -> tuple[bytes, bool] | None:
+        """At a quote: move past the string; return it and whether it is plain
+        (no escape), or None when it is cut short or holds a control byte."""
+        if self._peek() != ord('"'):
+            return None
+        self.at += 1
+        start, plain = self.at, True
+        while self.at < len(self.data) and self.data[self.at] != ord('"'):
+            if self.data[self.at] < 0x20:
+                return None
+            if self.data[self.at] == ord("\\"):
+                plain = False
+                self.at += 1
+                if self.at == len(self.data):
+                    return None
+            self.at += 1
+        if self.at == len(self.data):
+            return None
+        self.at += 1
+        return self.data[start:self.at - 1], plain
+
+    def _value(self, depth: int) -> bool:
+        self._ws()
+        if self.at == len(self.data) or depth > self.DEPTH_MAX:
+            return False
+        if self._peek() == ord('"'):
+            return self._string() is not None
+        if self._peek() in self.OPEN:
+            close = ord("}") if self._peek() == ord("{") else ord("]")
+            self.at += 1
+            self._ws()
+            if self._peek() == close:
+                self.at += 1
+                return True
+            while True:
+                if close == ord("}"):
+                    self._ws()
+                    if self._string() is None:
+                        return False
+                    self._ws()
+                    if self._peek() != ord(":"):
+                        return False
+                    self.at += 1
+                if not self._value(depth + 1):
+                    return False
+                self._ws()
+                if self.at == len(self.data):
+                    return False
+                if self._peek() == close:
+                    self.at += 1
+                    return True
+                if self._peek() != ord(","):
+                    return False
+                self.at += 1
+        start = self.at
+        while self.at < len(self.data) and self.data[self.at] in self.LITERAL:
+            self.at += 1
+        return self.at > start
+
+    def _take(self, name: bytes) -> bool:
+        self._ws()
+        if self.wanted[name]:
+            got = self._string()
+            if got is None or not got[1] or not 0 < len(got[0]) <= self.NAME_MAX:
+                return False
+            value: bytes | int = got[0]
+        else:
+            start = self.at
+            while self.at < len(self.data) and self.data[self.at] in self.DIGITS:
+                self.at += 1
+            if not 0 < self.at - start <= self.EXP_DIGITS_MAX \
+                    or self._peek() in self.NOT_AN_INTEGER:
+                return False
+            value = int(self.data[start:self.at])
+        if name in self.found:
+            return False  # a member given twice: which one would slurmctld read?
+        self.found[name] = value
+        return True
+
+    def _object(self) -> bool:
+        self._ws()
+        if self._peek() != ord("{"):
+            return False
+        self.at += 1
+        self._ws()
+        if self._peek() == ord("}"):
+            self.at += 1
+        else:
+            while True:
+                self._ws()
+                # An escaped name ("s\u0075n") could spell a wanted one to
+                # slurmctld's JSON parser while we skip it: refuse it.
+                got = self._string()
+                if got is None or not got[1]:
+                    return False
+                self._ws()
+                if self._peek() != ord(":"):
+                    return False
+                self.at += 1
+                if not (self._take(got[0]) if got[0] in self.wanted else self._value(1)):
+                    return False
+                self._ws()
+                if self.at == len(self.data):
+                    return False
+                if self._peek() == ord("}"):
+                    self.at += 1
+                    break
+                if self._peek() != ord(","):
+                    return False
+                self.at += 1
+        self._ws()
+        return self.at == len(self.data)
 
 
 class Cache:

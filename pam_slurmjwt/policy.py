@@ -3,8 +3,10 @@ passwd entry, never by a name the caller claims. `slurmjwt mint` applies the
 same rules. Also who a token says its user is, when tokens carry the user's
 ids (IdentityClaims). Lookups go through NSS (nss.py); a name service that
 fails or does not answer makes the answer `internal` (try again), never
-`no-user` or another identity; a configured group it does not know is asked
-again (ASK_AGAIN) and never reads as "not a member". No I/O of its own.
+`no-user` or another identity; a configured group it does not know, and a
+DenyGroups group it knows, is asked again (ASK_AGAIN): an unknown group
+never reads as "not a member", and a deny rule follows its group's gid.
+No I/O of its own.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class Names:
     MaxLifespanFor's users, resolved once per load (a user name without an
     entry is left out: DenyUsers matches by name too, and an unknown cap
     only shortens); and the group names of AllowGroups, DenyGroups and
-    MaxLifespanFor, each kept once the name service knows it. Those it did
-    not know are in `unknown`, asked again from `ask_again_at` (monotonic
-    seconds) on."""
+    MaxLifespanFor, each kept once the name service knows it (DenyGroups
+    names are asked again all the same). Those it did not know are in
+    `unknown`; both are asked again from `ask_again_at` (monotonic seconds)
+    on."""
 
     slurm_uid: Optional[int]
     deny_uids: frozenset[int]
@@ -82,27 +85,36 @@ class Policy:
 
     def names(self) -> Names:
         """Return the configured names as ids, looked up on first use and kept
-        for this load; a group name the name service did not know is asked
-        again once ASK_AGAIN has passed. Raise Refused("internal") while the
-        name service fails (the next request tries again), so a DenyUsers or
-        DenyGroups entry is never skipped because sssd was down.
+        for this load; a group name the name service did not know, and every
+        DenyGroups name, is asked again once ASK_AGAIN has passed. Raise
+        Refused("internal") while the name service fails (the next request
+        tries again), so a DenyUsers or DenyGroups entry is never skipped
+        because sssd was down.
 
         Lookup threads call this at once: the worst a race costs is a
         second lookup of the same names."""
         names = self._names
         if names is None:
             names = self._load()
-        elif names.unknown and self.clock() >= names.ask_again_at:
+        elif self.clock() < names.ask_again_at:
+            return names
+        else:
+            # Unknown names, and every DenyGroups name: a deny rule follows
+            # the directory, so a group deleted and made again under a new
+            # gid is denied by its new gid from this answer on (and while it
+            # is gone, nobody gets a token), not admitted until a reload.
+            ask = [name for name in self._group_names()
+                   if name in names.unknown or name in self.cfg.deny_groups]
+            if not ask:
+                return names
             # Claimed before asking: the other threads decide on what is
             # known meanwhile (an unknown group never admits or clears
             # anyone), and a failure here waits for the next turn too.
             self._names = replace(names, ask_again_at=self.clock() + ASK_AGAIN)
-            gids, unknown = self._groups(
-                [name for name in self._group_names() if name in names.unknown], names.gids)
+            kept = {name: gid for name, gid in names.gids.items() if name not in ask}
+            gids, unknown = self._groups(ask, kept)
             names = replace(names, gids=gids, unknown=unknown,
                             ask_again_at=self.clock() + ASK_AGAIN)
-        else:
-            return names
         self._names = names
         return names
 

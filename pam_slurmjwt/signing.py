@@ -46,6 +46,19 @@ HS256_MIN_BYTES = 32
 # Printable text (a password, a passphrase, base64 of something): whatever
 # its length, a key a person could type is a key an attacker can guess.
 TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+# Byte-order marks (UTF-8, UTF-16 LE, UTF-16 BE): an editor's "Unicode" text
+# is still text. Removed, with NUL bytes (UTF-16's other half of ASCII,
+# `dd conv=sync`'s padding), before the printable-text rule.
+BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
+# 32 bytes from /dev/random hold about 30 distinct values; a key with fewer
+# than 16 is mostly one pattern or padding (b"\0" * 31 + b"\1"). The chance
+# that 32 random bytes hold fewer than 16 distinct values is 3.2e-17 (the sum
+# over k < 16 of C(256, k) k! S(32, k) / 256^32, S a Stirling number of the
+# second kind); that all 32 fall in TEXT_BYTES or NUL is (99/256)^32 = 6.3e-14.
+# Longer random keys are less likely still to be refused.
+HS256_MIN_DISTINCT = 16
+PEM_BEGIN_UTF16 = (PEM_BEGIN.decode("ascii").encode("utf-16-le"),
+                   PEM_BEGIN.decode("ascii").encode("utf-16-be"))
 
 
 # ----------------------------------------------------------------- signers
@@ -72,15 +85,23 @@ def hs256_key_id(st: os.stat_result) -> str:
 
 def check_hs256_key(path: str, key: bytes) -> None:
     """Raise KeyFileError naming the file and the fix when an HS256 key is
-    obviously weak: short, one byte repeated, or printable text."""
+    obviously weak: short, one byte repeated, printable text once NUL bytes
+    and a byte-order mark are removed, or fewer than HS256_MIN_DISTINCT
+    distinct byte values."""
     make = f"make a new one with: dd if=/dev/random of={path} bs=32 count=1"
+    text = key.replace(b"\0", b"")
+    for bom in BOMS:
+        text = text.removeprefix(bom)
     problem = None
     if len(key) < HS256_MIN_BYTES:
         problem = f"only {len(key)} bytes, fewer than {HS256_MIN_BYTES}"
     elif len(set(key)) == 1:
         problem = "one byte repeated"
-    elif set(key) <= TEXT_BYTES:
+    elif set(text) <= TEXT_BYTES:
         problem = "printable text (a password or passphrase), which can be guessed"
+    elif len(set(key)) < HS256_MIN_DISTINCT:
+        problem = (f"only {len(set(key))} distinct byte values, fewer than "
+                   f"{HS256_MIN_DISTINCT}, which can be guessed")
     if problem:
         raise KeyFileError(f'cannot use key "{path}": {problem}; {make} (and give slurmctld '
                            f"the same file)")
@@ -178,10 +199,22 @@ def signer_of(path: str, data: bytes, st: os.stat_result) -> Signer:
 
 
 def _no_pem_inside(where: str, path: str, data: bytes) -> None:
-    """Raise KeyFileError when a PEM block follows other bytes: such a file
-    is neither a PEM key (it must start with -----BEGIN) nor an HS256 key
-    (PyJWT refuses PEM-looking HMAC keys, and slurmctld would take the
-    whole file, text and all)."""
+    """Raise KeyFileError when a PEM block is saved as UTF-16 or follows other
+    bytes: such a file is neither a PEM key (it must start with -----BEGIN)
+    nor an HS256 key (PyJWT refuses PEM-looking HMAC keys, and slurmctld
+    would take the whole file, text and all)."""
+    for begin in PEM_BEGIN_UTF16:
+        at = data.find(begin)
+        if at < 0:
+            continue
+        # Each pattern holds the other one byte along: where the text's
+        # ASCII bytes sit (even offsets, or odd) tells its byte order.
+        encoding = "UTF-16LE" if (at + begin.index(b"-")) % 2 == 0 else "UTF-16BE"
+        if data.startswith(BOMS[1:]):
+            encoding = "UTF-16"  # iconv reads the byte order from the mark and drops it
+        raise KeyFileError(f"{where}: it is a PEM key saved as UTF-16 text (Notepad's "
+                           f'"Unicode"); save it again as ASCII/UTF-8, e.g. iconv -f '
+                           f'{encoding} -t UTF-8 "{path}" > NEWFILE')
     if PEM_BEGIN not in data or data.lstrip().startswith(PEM_BEGIN):
         return
     if data.startswith(b"\xef\xbb\xbf"):

@@ -8,6 +8,7 @@ The C side runs in build/c/cachetool (ASan, UBSan), built by
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import shutil
@@ -19,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt.cache import Cache, Entry, format_lines, parse_line, read_key_id
+from pam_slurmjwt.cache import (
+    Cache,
+    Entry,
+    format_lines,
+    parse_line,
+    read_key_id,
+    token_user,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOL = ROOT / "build" / "c" / "cachetool"
@@ -192,3 +200,110 @@ def test_c_and_python_agree_on_torn_and_hostile_lines(tool: Path, tmp_path: Path
         assert [int(got[1]), int(got[2]), got[3] == "1", got[4], got[5]] == [
             py.exp, py.refresh, py.export, py.kid, py.token], line
     assert accepted >= 1
+
+
+# ----------------------------------------------------------------- a token's sun
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+HEADER = b64(b'{"alg":"HS256","kid":"k-1","typ":"JWT"}')
+PAYLOAD = b64(b'{"sun":"alice","exp":1}')
+
+
+def jwt_of(payload: bytes, header: str = HEADER) -> str:
+    return f"{header}.{b64(payload)}.c2lnbmF0dXJl"
+
+
+def c_sun(tool: Path, token: str) -> str | None:
+    """What sjwt_peek (c/common/token.c) makes of a token: its sun, or None."""
+    out = subprocess.run([str(tool), "peek"], input=token.encode("ascii") + b"\n",
+                         capture_output=True, check=True, timeout=30).stdout
+    if out.startswith(b"BAD "):
+        return None
+    assert out.startswith(b"OK ") and out.endswith(b"\n"), out
+    return out[3:-1].rsplit(b" ", 2)[0].decode("utf-8", "surrogateescape")
+
+
+NESTED = b"[" * 32 + b"]" * 32  # 32 levels below the payload object: token.c's bound
+
+SUN_TOKENS = {
+    "plain": (jwt_of(b'{"sun":"alice","exp":1700000000}'), "alice"),
+    "escaped-value": (jwt_of(b'{"sun":"\\u0061lice","exp":1700000000}'), None),
+    "duplicate-sun": (jwt_of(b'{"sun":"bob","sun":"alice","exp":1700000000}'), None),
+    "duplicate-exp": (jwt_of(b'{"sun":"alice","exp":1,"exp":2}'), None),
+    "padded-payload": (f"{HEADER}.{PAYLOAD}==.c2ln", None),
+    "padded-header": (f"{HEADER}==.{PAYLOAD}.c2ln", None),
+    "length-1-mod-4": (f"{HEADER}.{PAYLOAD}x.c2ln", None),
+    "escaped-name": (jwt_of(b'{"s\\u0075n":"bob","sun":"alice","exp":1}'), None),
+    "escaped-other-name": (jwt_of(b'{"\\u0078":1,"sun":"alice","exp":1}'), None),
+    "escape-nested": (jwt_of(b'{"x":{"\\u0073un":"\\"bob"},"sun":"alice","exp":1}'), "alice"),
+    "escape-in-other-value": (jwt_of(b'{"x":"a\\"b","sun":"alice","exp":1}'), "alice"),
+    "no-exp": (jwt_of(b'{"sun":"alice"}'), None),
+    "no-sun": (jwt_of(b'{"exp":1}'), None),
+    "empty-sun": (jwt_of(b'{"sun":"","exp":1}'), None),
+    "sun-64": (jwt_of(b'{"sun":"' + b"a" * 64 + b'","exp":1}'), "a" * 64),
+    "sun-65": (jwt_of(b'{"sun":"' + b"a" * 65 + b'","exp":1}'), None),
+    "sun-number": (jwt_of(b'{"sun":1,"exp":1}'), None),
+    "sun-with-space": (jwt_of(b'{"sun":"al ice","exp":1}'), "al ice"),
+    "sun-utf-8": (jwt_of('{"sun":"zoë","exp":1}'.encode()), "zoë"),
+    "sun-not-utf-8": (jwt_of(b'{"sun":"\xffbob","exp":1}'), "\udcffbob"),
+    "sun-control": (jwt_of(b'{"sun":"ali\x01ce","exp":1}'), None),
+    "sun-del": (jwt_of(b'{"sun":"ali\x7fce","exp":1}'), "ali\x7fce"),
+    "exp-string": (jwt_of(b'{"sun":"alice","exp":"1"}'), None),
+    "exp-fraction": (jwt_of(b'{"sun":"alice","exp":1.5}'), None),
+    "exp-exponent": (jwt_of(b'{"sun":"alice","exp":1E9}'), None),
+    "exp-negative": (jwt_of(b'{"sun":"alice","exp":-1}'), None),
+    "exp-18-digits": (jwt_of(b'{"sun":"alice","exp":999999999999999999}'), "alice"),
+    "exp-19-digits": (jwt_of(b'{"sun":"alice","exp":1000000000000000000}'), None),
+    "exp-leading-zero": (jwt_of(b'{"sun":"alice","exp":017}'), "alice"),
+    "whitespace": (jwt_of(b' \t{ "sun" :\n"alice" ,\r"exp" : 1 } \n'), "alice"),
+    "trailing-bytes": (jwt_of(b'{"sun":"alice","exp":1}x'), None),
+    "two-objects": (jwt_of(b'{"sun":"alice","exp":1}{}'), None),
+    "not-an-object": (jwt_of(b'["alice"]'), None),
+    "lax-literal": (jwt_of(b'{"x":[tru,nul,1-2+e],"sun":"alice","exp":1}'), "alice"),
+    "nan": (jwt_of(b'{"x":NaN,"sun":"alice","exp":1}'), None),
+    "infinity": (jwt_of(b'{"x":-Infinity,"sun":"alice","exp":1}'), None),
+    "depth-32": (jwt_of(b'{"x":' + NESTED + b',"sun":"alice","exp":1}'), "alice"),
+    "depth-33": (jwt_of(b'{"x":[' + NESTED + b'],"sun":"alice","exp":1}'), None),
+    "utf-16-json": (jwt_of('{"sun":"alice","exp":1}'.encode("utf-16-le")), None),
+    "byte-order-mark": (jwt_of(b'\xef\xbb\xbf{"sun":"alice","exp":1}'), None),
+    "header-no-kid": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"alg":"HS256"}')), "alice"),
+    "header-empty": (jwt_of(b'{"sun":"alice","exp":1}', b64(b"{}")), "alice"),
+    "header-escaped-kid": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"kid":"k\\u002d1"}')),
+                           None),
+    "header-kid-dot": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"kid":"k.1"}')), None),
+    "header-kid-65": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"kid":"' + b"k" * 65 + b'"}')),
+                      None),
+    "header-kid-number": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"kid":1}')), None),
+    "header-two-kids": (jwt_of(b'{"sun":"alice","exp":1}', b64(b'{"kid":"a","kid":"b"}')),
+                        None),
+    "header-not-json": (jwt_of(b'{"sun":"alice","exp":1}', b64(b"kid")), None),
+    "header-empty-part": (jwt_of(b'{"sun":"alice","exp":1}', ""), None),
+    "two-parts": (f"{HEADER}.{PAYLOAD}", None),
+    "four-parts": (jwt_of(b'{"sun":"alice","exp":1}') + ".x", None),
+    "too-long": (jwt_of(b'{"sun":"alice","exp":1,"x":"' + b"y" * 5300 + b'"}'), None),
+    "longest": (jwt_of(b'{"sun":"alice","exp":1,"x":"' + b"y" * 5240 + b'"}'), "alice"),
+}
+
+
+@pytest.mark.parametrize("name", SUN_TOKENS)
+def test_c_and_python_read_the_same_sun_from_a_token(tool: Path, name: str) -> None:
+    """Every cache reader (C: the PAM module, the wrappers; Python: the
+    shims' slurmjwt-refresh) takes a token for the same user, or for none."""
+    token, sun = SUN_TOKENS[name]
+    assert (token_user(token), c_sun(tool, token)) == (sun, sun)
+
+
+def test_c_and_python_agree_on_the_sun_of_mutated_tokens(tool: Path) -> None:
+    rng = random.Random(20261204)
+    payload = '{"iat":1700000000,"x":{"a":[1,"b\\"c"]},"sun":"alice","exp":1700000600}'
+    accepted = 0
+    for _ in range(300):
+        text = mutate(rng, payload)
+        token = jwt_of(text.encode("utf-8"), rng.choice([HEADER, b64(b"{}")]))
+        py = token_user(token)
+        assert py == c_sun(tool, token), text
+        accepted += py is not None
+    assert accepted >= 10

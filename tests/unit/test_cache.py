@@ -24,7 +24,8 @@ from pam_slurmjwt.errors import CacheUnsafe
 from pam_slurmjwt.token import b64url, compact_json
 
 ME = pwd.getpwuid(os.getuid()).pw_name
-TOKEN = f"eyJhbGciOiJIUzI1NiJ9.{b64url(compact_json({'sun': ME}))}.c2ln"  # the caller's
+# The caller's; with an exp, as c/common/token.c reads a token (test_c_cache.py).
+TOKEN = f"eyJhbGciOiJIUzI1NiJ9.{b64url(compact_json({'sun': ME, 'exp': 1}))}.c2ln"
 KID = "kid-A_1"
 
 
@@ -141,10 +142,10 @@ def _token_of(claims: object) -> str:
 
 
 @pytest.mark.parametrize(("token", "user"), [
-    (_token_of({"sun": "previous-owner"}), None),  # the uid's name: looked up
-    (_token_of({"sun": ME}), "new-owner"),  # a name given to the cache
+    (_token_of({"sun": "previous-owner", "exp": 1}), None),  # the uid's name: looked up
+    (_token_of({"sun": ME, "exp": 1}), "new-owner"),  # a name given to the cache
     (_token_of({"exp": 1}), None),  # no sun
-    (_token_of({"sun": 0}), None),  # not a name
+    (_token_of({"sun": 0, "exp": 1}), None),  # not a name
     ("eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln", None),  # not JSON
     (f"eyJhbGciOiJIUzI1NiJ9.{b64url(b'[' * 5000)}.c2ln", None),  # too deep for json
 ], ids=["previous-owner", "renamed", "no-sun", "number", "not-json", "deep"])

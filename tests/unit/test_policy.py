@@ -220,10 +220,11 @@ def test_an_unknown_group_is_asked_again_at_most_once_per_interval() -> None:
     clock.now += 0.1
     for _ in range(20):
         _refusal(policy, 0, "demo")
-    # Only the unknown name is asked again, once; the known ones are kept.
+    # The unknown name and the DenyGroups ones are asked again, once; the
+    # AllowGroups name is kept.
     asked = [what for what in directory.asked if what.startswith("group '")]
     assert asked == ["group 'hpc'", "group 'contractors'", "group 'latecomers'",
-                     "group 'latecomers'"]
+                     "group 'contractors'", "group 'latecomers'"]
 
 
 def test_a_failure_asking_again_is_internal_and_the_name_is_asked_again_later() -> None:
@@ -240,3 +241,48 @@ def test_a_failure_asking_again_is_internal_and_the_name_is_asked_again_later() 
     assert _refusal(policy, 0, "frank") == UNKNOWN_DENY  # its turn is taken: wait
     clock.now += ASK_AGAIN
     assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+
+
+# -- a DenyGroups group deleted, or made again under a new gid, within one
+# load: the deny rule follows the directory, never becomes an allow
+
+def _delete_latecomers(directory: FakeDirectory) -> None:
+    gid = directory.groups.pop("latecomers")
+    for gids in directory.supplementary.values():
+        gids.discard(gid)
+
+
+def test_a_deny_group_made_again_under_a_new_gid_is_denied_by_its_new_gid() -> None:
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("DenyGroups=latecomers", directory, clock)
+    _create_latecomers(directory, "frank")
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+    _delete_latecomers(directory)
+    directory.groups["latecomers"] = LATE_GID + 1
+    directory.supplementary["frank"].add(LATE_GID + 1)
+    # Within ASK_AGAIN the old gid still stands; from the next answer on,
+    # the new one: frank never gets a token for want of a reload.
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+    assert policy.resolve(0, "demo").pw_name == "demo"
+    # The old gid, given to another group, denies nobody.
+    directory.groups["newcomers"] = LATE_GID
+    directory.supplementary["demo"].add(LATE_GID)
+    assert policy.resolve(0, "demo").pw_name == "demo"
+
+
+def test_a_deny_group_deleted_within_a_load_refuses_everyone_as_internal() -> None:
+    # Deleted, or hidden by sssd's negative cache: its members cannot be
+    # told from anyone else, as when it was unknown at the load.
+    directory, clock = FakeDirectory(), Clock()
+    policy = _policy("DenyGroups=latecomers", directory, clock)
+    _create_latecomers(directory, "frank")
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+    _delete_latecomers(directory)
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == UNKNOWN_DENY
+    assert _refusal(policy, 0, "demo") == UNKNOWN_DENY
+    _create_latecomers(directory, "frank")
+    clock.now += ASK_AGAIN
+    assert _refusal(policy, 0, "frank") == ("denied", "frank is in DenyGroups (latecomers)")
+    assert policy.resolve(0, "demo").pw_name == "demo"

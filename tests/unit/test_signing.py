@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import pwd
+import subprocess
 from pathlib import Path
 
 import jwt
@@ -24,6 +25,7 @@ from pam_slurmjwt.signing import (
     HS256Signer,
     KeyMinter,
     RS256Signer,
+    check_hs256_key,
     hs256_key_id,
     jwk,
     jwks_document,
@@ -130,7 +132,24 @@ DD = "make a new one with: dd if=/dev/random of={path} bs=32 count=1 (and give s
      "printable text (a password or passphrase), which can be guessed"),
     (base64.b64encode(os.urandom(32)) + b"\n",
      "printable text (a password or passphrase), which can be guessed"),
-], ids=["16-bytes", "31-bytes", "zeros", "ff", "passphrase", "base64"])
+    # What `printf password | dd bs=32 conv=sync` makes: NUL padding hides no text.
+    (b"password" + b"\0" * 24,
+     "printable text (a password or passphrase), which can be guessed"),
+    # Notepad's "Unicode": UTF-16, with or without its byte-order mark.
+    ("correct horse battery".encode("utf-16-le"),
+     "printable text (a password or passphrase), which can be guessed"),
+    ("correct horse battery".encode("utf-16"),
+     "printable text (a password or passphrase), which can be guessed"),
+    ("correct horse battery".encode("utf-16-be"),
+     "printable text (a password or passphrase), which can be guessed"),
+    (b"\xef\xbb\xbfcorrect horse battery staple 2026\n",
+     "printable text (a password or passphrase), which can be guessed"),
+    (b"\0" * 31 + b"\1",
+     "only 2 distinct byte values, fewer than 16, which can be guessed"),
+    (bytes(range(15)) * 3,
+     "only 15 distinct byte values, fewer than 16, which can be guessed"),
+], ids=["16-bytes", "31-bytes", "zeros", "ff", "passphrase", "base64", "dd-conv-sync",
+        "utf-16-le", "utf-16-bom", "utf-16-be", "utf-8-bom", "one-bit", "15-values"])
 def test_weak_hs256_keys_are_refused_with_how_to_make_a_good_one(
         tmp_path: Path, data: bytes, problem: str) -> None:
     _as_root()
@@ -145,6 +164,38 @@ def test_random_hs256_keys_as_slurm_documents_them_are_taken(tmp_path: Path) -> 
     for size in (32, 64, 1024):  # dd if=/dev/random bs=32 count=1, and longer
         path = _key_file(tmp_path / f"k{size}", os.urandom(size))
         assert load_signer(str(path), "slurm").alg == "HS256"
+    # The fewest distinct values taken, and KEY (which the tests sign with).
+    check_hs256_key("/k", bytes(range(0x80, 0x90)) * 2)
+    check_hs256_key("/k", KEY)
+
+
+@pytest.mark.parametrize(("data", "iconv"), [
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+    (b"", "UTF-16LE"),
+    (b"", "UTF-16BE"),
+    ("\n".encode("utf-16-le"), "UTF-16LE"),
+    ("\n".encode("utf-16-be"), "UTF-16BE"),
+], ids=["le-bom", "be-bom", "le", "be", "le-newline-first", "be-newline-first"])
+def test_a_pem_key_saved_as_utf_16_is_refused_not_taken_for_an_hs256_key(
+        tmp_path: Path, rsa_key: rsa.RSAPrivateKey, data: bytes, iconv: str) -> None:
+    # Once it had no -----BEGIN bytes, so the helper signed HS256 with it.
+    _as_root()
+    order = "utf-16-be" if iconv == "UTF-16BE" or data == b"\xfe\xff" else "utf-16-le"
+    path = _key_file(tmp_path / "login1.pem", data + _pem(rsa_key).decode().encode(order))
+    problem = (f"it is a PEM key saved as UTF-16 text (Notepad's \"Unicode\"); save it again "
+               f'as ASCII/UTF-8, e.g. iconv -f {iconv} -t UTF-8 "{path}" > NEWFILE')
+    with pytest.raises(KeyFileError) as err:
+        load_signer(str(path), "slurm")
+    assert str(err.value) == f'cannot use key "{path}": {problem}'
+    with pytest.raises(KeyFileError) as err:
+        public_keys_of(str(path))
+    assert str(err.value) == f'cannot use "{path}": {problem}'
+    # The fix it names gives back the key.
+    fixed = subprocess.run(["iconv", "-f", iconv, "-t", "UTF-8", str(path)],
+                           capture_output=True, check=True).stdout
+    assert load_signer(str(_key_file(tmp_path / "fixed.pem", fixed)), "slurm").kid == \
+        thumbprint(rsa_key.public_key())
 
 
 @pytest.mark.parametrize(("prefix", "problem"), [
