@@ -8,6 +8,7 @@ pam, shells), each registered in order (registry.py); the renderers
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -43,11 +44,19 @@ class Doctor(ConfChecks, NameChecks, KeyChecks, UnitChecks, SlurmChecks, PamChec
             try:
                 check = step.function(self)
             except SlurmJwtError as err:
-                check = Check("FAIL", step.name.replace("_", " "), str(err))
+                # Errors say "what; fix" (the project's one message pattern).
+                said = str(err)
+                check = Check("FAIL", step.name.replace("_", " "), said,
+                              said.rpartition("; ")[2] if "; " in said else "")
+                if step.needed:  # without slurmjwt.conf or slurm.conf, nothing else can run
+                    yield dataclasses.replace(check, id=step.name)
+                    return
             if check is not None:  # None: nothing to check on this host
-                yield check
+                yield dataclasses.replace(check, id=step.name)
 
 
-def run_doctor(config_path: str | None, user: str | None, out: Callable[[str], None]) -> bool:
-    """Print every check through out(); return True when none failed."""
-    return render.text(Doctor(config_path, user).run(), out)
+def run_doctor(config_path: str | None, user: str | None, out: Callable[[str], None],
+               as_json: bool = False) -> bool:
+    """Print every check through out(), as text lines or one JSON document;
+    return True when none failed."""
+    return (render.json_report if as_json else render.text)(Doctor(config_path, user).run(), out)

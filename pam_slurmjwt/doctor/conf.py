@@ -4,7 +4,7 @@ auth/jwt), and what Export= means on this host."""
 from __future__ import annotations
 
 from pam_slurmjwt.config import export_wanted, load_config
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.host import is_socket
 from pam_slurmjwt.doctor.registry import check
@@ -14,7 +14,7 @@ from pam_slurmjwt.slurmconf import parse_slurm_conf
 class ConfChecks(Context):
     """slurmjwt.conf and slurm.conf."""
 
-    @check(10)
+    @check(10, needed=True)
     def config(self) -> Check:
         self.cfg = load_config(self.config_path)
         where = self.cfg.path or "no slurmjwt.conf (defaults)"
@@ -22,7 +22,7 @@ class ConfChecks(Context):
             return Check("WARN", "config", f"{where}; " + "; ".join(self.cfg.warnings))
         return Check("OK", "config", where)
 
-    @check(11)
+    @check(11, needed=True)
     def slurm_conf(self) -> Check:
         assert self.cfg is not None
         self.slurm = parse_slurm_conf(self.cfg.slurm_conf_path())
@@ -33,9 +33,9 @@ class ConfChecks(Context):
         assert self.slurm is not None
         if self.slurm.jwt_enabled:
             return Check("OK", "auth/jwt", f"AuthAltTypes={','.join(self.slurm.auth_alt_types)}")
-        return Check("FAIL", "auth/jwt", f"AuthAltTypes in {self.slurm.path} lacks auth/jwt; add "
-                     "AuthAltTypes=auth/jwt (and AuthAltParameters=jwt_key=PATH) on every host, "
-                     "then restart slurmctld")
+        return advice("FAIL", "auth/jwt", f"AuthAltTypes in {self.slurm.path} lacks auth/jwt",
+                      "add AuthAltTypes=auth/jwt (and AuthAltParameters=jwt_key=PATH) on every "
+                      "host, then restart slurmctld")
 
     @check(34)
     def export(self) -> Check:

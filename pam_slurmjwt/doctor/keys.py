@@ -10,7 +10,7 @@ import stat
 
 from pam_slurmjwt import protocol
 from pam_slurmjwt.cache import read_key_id
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.registry import ROOT, check
 from pam_slurmjwt.errors import SlurmJwtError
@@ -34,11 +34,11 @@ class KeyChecks(Context):
         if self.slurm.alt_parameter("jwks") and not self.slurm.alt_parameter("jwt_key"):
             return Check("OK", name, "slurmctld has a JWKS and no HS256 key: scontrol token "
                          "cannot make tokens")
-        return Check("WARN", name, "a stolen token can get its successor from scontrol token, "
-                     "for ever: add disable_token_creation to AuthAltParameters in "
-                     f"{self.slurm.path} and restart slurmctld (the helper never uses "
-                     "scontrol token; with Backend=scontrol it runs as SlurmUser, who still "
-                     "may)")
+        return advice("WARN", name, "a stolen token can get its successor from scontrol token, "
+                      "for ever", "add disable_token_creation to AuthAltParameters in "
+                      f"{self.slurm.path} and restart slurmctld (the helper never uses "
+                      "scontrol token; with Backend=scontrol it runs as SlurmUser, who still "
+                      "may)", joint=": ")
 
     @check(21, ROOT)
     def key(self) -> Check:
@@ -87,18 +87,18 @@ class KeyChecks(Context):
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]
             tried.append(user)
         if not tried:
-            return Check("FAIL", "slurmctld accepts", f"no user at or above MinUid "
-                         f"{self.cfg.min_uid} to prove the key with; run slurmjwt doctor "
-                         "--user NAME")
+            return advice("FAIL", "slurmctld accepts", f"no user at or above MinUid "
+                          f"{self.cfg.min_uid} to prove the key with", "run slurmjwt doctor "
+                          "--user NAME")
         if rsa and self.kid is not None:
-            return Check("FAIL", "slurmctld accepts", f"squeue with a fresh helper token failed "
-                         f"for {', '.join(tried)} ({last}); {self._missing_from_jwks(self.kid)}")
-        return Check("FAIL", "slurmctld accepts",
-                     f"squeue with a fresh helper token failed for {', '.join(tried)} "
-                     f"({last}); the helper's key is not slurmctld's, the clocks differ, or "
-                     "slurmctld does not know these users: compare the key files byte for "
-                     "byte, see slurmctld's log for 'jwt_decode failure', or run slurmjwt "
-                     "doctor --user NAME with a user slurmctld knows")
+            return advice("FAIL", "slurmctld accepts", f"squeue with a fresh helper token failed "
+                          f"for {', '.join(tried)} ({last})", self._missing_from_jwks(self.kid))
+        return advice("FAIL", "slurmctld accepts",
+                      f"squeue with a fresh helper token failed for {', '.join(tried)} "
+                      f"({last}); the helper's key is not slurmctld's, the clocks differ, or "
+                      "slurmctld does not know these users", "compare the key files byte for "
+                      "byte, see slurmctld's log for 'jwt_decode failure', or run slurmjwt "
+                      "doctor --user NAME with a user slurmctld knows", joint=": ")
 
     def _candidates(self) -> list[str]:
         """Users the helper may serve, lowest uid first (at most CANDIDATES)."""
@@ -116,18 +116,19 @@ class KeyChecks(Context):
         directory = protocol.key_dir(self.cfg.helper_socket)
         published = read_key_id(directory)
         if published is None:
-            return Check("FAIL", "key id", f"no key id in {directory}/id: cached tokens count "
-                         "as stale and every command asks the helper; restart slurmjwt-helper "
-                         "(it writes the file at start), and make sure SlurmUser can write "
-                         f"{directory}")
+            return advice("FAIL", "key id", f"no key id in {directory}/id: cached tokens count "
+                          "as stale and every command asks the helper", "restart slurmjwt-helper "
+                          "(it writes the file at start), and make sure SlurmUser can write "
+                          f"{directory}")
         if self.kid is not None and self.kid != published:
-            return Check("FAIL", "key id", f"{directory}/id says {published} but the helper's "
-                         f"tokens say {self.kid}: reload the helper (systemctl reload "
-                         "slurmjwt-helper)")
+            return advice("FAIL", "key id", f"{directory}/id says {published} but the helper's "
+                          f"tokens say {self.kid}", "reload the helper (systemctl reload "
+                          "slurmjwt-helper)", joint=": ")
         st = os.stat(os.path.join(directory, "id"))
         if st.st_mode & 0o022 or not st.st_mode & 0o004:
-            return Check("FAIL", "key id", f"{directory}/id has mode "
-                         f"{stat.S_IMODE(st.st_mode):04o}; it must be 0644: restart the helper")
+            return advice("FAIL", "key id", f"{directory}/id has mode "
+                          f"{stat.S_IMODE(st.st_mode):04o}; it must be 0644", "restart the helper",
+                          joint=": ")
         return Check("OK", "key id", f"{directory}/id names the key in use ({published}): "
                      "caches follow a change of key")
 

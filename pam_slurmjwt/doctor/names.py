@@ -8,7 +8,7 @@ import time
 from typing import Optional
 
 from pam_slurmjwt import nss
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.host import within
 from pam_slurmjwt.doctor.registry import ROOT, check
@@ -36,17 +36,17 @@ class NameChecks(Context):
         try:
             entry = within(timeout, nss.user_by_name, name)
         except NameServiceError as err:
-            return Check("FAIL", "name service", f"{err} ({where}); {fix}")
+            return advice("FAIL", "name service", f"{err} ({where})", f"{fix}")
         except TimeoutError:
-            return Check("FAIL", "name service", f"no answer for user {name!r} within "
-                         f"{timeout} s (LookupTimeout; {where}); {fix}")
+            return advice("FAIL", "name service", f"no answer for user {name!r} within "
+                          f"{timeout} s (LookupTimeout; {where})", f"{fix}")
         took = time.monotonic() - started
         if not self.user:
             return Check("OK", "name service", f"every source answers ({where}; a name nobody "
                          f"has took {took:.2f} s)")
         if entry is None:
-            return Check("FAIL", "name service", f"no user {name!r} ({where}); check the "
-                         "name, and that the directory holds it")
+            return advice("FAIL", "name service", f"no user {name!r} ({where})", "check the "
+                          "name, and that the directory holds it")
         return Check("OK", "name service", f"{name} is uid {entry.pw_uid} ({where}; "
                      f"answered in {took:.2f} s)")
 
@@ -67,14 +67,14 @@ class NameChecks(Context):
                     gid = within(self.cfg.lookup_timeout, nss.group_id, name)
                 except (NameServiceError, TimeoutError) as err:
                     why = str(err) or f"no answer within {self.cfg.lookup_timeout} s"
-                    return Check("FAIL", "group policy", f"{key}: {why}; "
-                                 f"{_name_service_fix(sources, self.nsswitch)}")
+                    return advice("FAIL", "group policy", f"{key}: {why}",
+                                  _name_service_fix(sources, self.nsswitch))
                 if gid is None:
                     harm = ("it admits nobody" if key == "AllowGroups" else
                             "the helper gives nobody a token (internal) until there is")
-                    return Check("FAIL", "group policy", f"{key} names {name!r}, and there is no "
-                                 f"such group, so {harm}; fix the name in "
-                                 f"{self.cfg.path or 'slurmjwt.conf'}")
+                    return advice("FAIL", "group policy", f"{key} names {name!r}, and there is no "
+                                  f"such group, so {harm}", f"fix the name in "
+                                  f"{self.cfg.path or 'slurmjwt.conf'}")
                 found.append(f"{name}={gid}")
         return Check("OK", "group policy", f"groups by gid: {', '.join(found)}")
 

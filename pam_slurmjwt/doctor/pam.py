@@ -9,7 +9,7 @@ import glob
 import os
 from collections.abc import Callable
 
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.registry import ROOT, check
 
@@ -25,8 +25,8 @@ class PamChecks(Context):
     def pam_module(self) -> Check:
         found = [p for d in PAM_DIRS for p in glob.glob(os.path.join(d, "pam_slurmjwt.so"))]
         if not found:
-            return Check("FAIL", "pam module", "pam_slurmjwt.so is in no PAM module directory; "
-                         "run make install (or install the package)")
+            return advice("FAIL", "pam module", "pam_slurmjwt.so is in no PAM module directory",
+                          "run make install (or install the package)")
         try:
             ctypes.CDLL(found[0])
         except OSError as err:
@@ -45,9 +45,9 @@ class PamChecks(Context):
                                    ["session", "substack", "slurmjwt"])
                       or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2]))
         if ours is None:
-            return Check("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook; add the "
-                         "line `@include slurmjwt` after `@include common-session` (Debian) or "
-                         "after the `session include password-auth` line (RHEL)")
+            return advice("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook", "add the "
+                          "line `@include slurmjwt` after `@include common-session` (Debian) or "
+                          "after the `session include password-auth` line (RHEL)")
         if self.systemd:
             check = self._after_pam_systemd(lines, ours)
             if check.status != "OK":
@@ -56,9 +56,9 @@ class PamChecks(Context):
                          or (len(w) > 2 and w[0] == "session" and w[2] in ("password-auth",
                                                                           "system-auth")))
         if session is not None and session > ours:
-            return Check("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before the "
-                         "common session modules: move `@include slurmjwt` after them, so the "
-                         "runtime directory exists when the cache is written")
+            return advice("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before the "
+                          "common session modules", "move `@include slurmjwt` after them, so the "
+                          "runtime directory exists when the cache is written", joint=": ")
         if self.systemd:
             return self._after_pam_systemd(lines, ours)
         return Check("OK", "sshd pam", f"{self.sshd_pam} includes the hook after the session "
@@ -71,15 +71,15 @@ class PamChecks(Context):
         directory = os.path.dirname(self.sshd_pam)
         at = _first(lines, lambda w: "pam_systemd.so" in _session_modules(w, directory))
         if at is None:
-            return Check("WARN", "sshd pam", f"no pam_systemd in the session stack of "
-                         f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
-                         "back to /run/slurmjwt/users; add it (Debian: pam-auth-update --enable "
-                         "systemd)")
+            return advice("WARN", "sshd pam", f"no pam_systemd in the session stack of "
+                          f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
+                          "back to /run/slurmjwt/users", "add it (Debian: pam-auth-update --enable "
+                          "systemd)")
         if at > ours:
-            return Check("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
-                         f"pam_systemd (brought in by `{' '.join(lines[at])}`): move `@include "
-                         "slurmjwt` after that line, so the session's XDG_RUNTIME_DIR exists "
-                         "when the cache is written")
+            return advice("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
+                          f"pam_systemd (brought in by `{' '.join(lines[at])}`)", "move `@include "
+                          "slurmjwt` after that line, so the session's XDG_RUNTIME_DIR exists "
+                          "when the cache is written", joint=": ")
         return Check("OK", "sshd pam", f"{self.sshd_pam} includes the hook after pam_systemd "
                      f"(`{' '.join(lines[at])}`)")
 

@@ -27,6 +27,7 @@ class Step:
     function: Callable[[Any], Optional[Check]]
     who: str
     systemd: bool  # only where systemd is PID 1
+    needed: bool  # the checks after it need what it reads: a run stops where it fails
 
     @property
     def name(self) -> str:
@@ -38,11 +39,13 @@ class Step:
 STEPS: list[Step] = []
 
 
-def check(order: int, who: str = ANYONE, systemd: bool = False) -> Callable[[Method], Method]:
+def check(order: int, who: str = ANYONE, systemd: bool = False,
+          needed: bool = False) -> Callable[[Method], Method]:
     """Register the decorated method as a check at `order`, run for `who`
-    (ANYONE, ROOT or USER), and only under systemd when `systemd`."""
+    (ANYONE, ROOT or USER), only under systemd when `systemd`, and ending
+    the run when it fails with an error when `needed`."""
     def register(method: Method) -> Method:
-        STEPS.append(Step(order, method, who, systemd))
+        STEPS.append(Step(order, method, who, systemd, needed))
         return method
     return register
 

@@ -9,7 +9,7 @@ import re
 import time
 
 from pam_slurmjwt import slurmside
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.registry import ROOT, check
 
@@ -31,8 +31,8 @@ class SlurmChecks(Context):
         limit = self.cfg.refresh_margin / 4
         text = f"slurmctld's clock is {skew:+.0f} s from this host's"
         if abs(skew) > limit:
-            return Check("FAIL", "clock", f"{text}, more than RefreshMargin/4 ({limit:.0f} s): "
-                         "tokens may expire early; synchronise both with NTP (chrony)")
+            return advice("FAIL", "clock", f"{text}, more than RefreshMargin/4 ({limit:.0f} s): "
+                          "tokens may expire early", "synchronise both with NTP (chrony)")
         return Check("OK", "clock", f"{text} (RefreshMargin {self.cfg.refresh_margin} s)")
 
     @check(48, ROOT)
@@ -44,17 +44,17 @@ class SlurmChecks(Context):
         why = f"{slurmside.behaviour(version).prolog_why}{_unproven(version)}"
         prolog = self.slurm.task_prolog
         if not prolog:
-            return Check("WARN", "task prolog", f"no TaskProlog: {why}; set TaskProlog="
-                         f"{slurmside.TASKPROLOG} in slurm.conf (or call it from yours)")
+            return advice("WARN", "task prolog", f"no TaskProlog: {why}", f"set TaskProlog="
+                          f"{slurmside.TASKPROLOG} in slurm.conf (or call it from yours)")
         try:
             with open(prolog) as fh:
                 ok = "SLURM_JWT" in fh.read(65536)
         except OSError:
             ok = False
         if not ok:
-            return Check("WARN", "task prolog", f"TaskProlog={prolog} does not mention "
-                         f"SLURM_JWT: {why}; have it print `unset SLURM_JWT` (see "
-                         f"{slurmside.TASKPROLOG})")
+            return advice("WARN", "task prolog", f"TaskProlog={prolog} does not mention "
+                          f"SLURM_JWT: {why}", f"have it print `unset SLURM_JWT` (see "
+                          f"{slurmside.TASKPROLOG})")
         return Check("OK", "task prolog", f"TaskProlog={prolog} unsets SLURM_JWT in every task")
 
     @check(49, ROOT)
@@ -75,15 +75,15 @@ class SlurmChecks(Context):
         unsets, waits = "SLURM_JWT" in text, "auth_jwt.so" in text
         release = f"Slurm {version[0]}.{version[1]:02d}{_unproven(version)}"
         if "cli_filter/lua" not in self.slurm.cli_filter_plugins or not unsets:
-            return Check("WARN", "cli filter", f"no cli_filter removes SLURM_JWT ({release}); it "
-                         f"{side.filter_does}: add CliFilterPlugins=cli_filter/lua to "
-                         f"{self.slurm.path} and run ln -s {slurmside.CLI_FILTER} {script} on "
-                         "every host that runs sbatch, salloc or srun, compute nodes included "
-                         "(lua-posix on submit hosts)")
+            return advice("WARN", "cli filter", f"no cli_filter removes SLURM_JWT ({release}); it "
+                          f"{side.filter_does}", f"add CliFilterPlugins=cli_filter/lua to "
+                          f"{self.slurm.path} and run ln -s {slurmside.CLI_FILTER} {script} on "
+                          "every host that runs sbatch, salloc or srun, compute nodes included "
+                          "(lua-posix on submit hosts)", joint=": ")
         if not waits and not side.reads_token_at_start:
-            return Check("WARN", "cli filter", f"{script} unsets SLURM_JWT before sbatch has "
-                         f"read it ({release}), so sbatch loses its token; replace it with "
-                         f"{slurmside.CLI_FILTER}, which waits for that")
+            return advice("WARN", "cli filter", f"{script} unsets SLURM_JWT before sbatch has "
+                          f"read it ({release}), so sbatch loses its token", f"replace it with "
+                          f"{slurmside.CLI_FILTER}, which waits for that")
         return Check("OK", "cli filter", f"{script} {side.filter_does} ({release})")
 
 

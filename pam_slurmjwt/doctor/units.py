@@ -9,7 +9,7 @@ import stat
 from typing import Optional
 
 from pam_slurmjwt import protocol
-from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
 from pam_slurmjwt.doctor.registry import ROOT, USER, check
 
@@ -32,17 +32,17 @@ class UnitChecks(Context):
             key, path = wanted[unit]
             enabled = self.systemctl("is-enabled", unit)
             if enabled != "enabled":
-                return Check("FAIL", "helper unit", f"{unit} is {enabled or 'not installed'}, "
-                             f"so nothing will listen on {path} after a reboot; run {fix}")
+                return advice("FAIL", "helper unit", f"{unit} is {enabled or 'not installed'}, "
+                              f"so nothing will listen on {path} after a reboot", f"run {fix}")
             active = self.systemctl("is-active", unit)
             if active != "active":
-                return Check("FAIL", "helper unit", f"{unit} is enabled but {active}; run "
-                             f"systemctl start {unit} and see systemctl status {unit}")
+                return advice("FAIL", "helper unit", f"{unit} is enabled but {active}", f"run "
+                              f"systemctl start {unit} and see systemctl status {unit}")
             listen = self.systemctl("show", "--property=Listen", "--value", unit).split(" ")[0]
             if listen != path:
-                return Check("FAIL", "helper unit", f"{unit} listens on {listen or 'nothing'} "
-                             f"but clients use {key}={path}; make them the same (systemctl "
-                             f"edit {unit}, or {key}= in slurmjwt.conf)")
+                return advice("FAIL", "helper unit", f"{unit} listens on {listen or 'nothing'} "
+                              f"but clients use {key}={path}", f"make them the same (systemctl "
+                              f"edit {unit}, or {key}= in slurmjwt.conf)")
         return Check("OK", "helper unit", f"{' and '.join(SOCKET_UNITS)} enabled and "
                      f"listening on {self.cfg.helper_socket} and {self.cfg.root_socket}: "
                      "systemd starts the helper on the first connection")
@@ -60,13 +60,13 @@ class UnitChecks(Context):
         try:
             st = os.lstat(self.cfg.root_socket)
         except OSError:
-            return Check("WARN", "root socket", f"no {self.cfg.root_socket}: logins share "
-                         "the users' socket and its queue; systemctl enable --now "
-                         "slurmjwt-helper-root.socket (or restart the helper)")
+            return advice("WARN", "root socket", f"no {self.cfg.root_socket}: logins share "
+                          "the users' socket and its queue", "systemctl enable --now "
+                          "slurmjwt-helper-root.socket (or restart the helper)")
         if not stat.S_ISSOCK(st.st_mode) or st.st_uid != 0 or stat.S_IMODE(st.st_mode) & 0o077:
-            return Check("FAIL", "root socket", f"{self.cfg.root_socket} is not a socket of "
-                         f"root's with mode 0600 (mode {stat.S_IMODE(st.st_mode):04o}, uid "
-                         f"{st.st_uid}): restart the helper's sockets")
+            return advice("FAIL", "root socket", f"{self.cfg.root_socket} is not a socket of "
+                          f"root's with mode 0600 (mode {stat.S_IMODE(st.st_mode):04o}, uid "
+                          f"{st.st_uid})", "restart the helper's sockets", joint=": ")
         return Check("OK", "root socket", f"{self.cfg.root_socket}: root's, 0600")
 
     @check(47, ROOT, systemd=True)
@@ -75,9 +75,9 @@ class UnitChecks(Context):
         enabled = self.systemctl("--global", "is-enabled", TIMER_UNIT)
         if enabled == "enabled":
             return Check("OK", "user timer", f"{TIMER_UNIT} is enabled for every user's systemd")
-        return Check("WARN", "user timer", f"{TIMER_UNIT} is {enabled or 'not installed'} for "
-                     "users: tokens in long sessions and tmux stay fresh only while a shell "
-                     f"prompts; run systemctl --global enable {TIMER_UNIT}")
+        return advice("WARN", "user timer", f"{TIMER_UNIT} is {enabled or 'not installed'} for "
+                      "users: tokens in long sessions and tmux stay fresh only while a shell "
+                      f"prompts", f"run systemctl --global enable {TIMER_UNIT}")
 
     @check(52, USER, systemd=True)
     def own_timer(self) -> Optional[Check]:
@@ -88,7 +88,7 @@ class UnitChecks(Context):
         active = self.systemctl("--user", "is-active", TIMER_UNIT)
         if active == "active":
             return Check("OK", "timer", f"{TIMER_UNIT} is active in your systemd")
-        return Check("WARN", "timer", f"{TIMER_UNIT} is {active or 'unknown'} in your systemd: "
-                     "your token stays fresh only while a shell prompts; run systemctl --user "
-                     f"enable --now {TIMER_UNIT}, or ask an admin for systemctl --global enable "
-                     f"{TIMER_UNIT}")
+        return advice("WARN", "timer", f"{TIMER_UNIT} is {active or 'unknown'} in your systemd: "
+                      "your token stays fresh only while a shell prompts", "run systemctl --user "
+                      f"enable --now {TIMER_UNIT}, or ask an admin for systemctl --global enable "
+                      f"{TIMER_UNIT}")
