@@ -11,16 +11,12 @@ from collections.abc import Callable
 
 from pam_slurmjwt import wrappers
 from pam_slurmjwt.config import Config
+from pam_slurmjwt.doctor.distro import OS_RELEASE, paths
 from pam_slurmjwt.doctor.host import CLIENT_TIMEOUT, SYSTEMD_RUNNING, slurm_version, systemctl
 from pam_slurmjwt.slurmconf import SlurmConf
 
 SSHD_PAM = "/etc/pam.d/sshd"
 PROFILE = "/etc/profile.d/slurmjwt.sh"
-# Where shells read system-wide start-up files that profile.d does not cover:
-# zsh on Debian reads neither profile.d nor /etc/profile (login: zprofile);
-# non-login interactive bash and zsh (IDE terminals) read only their rc.
-SHELL_RCS = {"zprofile": "/etc/zsh/zprofile", "bashrc": "/etc/bash.bashrc",
-             "zshrc": "/etc/zsh/zshrc"}
 NSSWITCH = "/etc/nsswitch.conf"
 
 
@@ -35,7 +31,8 @@ class Context:
                  shell_rcs: dict[str, str] | None = None,
                  systemd: bool | None = None, nsswitch: str = NSSWITCH,
                  systemctl: Callable[..., str] = systemctl,
-                 scontrol_version: Callable[[str], tuple[int, int]] = slurm_version) -> None:
+                 scontrol_version: Callable[[str], tuple[int, int]] = slurm_version,
+                 os_release: str = OS_RELEASE) -> None:
         self.config_path = config_path
         self.root = os.geteuid() == 0
         # As root without --user: a user is picked to prove the key (accepted).
@@ -44,7 +41,9 @@ class Context:
         self.profile = profile
         self.wrapper_dir = wrapper_dir
         self.wrap_program = wrap_program
-        self.shell_rcs = SHELL_RCS if shell_rcs is None else shell_rcs
+        # Debian's or RHEL's paths in what doctor reads and advises (distro.py).
+        self.distro = paths(os_release)
+        self.shell_rcs = self.distro.shell_rcs if shell_rcs is None else shell_rcs
         self.kid: str | None = None  # the key id of the helper's tokens
         self.nsswitch = nsswitch
         # systemd as PID 1: the helper's socket units, pam_systemd and the

@@ -45,9 +45,8 @@ class PamChecks(Context):
                                    ["session", "substack", "slurmjwt"])
                       or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2]))
         if ours is None:
-            return advice("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook", "add the "
-                          "line `@include slurmjwt` after `@include common-session` (Debian) or "
-                          "after the `session include password-auth` line (RHEL)")
+            return advice("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook",
+                          self.distro.hook_after)
         if self.systemd:
             check = self._after_pam_systemd(lines, ours)
             if check.status != "OK":
@@ -73,8 +72,7 @@ class PamChecks(Context):
         if at is None:
             return advice("WARN", "sshd pam", f"no pam_systemd in the session stack of "
                           f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
-                          "back to /run/slurmjwt/users", "add it (Debian: pam-auth-update --enable "
-                          "systemd)")
+                          "back to /run/slurmjwt/users", f"add it ({self.distro.pam_systemd})")
         if at > ours:
             return advice("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
                           f"pam_systemd (brought in by `{' '.join(lines[at])}`)", "move `@include "
