@@ -135,13 +135,15 @@ endef
 
 install: c man
 	@test -n "$(PAMDIR)" || { echo "make install: no PAM module directory found; set PAMDIR=" >&2; exit 1; }
-	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/profile.d" "$(DESTDIR)$(BINDIR)" \
+	$(INSTALL) -d -m 0755 "$(DESTDIR)$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/doctor" \
+		"$(DESTDIR)$(LIBDIR)/profile.d" "$(DESTDIR)$(BINDIR)" \
 		"$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(PAMDIR)" "$(DESTDIR)$(SYSCONFDIR)/profile.d" \
 		"$(DESTDIR)$(SYSCONFDIR)/pam.d" "$(DESTDIR)$(SYSCONFDIR)/slurm" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(LIBDIR)/bin" \
 		"$(DESTDIR)$(FISHCONFDIR)" \
 		"$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
 	$(INSTALL) -m 0644 pam_slurmjwt/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/"
+	$(INSTALL) -m 0644 pam_slurmjwt/doctor/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/doctor/"
 	$(SYSTEM_PYTHON) -I -m compileall -q -d "$(LIBDIR)/pam_slurmjwt" "$(DESTDIR)$(LIBDIR)/pam_slurmjwt"
 	$(call wrapper,slurmjwt,pam_slurmjwt.cli,$(BINDIR))
 	$(call wrapper,slurmjwt-refresh,pam_slurmjwt.refresh,$(BINDIR))

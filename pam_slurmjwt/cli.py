@@ -290,7 +290,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     if args.user and os.geteuid() != 0:
         raise UsageError("--user is for root; run slurmjwt doctor as yourself")
-    ok = run_doctor(args.config, args.user, print)
+    ok = run_doctor(args.config, args.user, print, as_json=args.json)
     return EXIT_OK if ok else EXIT_ERROR
 
 
@@ -398,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check the whole chain and say how to fix it")
     doctor.add_argument("--user", help="root: prove slurmctld accepts a token for this user")
+    doctor.add_argument("--json", action="store_true",
+                        help="one JSON document (check, name, status, message, fix per check)")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 

@@ -263,7 +263,10 @@ def slurmjwt_page() -> str:
             "# admin, like scontrol token:", "slurmjwt mint username=alice lifespan=600",
             "# admin: this login node's RS256 key, and its public half for slurmctld:",
             "slurmjwt keygen /etc/slurm/slurmjwt\\-2026.pem",
-            "slurmjwt jwks /etc/slurm/slurmjwt\\-2026.pem > login1\\-2026.jwks", ".fi"]
+            "slurmjwt jwks /etc/slurm/slurmjwt\\-2026.pem > login1\\-2026.jwks",
+            "# admin, for Ansible, Salt or monitoring: what to fix (exit 1 when a check fails):",
+            "slurmjwt doctor \\-\\-json | jq \\-r '.checks[] | select(.status == \"fail\") | .fix'",
+            ".fi"]
     out += [".SH SEE ALSO", "slurmjwt\\-refresh(1), slurmjwt.conf(5), slurmjwt\\-helper(8), "
             "pam_slurmjwt(8)"]
     return "\n".join(out) + "\n"

@@ -376,6 +376,37 @@ def test_doctor_proves_the_chain_and_catches_a_wrong_key(
     assert "FAIL slurmctld accepts: squeue with a fresh helper token failed for" in anyone.stdout
 
 
+def test_doctor_json_says_what_the_text_says_against_a_real_helper(
+        installed: Installed, helper: HelperProcess, cluster: Cluster,
+        test_users: dict[str, TestUser]) -> None:
+    """slurmjwt doctor --json on the same node, as root and as alice: the text
+    report's verdicts, check for check, and its exit status."""
+    import json
+
+    env = {**os.environ, **helper.env, "SLURM_CONF": str(cluster.slurm_conf)}
+    env.pop("SLURM_JWT", None)
+    runs = []
+    for extra in ([], ["--json"]):
+        runs.append(subprocess.run([installed.cmd("slurmjwt"), "doctor", "--user", "alice",
+                                    *extra], env=env, capture_output=True, text=True,
+                                   timeout=120))
+    for extra in ([], ["--json"]):
+        runs.append(as_user("alice", [installed.cmd("slurmjwt"), "doctor", *extra],
+                            {**helper.env, "SLURM_CONF": str(cluster.slurm_conf),
+                             "SLURMJWT_CACHE_DIR": "/nonexistent/cache"}))
+    for text, as_json in (runs[:2], runs[2:]):
+        report = json.loads(as_json.stdout)
+        assert (as_json.returncode, report["ok"]) == (text.returncode, text.returncode == 0)
+        verdicts = [(line[:5].strip(), line[5:].split(": ", 1)[0])
+                    for line in text.stdout.splitlines()]
+        assert verdicts == [(c["status"].upper(), c["name"]) for c in report["checks"]]
+        checks = {c["check"]: c for c in report["checks"]}
+        assert checks["accepted"]["status"] == "ok", as_json.stdout
+        assert checks["helper"]["status"] == "ok" and checks["helper"]["fix"] is None
+        for check in report["checks"]:
+            assert "eyJ" not in check["message"]  # never a token
+
+
 def test_scontrol_backend_kills_scontrol_when_the_caller_hangs_up(
         installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-hang-"))
