@@ -135,7 +135,7 @@ class KeyChecks(Context):
     def _missing_from_jwks(self, kid: str) -> str:
         """Say which node key slurmctld lacks, and, when slurm.conf's JWKS
         file is readable here, whether it lists that key."""
-        from pam_slurmjwt.signing import read_jwks
+        from pam_slurmjwt.signing import public_of, read_jwks, thumbprint
 
         assert self.slurm is not None
         reload = reload_jwks(self.slurm_version())
@@ -148,10 +148,23 @@ class KeyChecks(Context):
             return (f"{missing} (this host's slurm.conf names none: AuthAltParameters="
                     f"jwks=FILE); {fix}")
         try:
-            kids = [entry["kid"] for entry in read_jwks(path)]
+            entries = read_jwks(path)
         except SlurmJwtError as err:
             return f"{missing} {path} (not compared here: {err}); {fix}"
-        if kid in kids:
+        kids = [entry["kid"] for entry in entries]
+        # An entry is this node's key when its n and e are, whatever kid it
+        # claims: a stray entry under this node's kid holds another key.
+        for entry in entries:
+            if entry["kid"] != kid:
+                continue
+            try:
+                holds = thumbprint(public_of(entry))
+            except (KeyError, ValueError):
+                holds = "no readable key"
+            if holds != kid:
+                return (f"{missing} {path} (its entry under kid {kid} holds another key: "
+                        f"{holds}); replace that entry with this node's (slurmjwt jwks "
+                        f"{self.key_path or 'JWTKEY'} gives it) and {reload}")
             return (f"the JWKS {path} here lists this node's key (kid {kid}), so slurmctld has "
                     f"not read it yet, or reads another file: {reload}")
         return f"{missing} {path} (it holds {', '.join(kids) or 'no key'}); {fix}"

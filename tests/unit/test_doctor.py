@@ -294,6 +294,14 @@ def test_a_node_key_missing_from_the_jwks_is_named_with_the_fix(
     assert doctor._missing_from_jwks(mine) == (
         f"the JWKS {jwks} here lists this node's key (kid {mine}), so slurmctld has not read "
         f"it yet, or reads another file: {how}")
+    # A stray entry under this node's kid holding another key is not this
+    # node's key, whatever it claims.
+    stray = {**jwks_document([str(other)])["keys"][0], "kid": mine}
+    jwks.write_text(json.dumps({"keys": [stray]}))
+    assert doctor._missing_from_jwks(mine) == (
+        f"this node's key ({key}), kid {mine}, is not in slurmctld's JWKS {jwks} (its entry "
+        f"under kid {mine} holds another key: {theirs}); replace that entry with this node's "
+        f"(slurmjwt jwks {key} gives it) and {how}")
 
 
 def cli_keygen(tmp_path: Path, key: Path) -> int:
