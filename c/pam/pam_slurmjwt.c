@@ -274,7 +274,7 @@ static void give_token(const struct session *s, const struct passwd *pw)
 {
     char req[SJWT_REQUEST_MAX + 1];
     char resp[SJWT_RESPONSE_MAX];
-    char why[LOG_LINE_MAX / 2];
+    char why[LOG_LINE_MAX / 2] = "";
     char env[sizeof("SLURM_JWT=") + SJWT_TOKEN_MAX];
     struct sjwt_entry e;
     struct sjwt_response r;
