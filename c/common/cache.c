@@ -446,3 +446,59 @@ int sjwt_cache_store(const char *dir, uid_t uid, const struct sjwt_entry *e,
     close(dfd);
     return SJWT_CACHE_OK;
 }
+
+/* True when dfd/name, in its own form (csh: "set _slurmjwt_c=(LINE)"), is a whole line for user. */
+static int users_line(int dfd, const char *name, const char *user)
+{
+    static const char csh[] = "set _slurmjwt_c=(";
+    char buf[SJWT_CACHE_FILE_MAX + 1];
+    const char *line = buf;
+    struct sjwt_entry e;
+    struct sjwt_claims c;
+    ssize_t n = slurp(dfd, name, buf, sizeof(buf));
+    int ok;
+
+    if (n > 0 && strcmp(name, "token.csh") == 0) {
+        if ((size_t) n < sizeof(csh) + 2 || memcmp(buf, csh, sizeof(csh) - 1) != 0
+            || memcmp(buf + n - 2, ")\n", 2) != 0) {
+            n = -1;
+        } else {
+            buf[n - 2] = '\n';
+            line = buf + sizeof(csh) - 1;
+            n -= (ssize_t) sizeof(csh);
+        }
+    }
+    ok = n > 0 && n <= SJWT_CACHE_FILE_MAX && sjwt_cache_parse(line, (size_t) n, &e) == NULL
+         && sjwt_peek(e.token, strlen(e.token), &c) == NULL && strcmp(c.sun, user) == 0;
+    explicit_bzero(buf, sizeof(buf));
+    explicit_bzero(&e, sizeof(e));
+    return ok;
+}
+
+int sjwt_cache_forget_others(const char *dir, uid_t uid, const char *user,
+                             char *why, size_t whylen)
+{
+    static const char *const names[] = { "token", "token.csh" };
+    size_t i;
+    int dfd, rc = 0;
+
+    dfd = open_dir(dir, uid, 0, why, whylen);
+    if (dfd == -2)
+        return 0;
+    if (dfd < 0)
+        return -1;
+    /* What cannot be shown to be the user's goes: a torn or foreign file
+     * is of no use to them, and the next grant writes both again. */
+    for (i = 0; i < sizeof(names) / sizeof(names[0]) && rc >= 0; i++) {
+        if (users_line(dfd, names[i], user))
+            continue;
+        if (unlinkat(dfd, names[i], 0) == 0)
+            rc = 1;
+        else if (errno != ENOENT) {
+            say(why, whylen, "cannot remove \"%s/%s\": %s", dir, names[i], strerror(errno));
+            rc = -1;
+        }
+    }
+    close(dfd);
+    return rc;
+}

@@ -102,4 +102,16 @@ int sjwt_cache_load(const char *dir, uid_t uid, struct sjwt_entry *e,
 int sjwt_cache_store(const char *dir, uid_t uid, const struct sjwt_entry *e,
                      char *why, size_t whylen);
 
+/*
+ * Given uid's cache directory and the user's name, remove `token` and
+ * `token.csh` from it, each unless it is a whole line whose token's `sun` is
+ * that name: a uid given to someone else within one boot must not keep the
+ * previous owner's live token readable (the new owner owns the directory).
+ * Run as the user. Return 1 when something was removed, 0 when nothing had
+ * to go (or there is no directory), -1 with why filled in when the
+ * directory is unsafe or a file cannot be removed.
+ */
+int sjwt_cache_forget_others(const char *dir, uid_t uid, const char *user,
+                             char *why, size_t whylen);
+
 #endif /* SLURMJWT_CACHE_H */

@@ -6,7 +6,10 @@
  * else (it is a copy of sshd, host keys in memory, about to belong to the
  * user), works out the cache directory and the user's groups, drops groups,
  * gid and uid for good and verifies that, then writes the cache with
- * cache.c, exactly as slurmjwt-refresh would, and exits. No program is
+ * cache.c, exactly as slurmjwt-refresh would, and exits. For a login that
+ * gets no token, the same child (as the user) removes from the fallback
+ * cache the files that are not the user's: a uid given to someone else
+ * within one boot would keep reading the previous owner's. No program is
  * started: the login pays one fork and a few system calls. Everything that
  * may block (the name service for the groups, a stat of the runtime
  * directory) is the child's, so the parent's deadline bounds it: the parent
@@ -36,10 +39,12 @@
 #define MAX_GROUPS 65536
 #define WHY_MAX 400
 #define REAP_GRACE_MS 50
+#define EXIT_REMOVED 3      /* the child removed another user's files */
 
 /* What the child works out before it drops root. */
 struct plan {
     char dir[SJWT_CACHE_PATH_MAX];
+    int fallback;           /* dir is SJWT_FALLBACK_BASE/UID */
     uid_t uid;
     gid_t gid;
     gid_t *groups;
@@ -150,10 +155,12 @@ static void close_all_but(int keep)
 
 /*
  * Still root, in the child: the cache directory (the fallback made and given
- * to the user) and the user's groups; 0, or -1 with why set.
+ * to the user when `create`) and the user's groups (not needed, so not
+ * looked up, when nothing is created outside the fallback); 0, or -1 with
+ * why set.
  */
-static int make_plan(const struct passwd *pw, const char *xdg, struct plan *p, char *why,
-                     size_t whylen)
+static int make_plan(const struct passwd *pw, const char *xdg, int create, struct plan *p,
+                     char *why, size_t whylen)
 {
     p->uid = pw->pw_uid;
     p->gid = pw->pw_gid;
@@ -161,9 +168,11 @@ static int make_plan(const struct passwd *pw, const char *xdg, struct plan *p, c
         snprintf(why, whylen, "cache directory path too long");
         return -1;
     }
-    if (strncmp(p->dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0
-        && make_fallback_dir(pw, why, whylen) < 0)
+    p->fallback = strncmp(p->dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0;
+    if (p->fallback && create && make_fallback_dir(pw, why, whylen) < 0)
         return -1;
+    if (!create && !p->fallback)
+        return 0;
     if (user_groups(pw, p) < 0) {
         snprintf(why, whylen, "cannot list the user's groups");
         return -1;
@@ -202,22 +211,35 @@ static int become_user(const struct plan *p, char *why, size_t whylen)
     return -1;
 }
 
-/* The child: plan, become the user for good, store, report failures on fd. */
-static void become_user_and_store(const struct passwd *pw, const char *xdg,
-                                  const struct sjwt_entry *e, int fd)
+/*
+ * The child: plan, become the user for good, then store e; or, e NULL,
+ * remove from the fallback cache the files that are not the user's (an
+ * XDG_RUNTIME_DIR cache needs none of that: logind removes the directory
+ * when the uid's last session ends). Failures are reported on fd; exit
+ * EXIT_REMOVED says files were removed.
+ */
+static void become_user_and_work(const struct passwd *pw, const char *xdg,
+                                 const struct sjwt_entry *e, int fd)
 {
     struct plan p = { .groups = NULL };
     char why[WHY_MAX] = "";
+    int removed = 0;
 
     /* First of all: a copy of sshd must never be readable by the user. */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
         _exit(2);
     close_all_but(fd);
-    if (make_plan(pw, xdg, &p, why, sizeof(why)) == 0 && become_user(&p, why, sizeof(why)) == 0)
-        (void) sjwt_cache_store(p.dir, p.uid, e, why, sizeof(why));
+    if (make_plan(pw, xdg, e != NULL, &p, why, sizeof(why)) == 0 && (e != NULL || p.fallback)
+        && become_user(&p, why, sizeof(why)) == 0) {
+        if (e != NULL)
+            (void) sjwt_cache_store(p.dir, p.uid, e, why, sizeof(why));
+        else
+            removed = sjwt_cache_forget_others(p.dir, p.uid, pw->pw_name, why,
+                                               sizeof(why)) > 0;
+    }
     if (why[0] != '\0' && write(fd, why, strlen(why)) < 0)
         _exit(1);
-    _exit(why[0] != '\0');
+    _exit(why[0] != '\0' ? 1 : removed ? EXIT_REMOVED : 0);
 }
 
 /*
@@ -286,8 +308,9 @@ static int reap(pid_t pid, int *status, long long until)
     }
 }
 
-int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
-                  long long deadline, char *why, size_t whylen)
+/* Run the child for e (NULL: forget); -1 with why, or the child's good exit status. */
+static int handoff(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
+                   long long deadline, char *why, size_t whylen)
 {
     int fds[2], status = 0, rc = -1, eof = 0;
     size_t got;
@@ -300,7 +323,7 @@ int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_en
     pid = fork();
     if (pid == 0) {
         close(fds[0]);
-        become_user_and_store(pw, xdg, e, fds[1]);
+        become_user_and_work(pw, xdg, e, fds[1]);
     }
     close(fds[1]);
     if (pid < 0) {
@@ -322,10 +345,25 @@ int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_en
             snprintf(why, whylen, "the child that writes the cache did not exit in time");
         got = strlen(why);
         snprintf(why + got, whylen - got, "; it could not be killed and is left behind");
-    } else if (eof && got == 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        rc = 0;
+    } else if (eof && got == 0 && WIFEXITED(status)
+               && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == EXIT_REMOVED)) {
+        rc = WEXITSTATUS(status);
     } else if (got == 0 && eof) {
         snprintf(why, whylen, "the child that writes the cache failed (status %d)", status);
     }
     return rc;
+}
+
+int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
+                  long long deadline, char *why, size_t whylen)
+{
+    return handoff(pw, xdg, e, deadline, why, whylen) < 0 ? -1 : 0;
+}
+
+int handoff_forget_others(const struct passwd *pw, const char *xdg, long long deadline,
+                          char *why, size_t whylen)
+{
+    int rc = handoff(pw, xdg, NULL, deadline, why, whylen);
+
+    return rc < 0 ? -1 : rc == EXIT_REMOVED;
 }

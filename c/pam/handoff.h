@@ -24,4 +24,16 @@
 int handoff_store(const struct passwd *pw, const char *xdg, const struct sjwt_entry *e,
                   long long deadline, char *why, size_t whylen);
 
+/*
+ * Given the user, the session's XDG_RUNTIME_DIR (or NULL) and a deadline,
+ * when the user's cache is the fallback directory, remove from it, as the
+ * user, what is not the user's (sjwt_cache_forget_others): for a login that
+ * gets no token, so that a uid given to someone else within one boot does
+ * not keep the previous owner's token readable. Return 1 when files were
+ * removed, 0 when none had to go (or the cache is elsewhere), -1 with why.
+ * Bounded as handoff_store; nothing is created.
+ */
+int handoff_forget_others(const struct passwd *pw, const char *xdg, long long deadline,
+                          char *why, size_t whylen);
+
 #endif /* SLURMJWT_HANDOFF_H */

@@ -30,7 +30,8 @@
  *                  the session starts gets a live token (default
  *                  /usr/lib/slurmjwt/bin; only when DIR is a directory that
  *                  only root can change); "none" leaves PATH alone
- *   nocache        do not write the user's token cache
+ *   nocache        do not write the user's token cache (nor remove a
+ *                  previous owner's token from it at a login without one)
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
  *                  is still written)
  *   debug          also log skipped users and policy refusals (LOG_DEBUG)
@@ -269,29 +270,55 @@ static const char *not_the_users(const struct session *s, const struct sjwt_resp
     return NULL;
 }
 
+/*
+ * No token for this login: a fallback cache under the user's uid may still
+ * hold a previous owner's live token (a uid given to someone else within
+ * one boot), readable by this user; the child removes it, as the user,
+ * within what is left of the deadline. A grant rewrites both files instead.
+ */
+static void forget_others_token(const struct session *s, const struct passwd *pw)
+{
+    char why[LOG_LINE_MAX / 2] = "";
+    int rc;
+
+    if (s->opt->nocache)
+        return;
+    if (sjwt_poll_ms(s->deadline) <= 0) {
+        say(s, LOG_DEBUG, "no time left to check the cache for another user's token");
+        return;
+    }
+    rc = handoff_forget_others(pw, pam_getenv(s->pamh, "XDG_RUNTIME_DIR"), s->deadline, why,
+                               sizeof(why));
+    if (rc < 0)
+        say(s, LOG_ERR, "could not check the cache for another user's token: %s", why);
+    else if (rc > 0)
+        say(s, LOG_INFO, "removed a cached token that was not the user's from %s/%lu",
+            SJWT_FALLBACK_BASE, (unsigned long) pw->pw_uid);
+}
+
 /* Given a looked-up user, get a token and place it; every failure is logged. */
 static void give_token(const struct session *s, const struct passwd *pw)
 {
     char req[SJWT_REQUEST_MAX + 1];
     char resp[SJWT_RESPONSE_MAX];
-    char why[LOG_LINE_MAX / 2];
+    char why[LOG_LINE_MAX / 2] = "";
     char env[sizeof("SLURM_JWT=") + SJWT_TOKEN_MAX];
     struct sjwt_entry e;
     struct sjwt_response r;
     const char *bad, *placed = "not exported (helper policy)";
     unsigned long long fp;
     ssize_t len;
-    int reqlen;
+    int reqlen, cached = 0;
 
     reqlen = sjwt_format_request(req, sizeof(req), pw->pw_name);
     if (reqlen < 0) {
         say(s, LOG_ERR, "no token: user name cannot be sent to the helper");
-        return;
+        goto out;
     }
     len = ask(s, req, (size_t) reqlen, resp, why, sizeof(why));
     if (len < 0) {
         say(s, LOG_ERR, "no token: %s", why);
-        return;
+        goto out;
     }
     bad = sjwt_parse_response(resp, (size_t) len, &r);
     if (bad != NULL) {
@@ -334,13 +361,17 @@ static void give_token(const struct session *s, const struct passwd *pw)
         if (handoff_store(pw, pam_getenv(s->pamh, "XDG_RUNTIME_DIR"), &e, s->deadline,
                           why, sizeof(why)) < 0)
             say(s, LOG_ERR, "token not cached: %s", why);
-        else
+        else {
             say(s, LOG_DEBUG, "token cached");
+            cached = 1;
+        }
         explicit_bzero(&e, sizeof(e));
     }
 out:
     explicit_bzero(resp, sizeof(resp));
     explicit_bzero(env, sizeof(env));
+    if (!cached)
+        forget_others_token(s, pw);
 }
 
 /* Look the user up (reentrant: sshd may hold several PAM handles). */

@@ -110,6 +110,7 @@ static int apply(struct wrap_conf *c, const char *key, const char *v, const char
     return rc;
 }
 
+/* The keys of text (changed in place) into *c; -1 with why at the first bad one. */
 static int parse(struct wrap_conf *c, char *text, const char *file, char *why, size_t whylen)
 {
     char *line, *next, *eq, *key, *v, where[PATH_MAX + 16];
@@ -138,6 +139,16 @@ static int parse(struct wrap_conf *c, char *text, const char *file, char *why, s
             return -1;
     }
     return 0;
+}
+
+int wrap_conf_parse(struct wrap_conf *c, char *text, const char *file, char *why,
+                    size_t whylen)
+{
+    wrap_conf_defaults(c);
+    if (parse(c, text, file, why, whylen) == 0)
+        return 0;
+    wrap_conf_defaults(c);
+    return -1;
 }
 
 int wrap_conf_load(struct wrap_conf *c, const char *file, char *why, size_t whylen)
@@ -177,7 +188,7 @@ int wrap_conf_load(struct wrap_conf *c, const char *file, char *why, size_t whyl
             else if (errno != EINTR)
                 break;
         text[got] = '\0';
-        rc = parse(c, text, file, why, whylen);
+        rc = wrap_conf_parse(c, text, file, why, whylen);
         free(text);
     }
     close(fd);

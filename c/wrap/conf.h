@@ -24,6 +24,15 @@ struct wrap_conf {
 void wrap_conf_defaults(struct wrap_conf *c);
 
 /*
+ * Given the text of a slurmjwt.conf (changed in place) and the file name to
+ * put in messages, fill *c with the keys above over the defaults and return
+ * 0; or return -1 with why filled in ("file:line: ...") and the defaults in
+ * *c. No file is read: the checks on the file are wrap_conf_load's.
+ */
+int wrap_conf_parse(struct wrap_conf *c, char *text, const char *file, char *why,
+                    size_t whylen);
+
+/*
  * Read the keys above from the file at path into *c (unset keys keep their
  * defaults; others are ignored) and return 0; a missing file is no error.
  * Return -1 with why filled in when the file is unsafe or a value is bad;

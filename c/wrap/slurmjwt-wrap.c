@@ -243,7 +243,7 @@ static const char *my_name(void)
  */
 static int fetch(const struct wrap_conf *c, struct sjwt_entry *e)
 {
-    char req[SJWT_REQUEST_MAX + 1], resp[SJWT_RESPONSE_MAX], why[WHY_MAX];
+    char req[SJWT_REQUEST_MAX + 1], resp[SJWT_RESPONSE_MAX], why[WHY_MAX] = "";
     long long deadline = sjwt_now_ms() + c->helper_timeout_ms;
     struct sjwt_response r;
     struct sjwt_claims claims;
@@ -318,7 +318,7 @@ static int export_wanted(const struct wrap_conf *c)
 static void place_token(const struct wrap_conf *c, uid_t uid)
 {
     char dir[SJWT_CACHE_PATH_MAX], keydir[SJWT_CACHE_PATH_MAX], kid[SJWT_KID_MAX + 1] = "";
-    char why[WHY_MAX];
+    char why[WHY_MAX] = "";
     struct sjwt_entry e;
     const char *inherited, *stale = NULL;
     long long now = (long long) time(NULL);
@@ -329,6 +329,10 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
         debug("no key id in %s: every cached token counts as stale", keydir);
     cache_ok = sjwt_cache_dir(dir, sizeof(dir), uid, getenv("SLURMJWT_CACHE_DIR"),
                               getenv("XDG_RUNTIME_DIR")) == 0;
+    if (!cache_ok)
+        snprintf(why, sizeof(why), "the token cache's path is longer than %d bytes; set "
+                 "SLURMJWT_CACHE_DIR or XDG_RUNTIME_DIR to a shorter one",
+                 SJWT_CACHE_PATH_MAX - 1);
     rc = cache_ok ? sjwt_cache_load(dir, uid, &e, why, sizeof(why)) : SJWT_CACHE_NONE;
     if (rc == SJWT_CACHE_UNSAFE) {
         complain("%s", why);   /* someone loosened or replaced it: say so, never use it */
@@ -369,7 +373,7 @@ static int usage(FILE *out, int code)
 
 int main(int argc, char **argv)
 {
-    char real[PATH_MAX], why[WHY_MAX];
+    char real[PATH_MAX], why[WHY_MAX] = "";
     struct wrap_conf c;
     const char *name, *conf;
     uid_t uid = getuid();

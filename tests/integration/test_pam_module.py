@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from pam_slurmjwt.cache import parse_line
+from pam_slurmjwt.cache import Entry, format_lines, parse_line
+from tests.integration.fixtures.login import cache_base
 from tests.integration.fixtures.sshd import running_sshd
 from tests.integration.fixtures.users import TestUser as User
 
@@ -793,6 +794,67 @@ def test_a_runtime_dir_of_someone_else_is_not_used(
     s = open_session(f"socket={helper.path} wrappers=none", "alice",
                      putenv=(f"XDG_RUNTIME_DIR={runtime}",))
     assert s.rc == 0 and not (runtime / "slurmjwt").exists()
+
+
+@pytest.fixture
+def fallback(test_users: dict[str, User]) -> Iterator[Path]:
+    """Return alice's fallback cache, /run/slurmjwt/users/UID (the parent as
+    tmpfiles.d makes it), absent at first and removed afterwards."""
+    with cache_base() as base:
+        path = base / str(test_users["alice"].uid)
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def plant_cache(cache: Path, user: User, sun: str) -> dict[str, bytes]:
+    """Leave in `cache`, owned by `user` as the module makes it, a live
+    entry of the key in use whose token is for `sun`; return its files."""
+    cache.mkdir(mode=0o700)
+    os.chown(cache, user.uid, user.gid)
+    exp = int(time.time()) + 1800
+    with open("/proc/uptime") as fh, open("/proc/sys/kernel/random/boot_id") as bid:
+        lines = format_lines(Entry(exp, exp - 600, True, KID, make_token(sun, exp)),
+                             time.time(), float(fh.read().split()[0]), bid.read().strip())
+    for name, text in zip(("token", "token.csh"), lines):
+        (cache / name).write_text(text)
+        (cache / name).chmod(0o600)
+        os.chown(cache / name, user.uid, user.gid)
+    return {p.name: p.read_bytes() for p in cache.iterdir()}
+
+
+@pytest.mark.parametrize("helper_is", ["refusing", "down"])
+@pytest.mark.parametrize("sun", ["previous-owner", "alice"])
+def test_a_login_without_a_token_removes_a_fallback_cache_of_another_user(
+    helper: FakeHelper, fallback: Path, test_users: dict[str, User], syslog: Syslog,
+    helper_is: str, sun: str
+) -> None:
+    """A uid given to someone else within one boot: the new owner owns the
+    fallback directory, so a live token the previous owner left there is
+    theirs to read, though no reader uses it. A login that gets no token
+    (the helper refuses, or is down) removes it, as the user, within
+    timeout=; the user's own entry stays as it is."""
+    alice = test_users["alice"]
+    before = plant_cache(fallback, alice, sun)
+    helper.mode = "denied"
+    sock = helper.path if helper_is == "refusing" else helper.path + ".absent"
+    syslog.take()
+    s = open_session(f"socket={sock} timeout=1000 wrappers=none", "alice")
+    assert s.rc == 0 and "SLURM_JWT" not in s.env
+    assert s.elapsed < 1.0 + SLACK, s.elapsed
+    lines = syslog.take()
+    removed = (f"removed a cached token that was not the user's from {fallback} "
+               "(user alice)")
+    if sun == "alice":
+        assert {p.name: p.read_bytes() for p in fallback.iterdir()} == before
+        assert not any(removed in x for x in lines), lines
+    else:
+        assert sorted(p.name for p in fallback.iterdir()) == []
+        assert any(removed in x for x in lines), lines
+    st = fallback.stat()
+    assert (st.st_uid, st.st_mode & 0o7777) == (alice.uid, 0o700)
 
 
 # ---- memory errors, under valgrind ------------------------------------------

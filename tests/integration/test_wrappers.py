@@ -209,6 +209,26 @@ def test_a_cached_token_of_another_user_name_is_replaced_never_used(place: Place
     assert place.claims(token.read_text().split()[7])["sun"] == "alice"
 
 
+def test_a_cache_path_too_long_is_said_in_a_sentence_and_the_helper_gives_the_token(
+        place: Place) -> None:
+    """No cache directory can be named (SLURMJWT_CACHE_DIR longer than a
+    path): the command gets the helper's token, and SLURMJWT_DEBUG says why
+    in a sentence. It once printed a buffer nothing had written (valgrind:
+    a conditional jump on an uninitialised value), so it runs under
+    valgrind where there is one."""
+    argv = [str(place.installed.wrappers / "squeue")]
+    if shutil.which("valgrind") is not None:
+        argv = ["valgrind", "--quiet", "--error-exitcode=99", *argv]
+    r = place.run(argv, conf=place.config("probe.conf", f"SlurmBinDir={place.fakebin}\n"),
+                  SLURMJWT_CACHE_DIR="/" + "x" * 5000, SLURMJWT_DEBUG="1")
+    assert r.returncode == 0, r.stderr
+    assert "==" not in r.stderr, r.stderr  # valgrind --quiet says only errors (exec: no exit code)
+    assert ("slurmjwt-wrap: no usable cached token (the token cache's path is longer than "
+            "4095 bytes; set SLURMJWT_CACHE_DIR or XDG_RUNTIME_DIR to a shorter one)\n"
+            in r.stderr), r.stderr
+    assert place.claims(r.stdout.strip().split("=", 1)[1])["sun"] == "alice"
+
+
 def test_export_never_takes_slurm_jwt_out(place: Place, installed: Installed,
                                          cluster: Cluster) -> None:
     work = make_dir("slurmjwt-wrapnever-")

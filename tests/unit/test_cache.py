@@ -152,7 +152,9 @@ def _token_of(claims: object) -> str:
 def test_a_token_that_is_not_the_callers_is_stale_whatever_its_key_and_expiry(
         tmp_path: Path, token: str, user: str | None) -> None:
     # A uid given to someone else within one boot: the previous owner's
-    # entry under /run/slurmjwt/users/UID must never reach the new owner.
+    # entry under /run/slurmjwt/users/UID is never used or exported for the
+    # new owner (who can still read the file until a login removes it or a
+    # grant replaces it; test_pam_module.py).
     cache = _cache(tmp_path)
     cache.store(Entry(int(time.time()) + 3600, int(time.time()) + 3000, True, KID, token))
     cache.user = user
