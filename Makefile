@@ -165,7 +165,9 @@ install: c man
 	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
 	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper-root.socket \
-		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount "$(DESTDIR)$(UNITDIR)/"
+		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount \
+		packaging/systemd/slurmjwt-tokenfile@.service packaging/systemd/slurmjwt-tokenfile@.timer \
+		"$(DESTDIR)$(UNITDIR)/"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-refresh.service packaging/systemd/slurmjwt-refresh.timer "$(DESTDIR)$(USERUNITDIR)/"
 	$(INSTALL) -m 0644 packaging/tmpfiles.d/slurmjwt.conf "$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf"
 	$(INSTALL) -m 0644 build/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
@@ -188,6 +190,7 @@ uninstall: man
 		$(if $(CSH_LOGIN_D),"$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh") "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper-root.socket" "$(DESTDIR)$(UNITDIR)/run-slurmjwt-users.mount" \
+		"$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.service" "$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.timer" \
 		"$(DESTDIR)$(FISHCONFDIR)/slurmjwt.fish" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
 		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \
