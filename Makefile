@@ -6,7 +6,8 @@
 #   make test    install test dependencies (root, Debian 12), run every check
 #                and every test; this is what .ci/run calls
 #   make check   static checks only: ruff, mypy, shellcheck, systemd-analyze,
-#                the C code (PAM module, wrapper) with -Werror
+#                promtool (the alert rules and their tests), the C code (PAM
+#                module, wrapper) with -Werror
 #   make test-releases
 #                the compatibility matrix on the Slurm releases Debian does not
 #                ship (23.11, 24.05, 25.05, 25.11), each built from SchedMD's
@@ -38,6 +39,8 @@ USERUNITDIR ?= /usr/lib/systemd/user
 # fish reads packages' snippets here, for login and interactive shells alike.
 FISHCONFDIR ?= $(PREFIX)/share/fish/vendor_conf.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
+# Alert rules and the Grafana dashboard, for sites to copy into their own.
+PROMDIR ?= $(PREFIX)/share/pam-slurmjwt/prometheus
 SYSTEM_PYTHON ?= /usr/bin/python3
 # Debian's /etc/csh.login reads /etc/csh/login.d, not profile.d (RHEL's reads
 # profile.d/*.csh): a link to the csh shim goes there where it exists.
@@ -48,7 +51,7 @@ INSTALL := install
 
 include mk/c.mk
 
-.PHONY: all deps venv check lint typecheck shellcheck units test test-unit \
+.PHONY: all deps venv check lint typecheck shellcheck units prometheus-rules test test-unit \
 	test-integration test-releases bench demo demo-keys demo-down clean install uninstall \
 	man deb rpm dist
 
@@ -84,7 +87,13 @@ shellcheck:
 units:
 	sh packaging/systemd/verify-units.sh
 
-check: lint typecheck shellcheck units c
+# The alert rules: promtool (Debian's prometheus package) checks them and
+# runs their unit tests (packaging/prometheus/slurmjwt.rules.test.yml).
+prometheus-rules:
+	promtool check rules packaging/prometheus/slurmjwt.rules.yml
+	cd packaging/prometheus && promtool test rules slurmjwt.rules.test.yml
+
+check: lint typecheck shellcheck units prometheus-rules c
 
 test-unit: venv c c-harness
 	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
@@ -140,7 +149,7 @@ install: c man
 		"$(DESTDIR)$(SBINDIR)" "$(DESTDIR)$(PAMDIR)" "$(DESTDIR)$(SYSCONFDIR)/profile.d" \
 		"$(DESTDIR)$(SYSCONFDIR)/pam.d" "$(DESTDIR)$(SYSCONFDIR)/slurm" "$(DESTDIR)$(UNITDIR)" \
 		"$(DESTDIR)$(USERUNITDIR)" "$(DESTDIR)$(TMPFILESDIR)" "$(DESTDIR)$(LIBDIR)/bin" \
-		"$(DESTDIR)$(FISHCONFDIR)" \
+		"$(DESTDIR)$(FISHCONFDIR)" "$(DESTDIR)$(PROMDIR)" \
 		"$(DESTDIR)$(MANDIR)/man1" "$(DESTDIR)$(MANDIR)/man5" "$(DESTDIR)$(MANDIR)/man8"
 	$(INSTALL) -m 0644 pam_slurmjwt/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/"
 	$(INSTALL) -m 0644 pam_slurmjwt/doctor/*.py "$(DESTDIR)$(LIBDIR)/pam_slurmjwt/doctor/"
@@ -167,9 +176,13 @@ install: c man
 	$(INSTALL) -m 0755 packaging/slurm/taskprolog.sh "$(DESTDIR)$(LIBDIR)/taskprolog.sh"
 	$(INSTALL) -m 0644 packaging/slurm/cli_filter.lua "$(DESTDIR)$(LIBDIR)/cli_filter.lua"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper-root.socket \
-		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount "$(DESTDIR)$(UNITDIR)/"
+		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount \
+		packaging/systemd/slurmjwt-tokenfile@.service packaging/systemd/slurmjwt-tokenfile@.timer \
+		"$(DESTDIR)$(UNITDIR)/"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-refresh.service packaging/systemd/slurmjwt-refresh.timer "$(DESTDIR)$(USERUNITDIR)/"
 	$(INSTALL) -m 0644 packaging/tmpfiles.d/slurmjwt.conf "$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf"
+	$(INSTALL) -m 0644 packaging/prometheus/slurmjwt.rules.yml packaging/prometheus/slurmjwt-dashboard.json \
+		"$(DESTDIR)$(PROMDIR)/"
 	$(INSTALL) -m 0644 build/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
 	$(INSTALL) -m 0644 build/man/*.5 "$(DESTDIR)$(MANDIR)/man5/"
 	$(INSTALL) -m 0644 build/man/*.8 "$(DESTDIR)$(MANDIR)/man8/"
@@ -190,12 +203,15 @@ uninstall: man
 		$(if $(CSH_LOGIN_D),"$(DESTDIR)$(CSH_LOGIN_D)/slurmjwt.csh") "$(DESTDIR)$(SYSCONFDIR)/pam.d/slurmjwt" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper-root.socket" "$(DESTDIR)$(UNITDIR)/run-slurmjwt-users.mount" \
+		"$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.service" "$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.timer" \
 		"$(DESTDIR)$(FISHCONFDIR)/slurmjwt.fish" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
 		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \
+		"$(DESTDIR)$(PROMDIR)/slurmjwt.rules.yml" "$(DESTDIR)$(PROMDIR)/slurmjwt-dashboard.json" \
 		"$(DESTDIR)$(MANDIR)/man1/slurmjwt.1" "$(DESTDIR)$(MANDIR)/man1/slurmjwt-refresh.1" \
 		"$(DESTDIR)$(MANDIR)/man5/slurmjwt.conf.5" "$(DESTDIR)$(MANDIR)/man8/slurmjwt-helper.8" \
 		"$(DESTDIR)$(MANDIR)/man8/pam_slurmjwt.8"
+	-rmdir "$(DESTDIR)$(PROMDIR)" "$(DESTDIR)$(dir $(PROMDIR))" 2>/dev/null
 	@# The configuration goes only if it is still the untouched sample.
 	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf" ] && cmp -s build/man/slurmjwt.conf.sample "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; then \
 		rm -f "$(DESTDIR)$(SYSCONFDIR)/slurm/slurmjwt.conf"; \

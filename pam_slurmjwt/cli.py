@@ -1,5 +1,5 @@
-"""slurmjwt: the user and admin command (mint, decode, status, token, exec, ping,
-wrappers, doctor, and for keys: keygen, jwks).
+"""slurmjwt: the user and admin command (mint, tokenfile, decode, status, token,
+exec, ping, wrappers, doctor, and for keys: keygen, jwks).
 
 Each subcommand parses its words, calls one function that does the work,
 and maps SlurmJwtError to the documented exit status here and only here.
@@ -294,6 +294,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
+def cmd_tokenfile(args: argparse.Namespace) -> int:
+    """Root: keep a service account's token in a file (Prometheus'
+    credentials_file), asked of the helper on RootSocket under its policy."""
+    from pam_slurmjwt import tokenfile
+
+    if os.geteuid() != 0:
+        raise UsageError("tokenfile writes a file owned by another account through the "
+                         "helper's root socket: run it as root")
+    if args.lifespan is not None and not 0 < args.lifespan < 10**8:
+        raise UsageError(f"--lifespan {args.lifespan} is not a number of seconds")
+    cfg = load_config(args.config)
+    target = tokenfile.target(args.output, args.user, args.group)
+    grant = tokenfile.keep_fresh(cfg, target, args.if_needed, args.lifespan)
+    if grant is not None:
+        print(tokenfile.describe(target, grant))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------- keys
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -343,6 +361,20 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--user", help="user to mint for (default: yourself)")
     mint.add_argument("--lifespan", type=int, help="seconds (default Lifespan)")
     mint.set_defaults(func=cmd_mint)
+
+    tfile = sub.add_parser("tokenfile", help="root: keep a service account's token in a "
+                           "file, for Prometheus' credentials_file")
+    tfile.add_argument("--user", required=True, help="the account the token is for")
+    tfile.add_argument("--output", required=True, metavar="PATH",
+                       help="the file (its directory root's, not writable by others)")
+    tfile.add_argument("--group", help="make the file 0640 and of this group (default: "
+                       "0600, the account's own group)")
+    tfile.add_argument("--if-needed", action="store_true",
+                       help="only when missing, of another key or owner, or past its refresh "
+                            "point (RefreshMargin before expiry, halfway for short tokens)")
+    tfile.add_argument("--lifespan", type=int, help="seconds (default Lifespan; capped by "
+                       "MaxLifespan, MaxLifespanFor)")
+    tfile.set_defaults(func=cmd_tokenfile)
 
     decode = sub.add_parser("decode", help="show a token's claims (not verified)")
     decode.add_argument("token", nargs="?",

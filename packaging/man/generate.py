@@ -261,6 +261,9 @@ def slurmjwt_page() -> str:
             "# REST, token on stdin, never on a command line:",
             "slurmjwt token \\-\\-header | curl \\-H @\\- http://ctl:6820/slurm/v0.0.40/jobs",
             "# admin, like scontrol token:", "slurmjwt mint username=alice lifespan=600",
+            "# admin: a scraper's token, kept fresh for Prometheus (slurmjwt\\-tokenfile@.timer):",
+            "slurmjwt tokenfile \\-\\-if\\-needed \\-\\-user prometheus \\-\\-output "
+            "/run/slurmjwt\\-tokens/prometheus",
             "# admin: this login node's RS256 key, and its public half for slurmctld:",
             "slurmjwt keygen /etc/slurm/slurmjwt\\-2026.pem",
             "slurmjwt jwks /etc/slurm/slurmjwt\\-2026.pem > login1\\-2026.jwks",

@@ -13,11 +13,18 @@ for unit in "$tmp"/root/usr/lib/systemd/system/slurmjwt-* "$tmp"/root/usr/lib/sy
         "$tmp"/root/usr/lib/systemd/user/slurmjwt-*; do
     sed -e "s|/usr/sbin/slurmjwt-helper|$tmp/root/usr/sbin/slurmjwt-helper|g" \
         -e "s|/usr/bin/slurmjwt-refresh|$tmp/root/usr/bin/slurmjwt-refresh|g" \
+        -e "s|/usr/bin/slurmjwt |$tmp/root/usr/bin/slurmjwt |g" \
         "$unit" >"$tmp/units/$(basename "$unit")"
+done
+# Templates are verified as an instance, the account "prometheus".
+for unit in "$tmp"/units/*@.*; do
+    mv "$unit" "$(printf '%s\n' "$unit" | sed 's/@\./@prometheus./')"
 done
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper-root.socket \
     "$tmp"/units/slurmjwt-helper.service "$tmp"/units/run-slurmjwt-users.mount
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-refresh.service "$tmp"/units/slurmjwt-refresh.timer
+systemd-analyze --man=no verify "$tmp"/units/slurmjwt-tokenfile@prometheus.service \
+    "$tmp"/units/slurmjwt-tokenfile@prometheus.timer
 # The helper's hardening may only get tighter: systemd-analyze security's
 # exposure level, offline, at most the README's figure (1.4 = 14 here).
 if ! score=$(systemd-analyze security --offline=yes --threshold=14 \
