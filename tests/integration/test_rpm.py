@@ -149,3 +149,18 @@ def test_linux_pam_opens_sessions_through_the_stub_and_not_without_it(
     shutil.copyfile(pamd / "slurmjwt", stub)
     done = session()
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("pamtester") is None, reason="needs pamtester")
+def test_the_authselect_line_opens_sessions_once_the_module_is_gone(services: list[Path]) -> None:
+    # The README's line for an authselect profile, after rpm -e removed the
+    # module (here: a module that never existed).
+    name = f"slurmjwt-test-{secrets.token_hex(4)}"
+    service = Path("/etc/pam.d") / name
+    services.append(service)
+    service.write_text("session required pam_permit.so\n"
+                       f"-session optional {name}-gone.so timeout=2000\n")
+    done = subprocess.run(["pamtester", name, "root", "open_session", "close_session"],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
