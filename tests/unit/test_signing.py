@@ -22,9 +22,9 @@ from pam_slurmjwt.errors import ConfigError, KeyFileError
 from pam_slurmjwt.keyfile import write_new_key
 from pam_slurmjwt.policy import identity_claims
 from pam_slurmjwt.signing import (
+    SCONTROL_PARALLEL,
     HS256Signer,
     KeyMinter,
-    SCONTROL_PARALLEL,
     RS256Signer,
     ScontrolMinter,
     hs256_key_id,
