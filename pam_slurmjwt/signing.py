@@ -20,7 +20,7 @@ import hmac
 import json
 import os
 import pwd
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from pam_slurmjwt.config import Config
 from pam_slurmjwt.errors import ConfigError, KeyFileError, MintFailed
@@ -479,12 +479,25 @@ class ScontrolMinter:
         self.env = {k: v for k, v in os.environ.items() if k != "SLURM_JWT"}
         self.env["SLURM_CONF"] = slurm_conf
         # Root (logins) has slots of its own: users' requests cannot fill them.
-        self.gates = {False: asyncio.Semaphore(SCONTROL_PARALLEL),
-                      True: asyncio.Semaphore(SCONTROL_PARALLEL)}
+        # Made in the loop that waits on them (gate()): on Python 3.9 a
+        # Semaphore made outside it belongs to another loop, and a burst that
+        # has to wait fails with "attached to a different loop".
+        self.gates: dict[bool, asyncio.Semaphore] = {}
+        self.gates_loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def gate(self, root: bool) -> asyncio.Semaphore:
+        """Return the running loop's semaphore for root's or users' slots."""
+        loop = asyncio.get_running_loop()
+        if self.gates_loop is not loop:
+            self.gates = {}
+            self.gates_loop = loop
+        if root not in self.gates:
+            self.gates[root] = asyncio.Semaphore(SCONTROL_PARALLEL)
+        return self.gates[root]
 
     async def mint(self, entry: pwd.struct_passwd, lifespan: int,
                    root: bool = False) -> tuple[str, int]:
-        async with self.gates[root]:
+        async with self.gate(root):
             proc = await asyncio.create_subprocess_exec(
                 self.scontrol, "token", f"username={entry.pw_name}", f"lifespan={lifespan}",
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,

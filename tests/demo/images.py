@@ -85,7 +85,7 @@ def ensure_base(client: docker.DockerClient, rel: Release, say: Say) -> str:
     if has_image(client, official) or pull(client, official, say):
         client.images.get(official).tag(name)
         return name
-    debootstrap_import(client, rel, name, say)
+    debootstrap_import(client, rel.codename, name, say)
     return name
 
 
@@ -120,21 +120,22 @@ def pull(client: docker.DockerClient, name: str, say: Say) -> bool:
     return bool(outcome and outcome[0])
 
 
-def debootstrap_import(client: docker.DockerClient, rel: Release, name: str, say: Say) -> None:
-    """Make a minbase root file system of `rel` with debootstrap and import it
-    as image `name`; raise DemoError with debootstrap's log tail on failure."""
+def debootstrap_import(client: docker.DockerClient, codename: str, name: str, say: Say) -> None:
+    """Make a minbase root file system of Debian `codename` with debootstrap and
+    import it as image `name`; raise DemoError with debootstrap's log tail on
+    failure."""
     if shutil.which("debootstrap") is None:
         engine.install_packages(("debootstrap",), say)
-    say(f"making a {rel.codename} base image with debootstrap (about 30 s)")
+    say(f"making a {codename} base image with debootstrap (about 30 s)")
     with tempfile.TemporaryDirectory(prefix="slurmjwt-demo-root-") as tmp:
         root = Path(tmp) / "root"
         done = subprocess.run(
-            ["debootstrap", "--variant=minbase", rel.codename, str(root), MIRROR],
+            ["debootstrap", "--variant=minbase", codename, str(root), MIRROR],
             capture_output=True, text=True, check=False)
         if done.returncode != 0:
             log = root / "debootstrap" / "debootstrap.log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else done.stderr[-2000:]
-            raise DemoError(f"debootstrap {rel.codename} failed (exit {done.returncode}):\n{tail}")
+            raise DemoError(f"debootstrap {codename} failed (exit {done.returncode}):\n{tail}")
         archive = Path(tmp) / "root.tar"
         # Numeric owners as they are: the image must keep root:root and the rest.
         subprocess.run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."],
@@ -142,7 +143,7 @@ def debootstrap_import(client: docker.DockerClient, rel: Release, name: str, say
         repository, _, version = name.partition(":")
         client.api.import_image_from_file(str(archive), repository=repository, tag=version)
     if not has_image(client, name):
-        raise DemoError(f"docker import of the {rel.codename} root file system made no {name}")
+        raise DemoError(f"docker import of the {codename} root file system made no {name}")
 
 
 def stage_context(context: Path) -> None:
@@ -161,9 +162,10 @@ def stage_context(context: Path) -> None:
     shutil.copy2(CLI_FILTER, context / "cli_filter.lua")
 
 
-def stage_project(dest: Path) -> None:
-    """Copy the project's source files (tracked, or new and not ignored) into
-    `dest`; the image builds and installs them (packaging/docker/install-project.sh)."""
+def stage_project(dest: Path, skip: tuple[str, ...] = PROJECT_SKIP) -> None:
+    """Copy the project's source files (tracked, or new and not ignored, but
+    none under `skip`) into `dest`; the image builds and installs them
+    (packaging/docker/install-project.sh)."""
     listed = subprocess.run(
         ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         capture_output=True, check=False)
@@ -172,7 +174,7 @@ def stage_project(dest: Path) -> None:
                         f"{listed.stderr.decode(errors='replace').strip()}")
     for rel_path in sorted(set(listed.stdout.decode().split("\0"))):
         source = REPO / rel_path
-        if not rel_path or rel_path.startswith(PROJECT_SKIP) or not source.is_file():
+        if not rel_path or rel_path.startswith(skip) or not source.is_file():
             continue  # deleted in the work tree, or not needed in the image
         target = dest / rel_path
         target.parent.mkdir(parents=True, exist_ok=True)

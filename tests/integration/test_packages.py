@@ -75,4 +75,4 @@ def test_rpm_spec_builds_with_the_same_file_list() -> None:
     assert any(p.endswith("/LICENSE") for p in licenses), licenses
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True,
                               text=True).stdout
-    assert "python3-pyjwt" in requires and "python3-cryptography" in requires
+    assert "python3dist(pyjwt)" in requires and "python3dist(cryptography)" in requires
