@@ -30,11 +30,14 @@
  *                  the session starts gets a live token (default
  *                  /usr/lib/slurmjwt/bin; only when DIR is a directory that
  *                  only root can change); "none" leaves PATH alone
- *   sshd_path=PATH sshd's compiled-in PATH for users (its _PATH_STDPATH),
- *                  put after DIR when the PAM service is "sshd" and the PAM
- *                  environment has no PATH (default: the one of the
- *                  distribution the module was built for, see below);
- *                  "none" leaves such sessions' PATH alone
+ *   sshd_path=PATH sshd's compiled-in PATH for users (OpenSSH's
+ *                  --with-default-path), put after DIR when the PAM service
+ *                  is "sshd" and the PAM environment has no PATH, so that
+ *                  `ssh host CMD` gets the wrappers too (default: that of
+ *                  the distribution built on: /usr/local/bin:/usr/bin:/bin:/usr/games
+ *                  on Debian and Ubuntu, /usr/local/bin:/usr/bin:/usr/local/sbin:/usr/sbin
+ *                  on RHEL and Fedora, none elsewhere); "none" leaves the
+ *                  PATH of such sessions alone
  *   nocache        do not write the user's token cache
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
  *                  is still written)
@@ -51,12 +54,10 @@
  *     anyway: DIR goes in front of it;
  *   - none there and the service is "sshd" (the application names the
  *     service, not the user): sshd will set its compiled default for every
- *     user but root, a property of the distribution's OpenSSH build
- *     (--with-default-path), so the module sets DIR:sshd_path, and
- *     `ssh host CMD`, which reads no profile, gets the wrappers too. The
- *     build picks the default from /etc/os-release (mk/c.mk): Debian's
- *     /usr/local/bin:/usr/bin:/bin:/usr/games, RHEL's and Fedora's
- *     /usr/local/bin:/usr/bin:/usr/local/sbin:/usr/sbin, none elsewhere;
+ *     user but root, a property of the distribution's OpenSSH build, so
+ *     the module sets DIR:sshd_path, and `ssh host CMD`, which reads no
+ *     profile, gets the wrappers too (the build picks sshd_path's default
+ *     from /etc/os-release, mk/c.mk); root (SUPERUSER_PATH) is left alone;
  *   - none there and any other service (su, login, cron...): the module
  *     cannot know the application's PATH, so it leaves PATH alone; login
  *     shells get DIR from the profile.d shim.
