@@ -226,7 +226,7 @@ DEB := build/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb
 # control files beside it, dpkg-deb. Depends on Debian's own python3-jwt.
 deb: c man
 	rm -rf build/deb
-	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr \
+	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr OS_FAMILY=debian \
 		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security CSH_LOGIN_D=/etc/csh/login.d
 	mkdir -p build/deb/DEBIAN
 	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \

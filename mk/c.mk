@@ -15,6 +15,17 @@ CFLAGS ?=
 SYSCONFDIR ?= /etc
 LIBDIR ?= /usr/lib/slurmjwt
 C_BUILD := build/c
+# sshd's compiled-in PATH for users (OpenSSH --with-default-path), which the
+# PAM module puts after the wrappers for an sshd session without a PATH in the
+# PAM environment (pam_slurmjwt(8) sshd_path=): a property of the
+# distribution's OpenSSH build, so chosen for the distribution built on
+# (ID and ID_LIKE of /etc/os-release; OS_FAMILY=debian|rhel to choose), or
+# SSHD_PATH= itself; "none" (other distributions) leaves such a PATH alone.
+SSHD_PATH_debian := /usr/local/bin:/usr/bin:/bin:/usr/games
+SSHD_PATH_rhel := /usr/local/bin:/usr/bin:/usr/local/sbin:/usr/sbin
+OS_FAMILY ?= $(shell . /etc/os-release 2>/dev/null; for id in $$ID $$ID_LIKE; do \
+	case $$id in (debian) echo debian; break;; (rhel|fedora) echo rhel; break;; esac; done)
+SSHD_PATH ?= $(or $(SSHD_PATH_$(OS_FAMILY)),none)
 PAM_SO := $(C_BUILD)/pam_slurmjwt.so
 WRAP := $(C_BUILD)/slurmjwt-wrap
 COMMON_SRCS := c/common/protocol.c c/common/client.c c/common/token.c c/common/cache.c
@@ -28,7 +39,7 @@ WRAP_HDRS := c/wrap/conf.h $(COMMON_HDRS)
 C_WARN := -Wall -Wextra -Werror
 C_HARDEN := -O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2
 # The installed paths the C code names (slurmjwt.conf, the wrapper
-# directory): a header rewritten only when they change, so that
+# directory, sshd's PATH): a header rewritten only when they change, so that
 # `make install SYSCONFDIR=... LIBDIR=...` rebuilds what depends on them.
 C_PATHS := $(C_BUILD)/paths.h
 PAM_CFLAGS := $(C_WARN) $(C_HARDEN) -fPIC -fvisibility=hidden -include $(C_PATHS)
@@ -55,8 +66,8 @@ $(C_PATHS): c-paths
 	@:
 
 c-paths: | $(C_BUILD)
-	@printf '#define SLURMJWT_CONF_PATH "%s"\n#define SLURMJWT_WRAPPERS "%s"\n' \
-		"$(SYSCONFDIR)/slurm/slurmjwt.conf" "$(LIBDIR)/bin" > $(C_PATHS).new
+	@printf '#define SLURMJWT_CONF_PATH "%s"\n#define SLURMJWT_WRAPPERS "%s"\n#define SLURMJWT_SSHD_PATH "%s"\n' \
+		"$(SYSCONFDIR)/slurm/slurmjwt.conf" "$(LIBDIR)/bin" "$(SSHD_PATH)" > $(C_PATHS).new
 	@if cmp -s $(C_PATHS).new $(C_PATHS); then rm $(C_PATHS).new; else mv $(C_PATHS).new $(C_PATHS); fi
 
 $(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) $(C_PATHS) | $(C_BUILD)

@@ -30,6 +30,14 @@
  *                  the session starts gets a live token (default
  *                  /usr/lib/slurmjwt/bin; only when DIR is a directory that
  *                  only root can change); "none" leaves PATH alone
+ *   sshd_path=PATH sshd's compiled-in PATH for users (OpenSSH's
+ *                  --with-default-path), put after DIR when the PAM service
+ *                  is "sshd" and the PAM environment has no PATH, so that
+ *                  `ssh host CMD` gets the wrappers too (default: that of
+ *                  the distribution built on: /usr/local/bin:/usr/bin:/bin:/usr/games
+ *                  on Debian and Ubuntu, /usr/local/bin:/usr/bin:/usr/local/sbin:/usr/sbin
+ *                  on RHEL and Fedora, none elsewhere); "none" leaves the
+ *                  PATH of such sessions alone
  *   nocache        do not write the user's token cache (nor remove a
  *                  previous owner's token from it at a login without one)
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
@@ -38,15 +46,23 @@
  *
  * Unknown or malformed arguments are logged once each and ignored.
  *
- * PATH: the module puts DIR in front of the PAM environment's PATH and never
- * creates one. sshd, su and login set their own PATH (sshd's compiled
- * default; su's caller's, or login.defs ENV_PATH with -l; login's ENV_PATH)
- * after the session is open, then copy the PAM environment over it: a PATH
- * made here would replace theirs, and none of theirs can be known here.
- * Without a PATH in the PAM environment (pam_env puts one there), the
- * session keeps the application's PATH and login shells get DIR from the
- * profile.d shim; `ssh host CMD` then runs without the wrappers (see
- * docs/internals.md, "The session's PATH").
+ * PATH: the session's PATH must be the one the application would have given,
+ * with DIR in front. sshd, su and login set their own PATH after the session
+ * is open (sshd's compiled default; su's caller's, or login.defs ENV_PATH
+ * with -l; login's ENV_PATH), then copy the PAM environment over it: a PAM
+ * PATH replaces theirs. So:
+ *   - a PATH in the PAM environment (pam_env put it there) is the session's
+ *     anyway: DIR goes in front of it;
+ *   - none there and the service is "sshd" (the application names the
+ *     service, not the user): sshd will set its compiled default for every
+ *     user but root, a property of the distribution's OpenSSH build, so
+ *     the module sets DIR:sshd_path, and `ssh host CMD`, which reads no
+ *     profile, gets the wrappers too (the build picks sshd_path's default
+ *     from /etc/os-release, mk/c.mk); root (SUPERUSER_PATH) is left alone;
+ *   - none there and any other service (su, login, cron...): the module
+ *     cannot know the application's PATH, so it leaves PATH alone; login
+ *     shells get DIR from the profile.d shim.
+ * See docs/internals.md, "The session's PATH".
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -80,6 +96,9 @@
 #define SLURMJWT_WRAPPERS "/usr/lib/slurmjwt/bin"   /* LIBDIR/bin of make install */
 #endif
 #define DEFAULT_WRAPPERS SLURMJWT_WRAPPERS
+#ifndef SLURMJWT_SSHD_PATH
+#define SLURMJWT_SSHD_PATH "none"   /* mk/c.mk sets the distribution's */
+#endif
 #define LOG_LINE_MAX 512
 #define PATH_VALUE_MAX 8192
 
@@ -92,6 +111,7 @@ struct options {
     long long timeout_ms;
     const char *socket;
     const char *wrappers;       /* "none" leaves PATH alone */
+    const char *sshd_path;      /* "none": sshd sessions without a PAM PATH keep sshd's */
 };
 
 /* What a session carries between its steps; one per open_session call. */
@@ -118,6 +138,7 @@ static const struct option_spec {
     { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, SJWT_TIMEOUT_MAX_MS },
     { "socket",   OPT_PATH,   offsetof(struct options, socket),     0, 0 },
     { "wrappers", OPT_PATH,   offsetof(struct options, wrappers),   0, 0 },
+    { "sshd_path", OPT_PATH,  offsetof(struct options, sshd_path),  0, 0 },
 };
 
 __attribute__((format(printf, 3, 4)))
@@ -143,7 +164,7 @@ static void parse_options(const struct session *s, struct options *opt,
 
     *opt = (struct options) {
         .minuid = 1000, .timeout_ms = 2000, .socket = DEFAULT_SOCKET,
-        .wrappers = DEFAULT_WRAPPERS,
+        .wrappers = DEFAULT_WRAPPERS, .sshd_path = SLURMJWT_SSHD_PATH,
     };
     for (i = 0; i < argc; i++) {
         const struct option_spec *spec = NULL;
@@ -200,14 +221,15 @@ static bool on_path(const char *path, const char *dir)
 }
 
 /*
- * Put the wrapper directory in front of the PAM environment's PATH: a
+ * Put the wrapper directory in front of the session's PATH (see the top): a
  * directory on everybody's PATH that someone else could write would run
  * their programs as every user, so it must be a directory only root can
- * change. No PATH there: the application's own stays (see the top).
+ * change.
  */
-static void put_wrappers_on_path(const struct session *s)
+static void put_wrappers_on_path(const struct session *s, const struct passwd *pw)
 {
-    const char *dir = s->opt->wrappers, *old;
+    const char *dir = s->opt->wrappers, *old, *service = NULL;
+    const void *item = NULL;
     char value[PATH_VALUE_MAX];
     struct stat st;
     int n;
@@ -222,11 +244,17 @@ static void put_wrappers_on_path(const struct session *s)
     }
     old = pam_getenv(s->pamh, "PATH");
     if (old == NULL) {
-        say(s, LOG_DEBUG, "no PATH in the PAM environment: the application's stays, "
-            "without \"%s\"", dir);
-        return;
-    }
-    if (on_path(old, dir))
+        if (pam_get_item(s->pamh, PAM_SERVICE, &item) == PAM_SUCCESS)
+            service = item;
+        /* sshd gives root its SUPERUSER_PATH, not _PATH_STDPATH. */
+        if (service == NULL || strcmp(service, "sshd") != 0 || pw->pw_uid == 0
+            || strcmp(s->opt->sshd_path, "none") == 0) {
+            say(s, LOG_DEBUG, "no PATH in the PAM environment: the application's stays, "
+                "without \"%s\"", dir);
+            return;
+        }
+        old = s->opt->sshd_path;
+    } else if (on_path(old, dir))
         return;
     n = snprintf(value, sizeof(value), "PATH=%s:%s", dir, old);
     if (n < 0 || (size_t) n >= sizeof(value) || pam_putenv(s->pamh, value) != PAM_SUCCESS)
@@ -398,7 +426,7 @@ static void open_session(struct session *s)
             (unsigned long) pw.pw_uid, s->opt->minuid);
     else {
         s->deadline = sjwt_now_ms() + s->opt->timeout_ms;
-        put_wrappers_on_path(s);
+        put_wrappers_on_path(s, &pw);
         give_token(s, &pw);
     }
     free(buf);

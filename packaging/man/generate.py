@@ -383,12 +383,16 @@ def pam_page() -> str:
         that the token is that user's, puts it into the PAM environment as SLURM_JWT
         (so even a non-interactive ssh host squeue has it) when the helper's Export
         policy says so, and puts the Slurm command wrappers (/usr/lib/slurmjwt/bin)
-        in front of the PAM environment's PATH, so that every Slurm command the
-        session ever starts fetches a live token. It never makes a PATH: the
-        application (sshd, su, login) sets its own after the session opens and
-        copies the PAM environment over it, so a PATH made here would
-        replace theirs; without one the session keeps the application's PATH
-        and login shells get the wrappers from the profile.d shim.
+        in front of the session's PATH, so that every Slurm command the
+        session ever starts fetches a live token. The application (sshd, su,
+        login) sets its own PATH after the session opens and copies the PAM
+        environment over it, so the module puts the wrappers in front of the
+        PAM environment's PATH when there is one; when there is none and the
+        PAM service is sshd, it sets the wrappers followed by sshd's own
+        compiled-in PATH (sshd_path=), so that ssh host CMD has them too; for
+        other services without one it makes none, the session keeps the
+        application's PATH and login shells get the wrappers from the
+        profile.d shim.
         It writes the user's token cache in a child process that has become the
         user for good; root never writes into the user's
         directories.""")

@@ -69,7 +69,7 @@ def world(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
           ) -> Iterator[World]:
     """A login node whose helper mints 30-second tokens (refreshed at 15 s)."""
     with cache_base() as base, login_world(
-            installed, cluster, ("alice", "bob"), env={"PATH": SITE_PATH},
+            installed, cluster, ("alice", "bob"),
             helper_extra=f"Lifespan={LIFESPAN}\nRefreshMargin=15\n") as made:
         yield made
         for user in ("alice", "bob"):

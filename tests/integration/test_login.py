@@ -67,9 +67,8 @@ def run_cache(test_users: dict[str, TestUser]) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def world(installed: Installed, cluster: Cluster, run_cache: Path,
           test_users: dict[str, TestUser]) -> Iterator[World]:
-    """The session cluster's login node: helper + sshd with the shipped stack,
-    and a PATH in the PAM environment (the site's, from pam_env)."""
-    with login_world(installed, cluster, USERS, env={"PATH": SITE_PATH}) as made:
+    """The session cluster's login node: helper + sshd with the shipped stack."""
+    with login_world(installed, cluster, USERS) as made:
         yield made
 
 
@@ -258,6 +257,10 @@ def test_su_session_path_is_sus_own_with_the_wrappers_in_front_of_a_pam_path(
 @pytest.mark.parametrize("pam_path", [None, SITE_PATH], ids=["no PAM PATH", "pam_env PATH"])
 def test_sshd_session_path_is_sshds_own_with_the_wrappers_in_front_of_a_pam_path(
         world: World, pam_path: str | None) -> None:
+    """`ssh host CMD` (no profile) through sshd's PAM service "sshd", without
+    and with the module: with it, the PATH is the one without it (sshd's
+    compiled default, or pam_env's, which wins over it) with the wrappers in
+    front; the module's built-in sshd_path= is this sshd's default."""
     paths = {}
     for module in (False, True):
         variables = {**session_env(world.helper, world.jwt_only_conf),
@@ -270,9 +273,8 @@ def test_sshd_session_path_is_sshds_own_with_the_wrappers_in_front_of_a_pam_path
             with login_sshd(stack, ["alice"]) as sshd:
                 paths[module] = session_token(sshd.ssh("alice", "printenv PATH"))
     wrappers = str(world.installed.wrappers)
-    # sshd's own (its compiled default), or pam_env's, which wins over it.
     assert paths[False] == (pam_path or paths[False]) and wrappers not in paths[False]
-    assert paths[True] == (f"{wrappers}:{paths[False]}" if pam_path else paths[False])
+    assert paths[True] == f"{wrappers}:{paths[False]}"
 
 
 def test_slurmjwt_token_header_reaches_slurmrestd(world: World) -> None:

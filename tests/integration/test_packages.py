@@ -23,6 +23,13 @@ SHIPPED = ("/usr/bin/slurmjwt", "/usr/bin/slurmjwt-refresh", "/usr/sbin/slurmjwt
            "/usr/share/man/man8/pam_slurmjwt.8")
 
 
+# sshd's compiled-in PATH for users (OpenSSH --with-default-path): Debian's
+# debian/rules and Fedora's/RHEL's openssh.spec. The module built for each
+# puts it after the wrappers in sshd sessions without a PAM PATH.
+DEBIAN_SSHD_PATH = b"/usr/local/bin:/usr/bin:/bin:/usr/games"
+RHEL_SSHD_PATH = b"/usr/local/bin:/usr/bin:/usr/local/sbin:/usr/sbin"
+
+
 def make(target: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["make", "-s", "-C", str(REPO), target], capture_output=True,
                           text=True, timeout=600)
@@ -58,6 +65,12 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     postinst = subprocess.run(["dpkg-deb", "-I", deb, "postinst"], capture_output=True,
                               text=True).stdout
     assert "slurmjwt wrappers --update" in postinst
+    (so,) = [p for p in files if p.endswith("/security/pam_slurmjwt.so")]
+    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", deb], capture_output=True,
+                         check=True).stdout
+    module = subprocess.run(["tar", "-xOf", "-", f".{so}"], input=tar, capture_output=True,
+                            check=True).stdout
+    assert b"\0" + DEBIAN_SSHD_PATH + b"\0" in module and RHEL_SSHD_PATH not in module
 
 
 @pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild not installed")
@@ -76,3 +89,9 @@ def test_rpm_spec_builds_with_the_same_file_list() -> None:
     requires = subprocess.run(["rpm", "-qp", "--requires", rpm], capture_output=True,
                               text=True).stdout
     assert "python3dist(pyjwt)" in requires and "python3dist(cryptography)" in requires
+    # Built here on Debian, the module still has RHEL's sshd PATH.
+    (so,) = [p for p in files if p.endswith("/security/pam_slurmjwt.so")]
+    cpio = subprocess.run(["rpm2cpio", rpm], capture_output=True, check=True).stdout
+    module = subprocess.run(["cpio", "--quiet", "-i", "--to-stdout", f".{so}"], input=cpio,
+                            capture_output=True, check=True).stdout
+    assert b"\0" + RHEL_SSHD_PATH + b"\0" in module and DEBIAN_SSHD_PATH not in module

@@ -41,6 +41,9 @@ PYTHON = sys.executable
 SLACK = 0.5  # seconds allowed beyond timeout= for process and scheduling noise
 SSH_SLACK = 2.0  # seconds allowed for a whole ssh login besides the module
 KID = "kid-fake_1"
+# This build's sshd_path= default, sshd's compiled-in PATH on Debian
+# (openssh's debian/rules --with-default-path).
+DEBIAN_SSHD_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/games"
 
 # Runs one PAM session in a fresh process and prints what happened as JSON.
 # A subprocess, so that the module's fork and its blocking calls happen in a
@@ -328,11 +331,18 @@ class Session:
 
 
 def open_session(args: str, user: str, putenv: tuple[str, ...] = (),
-                 wrap: tuple[str, ...] = ()) -> Session:
+                 wrap: tuple[str, ...] = (), sshd: bool = False) -> Session:
     """Run one PAM session (open and close) with the module given these
-    args, in a driver process (run under `wrap`, e.g. strace, if given)."""
+    args, in a driver process (run under `wrap`, e.g. strace, if given).
+    sshd: as the PAM service "sshd", its stack bind-mounted over
+    /etc/pam.d/sshd in a mount namespace that dies with the driver."""
     lines = [f"session optional {MODULE} {args}"]
     with pam_service(lines) as service:
+        if sshd:
+            wrap = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount --bind "$1" /etc/pam.d/sshd && shift && exec "$@"', "sh",
+                    f"/etc/pam.d/{service}", *wrap)
+            service = "sshd"
         proc = subprocess.run(
             [*wrap, PYTHON, "-c", DRIVER, service, user, *putenv],
             capture_output=True,
@@ -573,8 +583,9 @@ def test_wrappers_go_first_on_path(
 ) -> None:
     wrappers = wrapper_dir(work)
     args = f"socket={helper.path} nocache wrappers={wrappers}"
-    # No PATH in the PAM environment: none is made (the application's own
-    # PATH, which it sets later and PAM's would replace, stays).
+    # No PATH in the PAM environment of a service other than sshd (su,
+    # login, cron...): none is made (the application's own PATH, which it
+    # sets later and PAM's would replace, stays).
     syslog.take()
     s = open_session(f"{args} debug", "alice")
     assert "PATH" not in s.env and s.env["SLURM_JWT"] == helper.token
@@ -593,6 +604,31 @@ def test_wrappers_go_first_on_path(
     s = open_session(f"socket={helper.path} nocache wrappers=none", "alice",
                      putenv=("PATH=/usr/bin",))
     assert s.env["PATH"] == "/usr/bin"
+
+
+def test_sshd_sessions_without_a_pam_path_get_the_wrappers_before_sshds_path(
+    helper: FakeHelper, work: Path, test_users: dict[str, User]
+) -> None:
+    # sshd will set its compiled default (this build's: Debian's here) and
+    # then copy the PAM environment over it: the module sets the same with
+    # the wrappers in front, so that `ssh host CMD` has them.
+    wrappers = wrapper_dir(work)
+    args = f"socket={helper.path} nocache wrappers={wrappers}"
+    s = open_session(args, "alice", sshd=True)
+    assert s.env["PATH"] == f"{wrappers}:{DEBIAN_SSHD_PATH}"
+    assert s.env["SLURM_JWT"] == helper.token
+    s = open_session(f"{args} sshd_path=/opt/ssh/bin:/usr/bin", "alice", sshd=True)
+    assert s.env["PATH"] == f"{wrappers}:/opt/ssh/bin:/usr/bin"
+    # A PAM PATH is sshd's anyway: the wrappers go in front of it.
+    s = open_session(args, "alice", putenv=("PATH=/opt/site/bin",), sshd=True)
+    assert s.env["PATH"] == f"{wrappers}:/opt/site/bin"
+    # none: sshd's own stays, without the wrappers.
+    s = open_session(f"{args} sshd_path=none", "alice", sshd=True)
+    assert "PATH" not in s.env and s.env["SLURM_JWT"] == helper.token
+    # root gets sshd's SUPERUSER_PATH, not this one: left alone, even when
+    # minuid lets root in.
+    s = open_session(f"{args} minuid=0", "root", sshd=True)
+    assert "PATH" not in s.env
 
 
 @pytest.mark.parametrize("change", ["group-writable", "user-owned", "missing", "relative"])
