@@ -14,11 +14,12 @@ import pytest
 
 from pam_slurmjwt import nss, protocol
 from pam_slurmjwt.config import parse_config
-from pam_slurmjwt.helper import Server, State, publish_key_id
+from pam_slurmjwt.helper import Server
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import NameService, Policy
 from pam_slurmjwt.signing import HS256Signer, KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
+from pam_slurmjwt.supervisor import State, publish_key_id
 
 KEY = b"unit-test-key-0123456789abcdef!!"
 ME = pwd.getpwuid(os.getuid()).pw_name
