@@ -44,6 +44,7 @@ REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to ha
 LOOKUP_THREADS = 4  # users' name service lookups running at once, per helper process
 ROOT_LOOKUP_THREADS = 2  # root's (logins'), on threads and a queue of their own
 STUCK_AFTER = 0.05  # seconds a lookup runs before another thread may start beside it
+MAX_ABANDONED = 8  # threads per pool left waiting on a lookup past its deadline, at most
 
 _T = TypeVar("_T")
 
@@ -284,14 +285,24 @@ class Lookups:
     lookup for longer than STUCK_AFTER (sssd hung). A lookup not done
     within its timeout is answered Refused("internal") at once; requests
     queued behind are skipped once finished, and daemon threads never keep
-    a stopping helper alive."""
+    a stopping helper alive.
+
+    A thread whose lookup has outlived its timeout (or its caller) is
+    abandoned: it no longer counts against `threads`, and a new thread
+    takes its place for the requests queued behind, so a few requests that
+    hang cannot leave the next ones without a thread. A glibc call cannot
+    be interrupted, so an abandoned thread stays until the directory
+    answers, then leaves; at most MAX_ABANDONED of them per pool, beyond
+    which requests wait for a thread as before (each is answered at its
+    deadline)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self.started = 0
+        self.started = 0  # threads running, abandoned ones included
         self.lock = threading.Lock()
         self.idle = 0
-        self.busy_since: dict[int, float] = {}  # thread ident: when its lookup began
+        # thread ident: when its lookup began, and the request it serves
+        self.busy: dict[int, tuple[float, Pending]] = {}
         self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
 
     def submit(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float,
@@ -303,21 +314,36 @@ class Lookups:
         pending = Pending(fn, args, then)
         expired = Refused("internal", f"the name service did not answer within {timeout:g} s "
                                       f"(sssd?); try again")
-        pending.timer = pending.loop.call_later(timeout, pending.finish, None, expired)
+        pending.timer = pending.loop.call_later(timeout, self._expire, pending, expired)
         self.queue.put(pending)
-        if self.started < self.threads and self._another_thread():
-            self.started += 1
-            threading.Thread(target=self._work, name="nss", daemon=True).start()
+        self._grow()
         return pending
 
-    def _another_thread(self) -> bool:
-        if self.started == 0:
-            return True
+    def _expire(self, pending: Pending, expired: Refused) -> None:
+        """In the event loop, at a request's deadline: answer it; if a
+        thread was stuck on it, that thread is now abandoned, and a new one
+        serves whatever waits in the queue."""
+        pending.finish(None, expired)
+        if not self.queue.empty():
+            self._grow()
+
+    def _grow(self) -> None:
         with self.lock:
-            if self.idle:
-                return False
-            now = time.monotonic()
-            return any(now - since > STUCK_AFTER for since in self.busy_since.values())
+            if self.started and (self.idle or not self._stuck()):
+                return
+            self.started += 1
+        threading.Thread(target=self._work, name="nss", daemon=True).start()
+
+    def _stuck(self) -> bool:
+        """With the lock held: may another thread start? Yes when one has
+        been at its lookup longer than STUCK_AFTER and the pool, abandoned
+        threads not counted, is below `threads`, within the hard cap."""
+        abandoned = sum(1 for _since, pending in self.busy.values() if pending.finished)
+        if (self.started - abandoned >= self.threads
+                or self.started >= self.threads + MAX_ABANDONED):
+            return False
+        now = time.monotonic()
+        return any(now - since > STUCK_AFTER for since, _pending in self.busy.values())
 
     def _work(self) -> None:
         me = threading.get_ident()
@@ -327,7 +353,7 @@ class Lookups:
             pending = self.queue.get()
             with self.lock:
                 self.idle -= 1
-                self.busy_since[me] = time.monotonic()
+                self.busy[me] = (time.monotonic(), pending)
             if not pending.finished:  # else expired or hung up while queued: skip
                 try:
                     outcome: tuple[Any, Optional[BaseException]] = (pending.fn(*pending.args),
@@ -337,7 +363,10 @@ class Lookups:
                 with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                     pending.loop.call_soon_threadsafe(pending.finish, *outcome)
             with self.lock:
-                del self.busy_since[me]
+                del self.busy[me]
+                if self.started > self.threads:  # a replacement's work is done: shrink back
+                    self.started -= 1
+                    return
 
 
 class Connection(asyncio.Protocol):
