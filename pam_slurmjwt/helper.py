@@ -34,7 +34,7 @@ from pam_slurmjwt.limits import LOG_WINDOW, Audit, Rate, Slots
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.signing import KeyMinter
 from pam_slurmjwt.slurmconf import parse_slurm_conf
-from pam_slurmjwt.supervisor import State, Supervisor, load_state, publish_key_id
+from pam_slurmjwt.supervisor import DRAIN, State, Supervisor, load_state, request_reload
 from pam_slurmjwt.token import Claims, fingerprint
 
 PROG = "slurmjwt-helper"
@@ -92,12 +92,9 @@ class Server:
     connection, and a staller costs one timer and a slot.
     """
 
-    def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 key_dir: Optional[str] = None) -> None:
+    def __init__(self, state: State, log: Log) -> None:
         self.state = state
         self.log = log
-        self.config_path = config_path
-        self.key_dir = key_dir  # where the key id is published; None: not here
         self.slots = Slots(state.cfg.max_connections, state.cfg.max_connections_per_user)
         self.rate = Rate(state.cfg.max_requests_per_user)
         self.audit = Audit()
@@ -155,7 +152,7 @@ class Server:
                 self.note(conn.uid, "ping", self.log.debug, f"ping {who}")
             conn.respond(protocol.format_pong(__version__))
             return
-        state = self.state  # one consistent snapshot even if SIGHUP swaps it
+        state = self.state
         # The policy's lookups run in a thread: sssd may block for minutes,
         # and the event loop must keep serving everyone else. Root's (logins)
         # run in threads of their own: a user whose lookups hang cannot keep
@@ -225,24 +222,6 @@ class Server:
         grant = protocol.Grant(exp, refresh_at(state.cfg, exp - lifespan, exp),
                                export_wanted(state.cfg), state.minter.kid, token)
         return protocol.format_ok(grant)
-
-    def reload(self) -> None:
-        """SIGHUP: re-read everything; keep serving with the old state on error."""
-        try:
-            new = load_state(self.config_path)
-        except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
-            self.log.error(f"reload failed, keeping the previous configuration: {err}")
-            return
-        old_kid, self.state = self.state.minter.kid, new
-        self.slots.total = new.cfg.max_connections
-        self.slots.per_uid = new.cfg.max_connections_per_user
-        if new.cfg.max_requests_per_user != self.rate.capacity:
-            self.rate = Rate(new.cfg.max_requests_per_user)
-        for warning in new.cfg.warnings:
-            self.log.warning(warning)
-        if new.minter.kid != old_kid and self.key_dir is not None:
-            publish_key_id(self.key_dir, new.minter.kid, self.log)
-        self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
 
 
 class Pending:
@@ -674,6 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--debug", action="store_true", help="log debug lines")
     parser.add_argument("--check", action="store_true",
                         help="check configuration and key, then exit")
+    parser.add_argument("--reload", type=int, metavar="PID",
+                        help="make the helper with this process id reload, and exit 0 only "
+                             "when it did (systemd's ExecReload)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -683,6 +665,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reload is not None:
+        cfg = load_config(args.config)
+        request_reload(args.reload, protocol.key_dir(args.socket or cfg.helper_socket))
+        return 0
     log = Log(PROG, use_syslog=True, use_stderr=args.stderr or args.check, debug=args.debug)
     cfg = load_config(args.config)
     for warning in cfg.warnings:
@@ -704,23 +690,20 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"configuration OK (backend={state.backend}, kid={state.minter.kid})")
         return 0
     log.debug(f"debug on; backend={state.backend}")
-    publish_key_id(keys, state.minter.kid, log)
-    if state.cfg.workers == 1:
-        asyncio.run(serve(Server(state, log, args.config, keys), listeners))
-        return 0
 
     def work(state: State) -> None:
-        asyncio.run(serve(Server(state, log, args.config, keys), listeners))
+        asyncio.run(serve(Server(state, log), listeners))
 
     return Supervisor(state, log, args.config, work, keys).run()
 
 
 async def serve(server: Server, listeners: Listeners) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Each socket has its
-    own accept queue: users crowding HelperSocket never delay RootSocket."""
+    """Serve until SIGTERM or SIGINT (a reload is the supervisor's: it
+    replaces the workers), then finish the requests in flight, for at most
+    DRAIN seconds. Each socket has its own accept queue: users crowding
+    HelperSocket never delay RootSocket."""
     loop = asyncio.get_running_loop()
     server.stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, server.reload)
     loop.add_signal_handler(signal.SIGTERM, server.stopping.set)
     loop.add_signal_handler(signal.SIGINT, server.stopping.set)
     servers = [await loop.create_unix_server(server.connection, sock=listeners.users)]
@@ -738,6 +721,9 @@ async def serve(server: Server, listeners: Listeners) -> None:
     await server.stopping.wait()
     for listener in servers:
         listener.close()
+    deadline = loop.time() + DRAIN
+    while server.slots.held and loop.time() < deadline:
+        await asyncio.sleep(0.01)
     server.flush_audit()
     server.log.notice("stopping")
 

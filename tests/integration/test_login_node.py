@@ -307,11 +307,29 @@ def test_sssd_hung_costs_lookup_timeout_and_blocks_nobody(node: run.Shown,
 # -- group policy, with the directory's groups, through ssh logins
 
 def reload_helper(node: run.Shown) -> None:
-    """systemctl reload, and poll until both workers said they reloaded."""
+    """systemctl reload: it returns once every worker serves the new
+    configuration (ExecReload waits for the supervisor's verdict)."""
     since = time.time()
     ok(node, "systemctl reload slurmjwt-helper")
-    wait_for("both workers' reload", lambda: helper_log(node, since - 1).count(
-        "reloaded configuration") >= 2, timeout=15)
+    assert "reloaded configuration" in helper_log(node, since - 1)
+
+
+def test_systemctl_reload_fails_when_the_helper_keeps_its_old_key(node: run.Shown) -> None:
+    """ExecReload reports the supervisor's verdict: a key the helper cannot
+    use fails `systemctl reload`, and the helper keeps signing with the old one."""
+    original = ok(node, f"cat {CONF}")
+    kid = ok(node, "cat /run/slurmjwt/key/id").strip()
+    ok(node, f"printf 'JwtKey=/etc/slurm/no-such.key\\n' >> {CONF}")
+    try:
+        since = time.time()
+        code, out = on_login(node, "systemctl reload slurmjwt-helper")
+        assert code != 0, out
+        assert "reload failed, keeping the previous configuration: " in helper_log(node, since - 1)
+        _took, answer = ask(node, "TOKEN demo 60")
+        assert answer.startswith("SLURMJWT/2 OK ") and answer.split()[5] == kid, answer
+    finally:
+        ok(node, f"printf %s {shlex.quote(original)} > {CONF}")
+        reload_helper(node)
 
 
 @pytest.fixture

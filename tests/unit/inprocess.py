@@ -37,7 +37,7 @@ class Running:
                       Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)
         publish_key_id(self.key_dir, state.minter.kid, log)
-        self.server = Server(state, log, None, self.key_dir)
+        self.server = Server(state, log)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

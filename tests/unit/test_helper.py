@@ -14,7 +14,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pam_slurmjwt import helper, nss, protocol
+from pam_slurmjwt import helper, nss, protocol, supervisor
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
 from pam_slurmjwt.helper import LOOKUP_THREADS, MAX_ABANDONED, ROOT_LOOKUP_THREADS, STUCK_AFTER
@@ -203,14 +203,24 @@ def test_many_concurrent_callers_all_get_tokens(running: Running) -> None:
     assert all(jwt.decode(g.token, KEY, algorithms=["HS256"])["sun"] == ME for g in grants)
 
 
-def test_reload_keeps_old_state_when_new_config_is_broken(running: Running,
-                                                          tmp_path: Path) -> None:
+def test_a_reload_that_cannot_load_keeps_every_worker_and_says_so(running: Running,
+                                                                 tmp_path: Path) -> None:
+    """The supervisor decides: a new configuration it cannot load changes
+    nothing (no worker started or stopped, the same State) and its verdict
+    says why, for `slurmjwt-helper --reload`."""
     bad = tmp_path / "bad.conf"
     bad.write_text("Lifespan=ten\n")
-    running.server.config_path = str(bad)
+    started: list[object] = []
     old = running.server.state
-    running.server.reload()
-    assert running.server.state is old
+    boss = supervisor.Supervisor(old, running.server.log, str(bad), started.append,
+                                 running.key_dir)
+    boss.children = {4711: 0}  # a worker (not signalled: nothing may be)
+    boss.reload()
+    assert (boss.state, boss.children, started) == (old, {4711: 0}, [])
+    began, verdict = (Path(running.key_dir) / "reload-status").read_text().split(" ", 1)
+    assert int(began) <= time.monotonic_ns()
+    assert verdict == (f"failed reload failed, keeping the previous configuration: "
+                       f"{bad}:1: Lifespan=ten is not a whole number\n")
     assert protocol.request_token(running.path).token
 
 
