@@ -44,6 +44,7 @@ REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to ha
 LOOKUP_THREADS = 4  # users' name service lookups running at once, per helper process
 ROOT_LOOKUP_THREADS = 2  # root's (logins'), on threads and a queue of their own
 STUCK_AFTER = 0.05  # seconds a lookup runs before another thread may start beside it
+USERS_NICE = 10  # niceness of the workers that serve HelperSocket beside a RootSocket worker
 MAX_ABANDONED = 8  # threads per pool left waiting on a lookup past its deadline, at most
 
 _T = TypeVar("_T")
@@ -480,12 +481,25 @@ class Listeners:
     """The helper's listening sockets: `users` (HelperSocket, anyone) and
     `root` (RootSocket, root only; None when systemd passed none)."""
 
-    users: socket.socket
+    users: Optional[socket.socket]
     root: Optional[socket.socket]
 
     def users_path(self) -> str:
-        name = self.users.getsockname()
+        name = self.users.getsockname() if self.users is not None else ""
         return name if isinstance(name, str) else ""
+
+    def only(self, role: str) -> Listeners:
+        """In a worker: the sockets its role serves ("root": RootSocket only,
+        "users": HelperSocket only, "all": both), the others closed here.
+        Logins have a process of their own: however hard users flood
+        HelperSocket, that process is idle when a login comes, and the
+        kernel runs it at once."""
+        keep = Listeners(self.users if role in ("users", "all") else None,
+                         self.root if role in ("root", "all") else None)
+        for sock in (self.users, self.root):
+            if sock is not None and sock not in (keep.users, keep.root):
+                sock.close()
+        return keep
 
 
 def systemd_sockets() -> Optional[Listeners]:
@@ -691,10 +705,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     log.debug(f"debug on; backend={state.backend}")
 
-    def work(state: State) -> None:
-        asyncio.run(serve(Server(state, log), listeners))
+    def work(state: State, role: str) -> None:
+        if role == "users":
+            # Under a flood, the CPU goes to logins (the RootSocket worker,
+            # sshd) first: the flood costs the flooder.
+            os.nice(USERS_NICE)
+        asyncio.run(serve(Server(state, log), listeners.only(role)))
 
-    return Supervisor(state, log, args.config, work, keys).run()
+    return Supervisor(state, log, args.config, work, keys,
+                      root_worker=listeners.root is not None).run()
 
 
 async def serve(server: Server, listeners: Listeners) -> None:
@@ -706,7 +725,9 @@ async def serve(server: Server, listeners: Listeners) -> None:
     server.stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, server.stopping.set)
     loop.add_signal_handler(signal.SIGINT, server.stopping.set)
-    servers = [await loop.create_unix_server(server.connection, sock=listeners.users)]
+    servers = []
+    if listeners.users is not None:
+        servers.append(await loop.create_unix_server(server.connection, sock=listeners.users))
     if listeners.root is not None:
         servers.append(await loop.create_unix_server(server.root_connection,
                                                      sock=listeners.root))

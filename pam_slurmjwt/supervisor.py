@@ -118,18 +118,30 @@ class Supervisor:
     RESTART_BACKOFF = 1.0
 
     def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 work: Callable[[State], None], key_dir: str) -> None:
+                 work: Callable[[State, str], None], key_dir: str,
+                 root_worker: bool = False) -> None:
         self.state = state
         self.log = log
         self.config_path = config_path
-        self.work = work  # serves the sockets with a State until SIGTERM (helper.serve)
+        # Serves the sockets of a role ("users", "root", "all") with a State
+        # until SIGTERM (helper.serve).
+        self.work = work
         self.key_dir = key_dir
-        self.children: dict[int, int] = {}  # pid: the generation (reload) it serves
+        # With a RootSocket, logins get a worker of their own beside the
+        # Workers=N that serve HelperSocket (helper.Listeners.only).
+        self.root_worker = root_worker
+        self.children: dict[int, tuple[int, str]] = {}  # pid: generation (reload), role
         self.generation = 0
         self.stopping = False
 
-    def spawn(self) -> None:
-        """Fork a worker serving self.state; raise OSError when fork fails."""
+    def roles(self) -> list[str]:
+        if not self.root_worker:
+            return ["all"] * self.state.cfg.workers
+        return ["root"] + ["users"] * self.state.cfg.workers
+
+    def spawn(self, role: str) -> None:
+        """Fork a worker serving self.state in `role`; raise OSError when
+        fork fails."""
         pid = os.fork()
         if pid == 0:
             # Dispositions first, then unblock: a SIGHUP sent to the whole
@@ -140,17 +152,17 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             code = 0
             try:
-                self.work(self.state)
+                self.work(self.state, role)
             except BaseException as err:  # noqa: BLE001 - report, then leave without cleanup
                 self.log.error(f"worker failed: {type(err).__name__}: {err}")
                 code = 1
             os._exit(code)
-        self.children[pid] = self.generation
+        self.children[pid] = (self.generation, role)
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
-        for _ in range(self.state.cfg.workers):
-            self.spawn()
+        for role in self.roles():
+            self.spawn(role)
         publish_key_id(self.key_dir, self.state.minter.kid, self.log)
         while self.children:
             signo = signal.sigwaitinfo(SIGNALS).si_signo
@@ -171,19 +183,20 @@ class Supervisor:
     def reap(self) -> None:
         """Collect every worker that exited; replace those of the current
         generation (unless stopping) and publish the key id again."""
-        died = 0
+        died = []
         while self.children:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
                 break
-            if self.children.pop(pid, None) == self.generation and not self.stopping:
+            generation, role = self.children.pop(pid, (-1, ""))
+            if generation == self.generation and not self.stopping:
                 self.log.error(f"worker {pid} exited ({status:#x}); starting another")
-                died += 1
+                died.append(role)
         if died:
             time.sleep(self.RESTART_BACKOFF)  # a crash loop must not spin
-            for _ in range(died):
+            for role in died:
                 with contextlib.suppress(OSError):  # retried at the next worker's exit
-                    self.spawn()
+                    self.spawn(role)
             publish_key_id(self.key_dir, self.state.minter.kid, self.log)
 
     def reload(self) -> None:
@@ -195,18 +208,18 @@ class Supervisor:
         except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
             self.fail(started, f"reload failed, keeping the previous configuration: {err}")
             return
-        old, old_state = [pid for pid, gen in self.children.items()
-                          if gen == self.generation], self.state
+        old, old_state = self.serving(), self.state
         self.state, self.generation = new, self.generation + 1
         try:
-            for _ in range(new.cfg.workers):
-                self.spawn()
+            for role in self.roles():
+                self.spawn(role)
         except OSError as err:  # fork failed: the new ones go, the old ones stay
-            self.signal_workers([pid for pid, gen in self.children.items()
-                                 if gen == self.generation], signal.SIGTERM)
-            self.state, self.generation = old_state, self.generation - 1
+            self.signal_workers(self.serving(), signal.SIGTERM)
+            # The old workers again, under a generation of their own: the
+            # failed new ones, reaped later, are of none.
+            self.state, self.generation = old_state, self.generation + 1
             for pid in old:
-                self.children[pid] = self.generation
+                self.children[pid] = (self.generation, self.children[pid][1])
             self.fail(started, f"reload failed, keeping the previous configuration: "
                                f"cannot start a worker: {err.strerror}")
             return
@@ -217,6 +230,10 @@ class Supervisor:
         publish_key_id(self.key_dir, new.minter.kid, self.log)
         self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
         self.verdict(started, "ok", "reloaded")
+
+    def serving(self) -> list[int]:
+        """The workers of the current generation."""
+        return [pid for pid, (gen, _role) in self.children.items() if gen == self.generation]
 
     def wait_for(self, pids: list[int]) -> None:
         """Wait until the old workers have finished their requests in

@@ -523,9 +523,9 @@ def test_a_reload_switches_every_worker_or_none_and_the_reload_command_says_whic
         test_users: dict[str, TestUser]) -> None:
     old, old_kid = keys.keygen("old", cluster.slurm_conf)
     new, new_kid = keys.keygen("new", cluster.slurm_conf)
-    node = keys.helper(cluster, old)  # Workers=2, the default
-    before = workers(node)
-    assert len(before) == 2 and kids_granted(node) == {old_kid}
+    node = keys.helper(cluster, old)
+    before = workers(node)  # Workers=2 (the default) for HelperSocket, one for RootSocket
+    assert len(before) == 3 and kids_granted(node) == {old_kid}
 
     # A key the helper cannot use: the command fails and says why; no
     # worker was touched, every one signs with the old key.
@@ -547,7 +547,7 @@ def test_a_reload_switches_every_worker_or_none_and_the_reload_command_says_whic
     out = reload_command(node)
     assert (out.returncode, out.stderr) == (0, ""), node.log_text()
     after = workers(node)
-    assert len(after) == 2 and not after & before
+    assert len(after) == 3 and not after & before
     assert kids_granted(node) == {new_kid}
     assert key_id_file(node).read_text() == f"{new_kid}\n"
     assert node.log_text().count("reloaded configuration") == 1
@@ -563,7 +563,7 @@ def test_a_killed_worker_is_replaced_and_the_key_id_published_again(
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     deadline = time.monotonic() + RELOAD_TIMEOUT
-    while not (len(workers(node)) == 2 and victim not in workers(node)
+    while not (len(workers(node)) == 3 and victim not in workers(node)
                and key_id_file(node).exists()):
         assert time.monotonic() < deadline, node.log_text()
         time.sleep(POLL)

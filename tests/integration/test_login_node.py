@@ -165,7 +165,7 @@ def test_the_helper_runs_as_systemd_starts_it_from_the_shipped_units(node: run.S
     # Every helper process (supervisor and workers) is in the unit's cgroup:
     # nothing but systemd started one.
     pids = ok(node, "pgrep -f '^/usr/bin/python3 -I /usr/sbin/slurmjwt-helper'").split()
-    assert len(pids) == 3  # Workers=2 and their supervisor
+    assert len(pids) == 4  # Workers=2, the worker for RootSocket, their supervisor
     for found in pids:
         assert "/system.slice/slurmjwt-helper.service" in ok(node, f"cat /proc/{found}/cgroup")
 

@@ -214,9 +214,9 @@ def test_a_reload_that_cannot_load_keeps_every_worker_and_says_so(running: Runni
     old = running.server.state
     boss = supervisor.Supervisor(old, running.server.log, str(bad), started.append,
                                  running.key_dir)
-    boss.children = {4711: 0}  # a worker (not signalled: nothing may be)
+    boss.children = {4711: (0, "all")}  # a worker (not signalled: nothing may be)
     boss.reload()
-    assert (boss.state, boss.children, started) == (old, {4711: 0}, [])
+    assert (boss.state, boss.children, started) == (old, {4711: (0, "all")}, [])
     began, verdict = (Path(running.key_dir) / "reload-status").read_text().split(" ", 1)
     assert int(began) <= time.monotonic_ns()
     assert verdict == (f"failed reload failed, keeping the previous configuration: "
