@@ -680,8 +680,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> int:
     if args.reload is not None:
-        cfg = load_config(args.config)
-        request_reload(args.reload, protocol.key_dir(args.socket or cfg.helper_socket))
+        try:
+            socket_path = args.socket or load_config(args.config).helper_socket
+        except ConfigError:
+            # The helper will refuse the same file and say why in its verdict,
+            # which is beside the default socket unless the file moved it.
+            socket_path = Config().helper_socket
+        request_reload(args.reload, protocol.key_dir(socket_path))
         return 0
     log = Log(PROG, use_syslog=True, use_stderr=args.stderr or args.check, debug=args.debug)
     cfg = load_config(args.config)
