@@ -12,7 +12,7 @@ the key id and writes its verdict. The alternative, telling the workers to
 load the files themselves, cannot be all-or-none: each load can fail on
 its own (a name service hiccup while checking the key's owner). Workers
 ignore SIGHUP. A worker that dies is replaced from the current State, and
-the key id is published again. Workers=1 runs the same way: one worker.
+the key id is published again. Workers=1 runs the same way.
 
 helper.py serves requests with a State; this module never imports it (the
 work a worker does is handed in), so layers keep pointing down.
@@ -109,8 +109,10 @@ RELOAD_WAIT = 60.0  # seconds `slurmjwt-helper --reload` waits for the verdict
 
 
 class Supervisor:
-    """Workers=N forked processes serve the sockets, each its own event
-    loop, so a login burst uses every core. This parent decides: it takes
+    """Workers=N forked processes serve HelperSocket, each its own event
+    loop, so a burst uses every core; one more serves RootSocket (logins)
+    alone (without a RootSocket, the N serve everything). This parent
+    decides: it takes
     signals synchronously (sigwaitinfo, all blocked), reloads (see the
     module's header), restarts a worker that dies, and publishes the key id
     and each reload's verdict."""
@@ -185,7 +187,10 @@ class Supervisor:
         generation (unless stopping) and publish the key id again."""
         died = []
         while self.children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
             if pid == 0:
                 break
             generation, role = self.children.pop(pid, (-1, ""))
