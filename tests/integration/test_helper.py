@@ -241,7 +241,11 @@ def test_sighup_reloads_config_without_dropping_requests(
             claims = jwt.decode(token, options={"verify_signature": False})
             lifespan = claims["exp"] - claims["iat"]
         assert lifespan == 700
-        assert "reloaded configuration" in proc.log_text()
+        # New workers serve first; the supervisor says so once the old ones
+        # have finished their requests and gone.
+        while "reloaded configuration" not in proc.log_text():
+            assert time.monotonic() < deadline, proc.log_text()
+            time.sleep(0.05)
     finally:
         stop.set()
         worker.join()
