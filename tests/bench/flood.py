@@ -37,17 +37,21 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
     helper = start_helper(installed, cluster.slurm_conf, work, verbose=False)  # as deployed
     quiet: list[dict[str, float]] = []
     flooded: list[dict[str, float]] = []
-    niced: list[dict[str, float]] = []
     floods: list[str] = []
     try:
         for _ in range(ROUNDS):
             quiet.append(run_load(loadgen, str(helper.root_socket), "alice", LOGIN_CALLERS,
                                   seconds))
-            flooded.append(_flooded(loadgen, helper.socket, helper.root_socket, seconds, 0,
-                                    floods))
-            # The same flood with the flooder at nice 19: what is left of the
-            # cost is the helper's, not the flooder's own CPU on 2 cores.
-            niced.append(_flooded(loadgen, helper.socket, helper.root_socket, seconds, 19, []))
+            flood = subprocess.Popen(
+                ["setpriv", "--reuid", "alice", "--regid", "alice", "--init-groups",
+                 str(loadgen), str(helper.socket), "alice", str(FLOOD_CALLERS),
+                 str(seconds + 2 * HEAD_START)], stdout=subprocess.PIPE, text=True)
+            time.sleep(HEAD_START)
+            flooded.append(run_load(loadgen, str(helper.root_socket), "alice", LOGIN_CALLERS,
+                                    seconds))
+            out, _ = flood.communicate(timeout=seconds + 60)
+            n, failed = out.split()[:2]
+            floods.append(f"{(int(n) + int(failed)) / (seconds + 2 * HEAD_START):.0f}")
     finally:
         helper.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -55,33 +59,14 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
     rows = [f"\n## logins (RootSocket, {LOGIN_CALLERS} at once) while alice floods HelperSocket "
             f"({FLOOD_CALLERS} connections), {ROUNDS} rounds of {seconds:.0f} s, alternating",
             f"{'round':<8}{'quiet p50':>10}{'quiet p99':>10}{'flood p50':>10}{'flood p99':>10}"
-            f"{'nice19 p99':>11}{'logins failed':>15}{'flood req/s':>13}"]
-    for i, (q, f, n, rate) in enumerate(zip(quiet, flooded, niced, floods), 1):
+            f"{'logins failed':>15}{'flood req/s':>13}"]
+    for i, (q, f, rate) in enumerate(zip(quiet, flooded, floods), 1):
         rows.append(f"{i:<8}{q['p50']:>10.2f}{q['p99']:>10.2f}{f['p50']:>10.2f}"
-                    f"{f['p99']:>10.2f}{n['p99']:>11.2f}"
-                    f"{int(q['failed'] + f['failed'] + n['failed']):>15}{rate:>13}")
+                    f"{f['p99']:>10.2f}{int(q['failed'] + f['failed']):>15}{rate:>13}")
     q99 = statistics.median(r["p99"] for r in quiet)
     f99 = statistics.median(r["p99"] for r in flooded)
-    n99 = statistics.median(r["p99"] for r in niced)
-    failed = sum(int(r["failed"]) for r in quiet + flooded + niced)
+    failed = sum(int(r["failed"]) for r in quiet + flooded)
     verdict = "OK" if f99 <= TARGET_RATIO * q99 and failed == 0 else "OVER TARGET"
     rows.append(f"median p99: quiet {q99:.2f} ms, flooded {f99:.2f} ms, ratio {f99 / q99:.2f}x "
                 f"(target {TARGET_RATIO}x); logins without a token: {failed}; {verdict}")
-    rows.append(f"with the flooder at nice 19: flooded p99 {n99:.2f} ms, ratio {n99 / q99:.2f}x")
     return rows
-
-
-def _flooded(loadgen: Path, users: Path, root: Path, seconds: float, nice: int,
-             floods: list[str]) -> dict[str, float]:
-    """Logins measured while alice floods `users` at `nice`; append the
-    flood's rate (requests/s) to `floods`."""
-    flood = subprocess.Popen(
-        ["nice", "-n", str(nice), "setpriv", "--reuid", "alice", "--regid", "alice",
-         "--init-groups", str(loadgen), str(users), "alice", str(FLOOD_CALLERS),
-         str(seconds + 2 * HEAD_START)], stdout=subprocess.PIPE, text=True)
-    time.sleep(HEAD_START)
-    result = run_load(loadgen, str(root), "alice", LOGIN_CALLERS, seconds)
-    out, _ = flood.communicate(timeout=seconds + 60)
-    n, failed = out.split()[:2]
-    floods.append(f"{(int(n) + int(failed)) / (seconds + 2 * HEAD_START):.0f}")
-    return result
