@@ -319,7 +319,8 @@ def test_systemctl_reload_fails_when_the_helper_keeps_its_old_key(node: run.Show
     use fails `systemctl reload`, and the helper keeps signing with the old one."""
     original = ok(node, f"cat {CONF}")
     kid = ok(node, "cat /run/slurmjwt/key/id").strip()
-    ok(node, f"printf 'JwtKey=/etc/slurm/no-such.key\\n' >> {CONF}")
+    ok(node, "printf x > /etc/slurm/bad.key && chown slurm: /etc/slurm/bad.key && "
+             f"chmod 0644 /etc/slurm/bad.key && printf 'JwtKey=/etc/slurm/bad.key\\n' >> {CONF}")
     try:
         since = time.time()
         code, out = on_login(node, "systemctl reload slurmjwt-helper")
@@ -328,7 +329,7 @@ def test_systemctl_reload_fails_when_the_helper_keeps_its_old_key(node: run.Show
         _took, answer = ask(node, "TOKEN demo 60")
         assert answer.startswith("SLURMJWT/2 OK ") and answer.split()[5] == kid, answer
     finally:
-        ok(node, f"printf %s {shlex.quote(original)} > {CONF}")
+        ok(node, f"printf %s {shlex.quote(original)} > {CONF} && rm /etc/slurm/bad.key")
         reload_helper(node)
 
 
