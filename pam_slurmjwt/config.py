@@ -96,7 +96,8 @@ OPTIONS: tuple[Option, ...] = (
            "How long the helper waits for a client's request line, 1 to 60.", minimum=1,
            maximum=60),
     Option("Workers", "int", 2,
-           "Helper processes serving the socket; more use more cores during login bursts.",
+           "Helper processes serving HelperSocket; more use more cores during bursts. "
+           "RootSocket (logins) has one more process of its own.",
            minimum=1),
     Option("MaxConnections", "int", 256,
            "Connections each helper process serves at once; more are refused with `busy`.",

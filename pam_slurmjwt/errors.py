@@ -92,3 +92,8 @@ class NameServiceError(SlurmJwtError):
     user or group lookup, as opposed to answering that there is no such entry."""
 
     exit_code = EXIT_MINT
+
+
+class ReloadFailed(SlurmJwtError):
+    """Raised when the helper did not take a reload (`slurmjwt-helper
+    --reload`): the new configuration or key was refused, or no verdict."""

@@ -28,14 +28,13 @@ from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
 from pam_slurmjwt import __version__, protocol
-from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE
 from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
 from pam_slurmjwt.limits import LOG_WINDOW, Audit, Rate, Slots
 from pam_slurmjwt.log import Log
-from pam_slurmjwt.policy import Policy
-from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
-from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
+from pam_slurmjwt.signing import KeyMinter
+from pam_slurmjwt.slurmconf import parse_slurm_conf
+from pam_slurmjwt.supervisor import DRAIN, State, Supervisor, load_state, request_reload
 from pam_slurmjwt.token import Claims, fingerprint
 
 PROG = "slurmjwt-helper"
@@ -45,30 +44,13 @@ REFUSAL_LINGER = 0.25  # seconds a refused connection waits for its caller to ha
 LOOKUP_THREADS = 4  # users' name service lookups running at once, per helper process
 ROOT_LOOKUP_THREADS = 2  # root's (logins'), on threads and a queue of their own
 STUCK_AFTER = 0.05  # seconds a lookup runs before another thread may start beside it
+USERS_NICE = 10  # niceness of the workers that serve HelperSocket beside a RootSocket worker
+MAX_ABANDONED = 8  # threads per pool left waiting on a lookup past its deadline, at most
 
 _T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------- state
-
-@dataclass(frozen=True)
-class State:
-    """Everything a request needs; replaced whole on SIGHUP."""
-
-    cfg: Config
-    slurm: SlurmConf
-    policy: Policy
-    minter: Minter
-    backend: str
-
-
-def load_state(config_path: Optional[str]) -> State:
-    """Read config, slurm.conf and the key; raise ConfigError when unusable."""
-    cfg = load_config(config_path)
-    slurm = parse_slurm_conf(cfg.slurm_conf_path())
-    minter, backend = make_minter(cfg, slurm)
-    return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend)
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -111,12 +93,9 @@ class Server:
     connection, and a staller costs one timer and a slot.
     """
 
-    def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 key_dir: Optional[str] = None) -> None:
+    def __init__(self, state: State, log: Log) -> None:
         self.state = state
         self.log = log
-        self.config_path = config_path
-        self.key_dir = key_dir  # where the key id is published; None: not here
         self.slots = Slots(state.cfg.max_connections, state.cfg.max_connections_per_user)
         self.rate = Rate(state.cfg.max_requests_per_user)
         self.audit = Audit()
@@ -174,7 +153,7 @@ class Server:
                 self.note(conn.uid, "ping", self.log.debug, f"ping {who}")
             conn.respond(protocol.format_pong(__version__))
             return
-        state = self.state  # one consistent snapshot even if SIGHUP swaps it
+        state = self.state
         # The policy's lookups run in a thread: sssd may block for minutes,
         # and the event loop must keep serving everyone else. Root's (logins)
         # run in threads of their own: a user whose lookups hang cannot keep
@@ -245,24 +224,6 @@ class Server:
                                export_wanted(state.cfg), state.minter.kid, token)
         return protocol.format_ok(grant)
 
-    def reload(self) -> None:
-        """SIGHUP: re-read everything; keep serving with the old state on error."""
-        try:
-            new = load_state(self.config_path)
-        except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
-            self.log.error(f"reload failed, keeping the previous configuration: {err}")
-            return
-        old_kid, self.state = self.state.minter.kid, new
-        self.slots.total = new.cfg.max_connections
-        self.slots.per_uid = new.cfg.max_connections_per_user
-        if new.cfg.max_requests_per_user != self.rate.capacity:
-            self.rate = Rate(new.cfg.max_requests_per_user)
-        for warning in new.cfg.warnings:
-            self.log.warning(warning)
-        if new.minter.kid != old_kid and self.key_dir is not None:
-            publish_key_id(self.key_dir, new.minter.kid, self.log)
-        self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
-
 
 class Pending:
     """One lookup in flight: its continuation, and whether it is finished
@@ -304,14 +265,24 @@ class Lookups:
     lookup for longer than STUCK_AFTER (sssd hung). A lookup not done
     within its timeout is answered Refused("internal") at once; requests
     queued behind are skipped once finished, and daemon threads never keep
-    a stopping helper alive."""
+    a stopping helper alive.
+
+    A thread whose lookup has outlived its timeout (or its caller) is
+    abandoned: it no longer counts against `threads`, and a new thread
+    takes its place for the requests queued behind, so a few requests that
+    hang cannot leave the next ones without a thread. A glibc call cannot
+    be interrupted, so an abandoned thread stays until the directory
+    answers, then leaves; at most MAX_ABANDONED of them per pool, beyond
+    which requests wait for a thread as before (each is answered at its
+    deadline)."""
 
     def __init__(self, threads: int) -> None:
         self.threads = threads
-        self.started = 0
+        self.started = 0  # threads running, abandoned ones included
         self.lock = threading.Lock()
         self.idle = 0
-        self.busy_since: dict[int, float] = {}  # thread ident: when its lookup began
+        # thread ident: when its lookup began, and the request it serves
+        self.busy: dict[int, tuple[float, Pending]] = {}
         self.queue: queue.SimpleQueue[Pending] = queue.SimpleQueue()
 
     def submit(self, fn: Callable[..., _T], args: tuple[Any, ...], timeout: float,
@@ -323,21 +294,36 @@ class Lookups:
         pending = Pending(fn, args, then)
         expired = Refused("internal", f"the name service did not answer within {timeout:g} s "
                                       f"(sssd?); try again")
-        pending.timer = pending.loop.call_later(timeout, pending.finish, None, expired)
+        pending.timer = pending.loop.call_later(timeout, self._expire, pending, expired)
         self.queue.put(pending)
-        if self.started < self.threads and self._another_thread():
-            self.started += 1
-            threading.Thread(target=self._work, name="nss", daemon=True).start()
+        self._grow()
         return pending
 
-    def _another_thread(self) -> bool:
-        if self.started == 0:
-            return True
+    def _expire(self, pending: Pending, expired: Refused) -> None:
+        """In the event loop, at a request's deadline: answer it; if a
+        thread was stuck on it, that thread is now abandoned, and a new one
+        serves whatever waits in the queue."""
+        pending.finish(None, expired)
+        if not self.queue.empty():
+            self._grow()
+
+    def _grow(self) -> None:
         with self.lock:
-            if self.idle:
-                return False
-            now = time.monotonic()
-            return any(now - since > STUCK_AFTER for since in self.busy_since.values())
+            if self.started and (self.idle or not self._stuck()):
+                return
+            self.started += 1
+        threading.Thread(target=self._work, name="nss", daemon=True).start()
+
+    def _stuck(self) -> bool:
+        """With the lock held: may another thread start? Yes when one has
+        been at its lookup longer than STUCK_AFTER and the pool, abandoned
+        threads not counted, is below `threads`, within the hard cap."""
+        abandoned = sum(1 for _since, pending in self.busy.values() if pending.finished)
+        if (self.started - abandoned >= self.threads
+                or self.started >= self.threads + MAX_ABANDONED):
+            return False
+        now = time.monotonic()
+        return any(now - since > STUCK_AFTER for since, _pending in self.busy.values())
 
     def _work(self) -> None:
         me = threading.get_ident()
@@ -347,7 +333,7 @@ class Lookups:
             pending = self.queue.get()
             with self.lock:
                 self.idle -= 1
-                self.busy_since[me] = time.monotonic()
+                self.busy[me] = (time.monotonic(), pending)
             if not pending.finished:  # else expired or hung up while queued: skip
                 try:
                     outcome: tuple[Any, Optional[BaseException]] = (pending.fn(*pending.args),
@@ -357,7 +343,10 @@ class Lookups:
                 with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
                     pending.loop.call_soon_threadsafe(pending.finish, *outcome)
             with self.lock:
-                del self.busy_since[me]
+                del self.busy[me]
+                if self.started > self.threads:  # a replacement's work is done: shrink back
+                    self.started -= 1
+                    return
 
 
 class Connection(asyncio.Protocol):
@@ -492,12 +481,25 @@ class Listeners:
     """The helper's listening sockets: `users` (HelperSocket, anyone) and
     `root` (RootSocket, root only; None when systemd passed none)."""
 
-    users: socket.socket
+    users: Optional[socket.socket]
     root: Optional[socket.socket]
 
     def users_path(self) -> str:
-        name = self.users.getsockname()
+        name = self.users.getsockname() if self.users is not None else ""
         return name if isinstance(name, str) else ""
+
+    def only(self, role: str) -> Listeners:
+        """In a worker: the sockets its role serves ("root": RootSocket only,
+        "users": HelperSocket only, "all": both), the others closed here.
+        Logins have a process of their own: however hard users flood
+        HelperSocket, that process is idle when a login comes, and the
+        kernel runs it at once."""
+        keep = Listeners(self.users if role in ("users", "all") else None,
+                         self.root if role in ("root", "all") else None)
+        for sock in (self.users, self.root):
+            if sock is not None and sock not in (keep.users, keep.root):
+                sock.close()
+        return keep
 
 
 def systemd_sockets() -> Optional[Listeners]:
@@ -613,36 +615,6 @@ def _open_dir(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
-def publish_key_id(directory: str, kid: str, log: Log) -> None:
-    """Write the key id into `directory` (docs/internals.md, "Key id"):
-    `id` for the sh shims, the wrappers and the Python tools, `id.csh` for
-    tcsh, each atomically. A failure is logged, never fatal: tokens still
-    work, but caches cannot tell that the key changed."""
-    try:
-        dfd = _open_dir(directory)
-    except OSError as err:
-        log.error(f'cannot publish the key id in "{directory}": {err.strerror}; caches will '
-                  f"not follow a change of key")
-        return
-    try:
-        for name, text in ((KEY_ID_FILE, f"{kid}\n"),
-                           (KEY_ID_CSH, f"set _slurmjwt_kid={kid}\n")):
-            tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                         | os.O_CLOEXEC, 0o644, dir_fd=dfd)
-            try:
-                os.write(fd, text.encode("ascii"))
-                os.fchmod(fd, 0o644)  # whatever the umask (systemd's is 0077)
-            finally:
-                os.close(fd)
-            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except OSError as err:
-        log.error(f'cannot publish the key id in "{directory}": {err.strerror}; caches will '
-                  f"not follow a change of key")
-    finally:
-        os.close(dfd)
-
-
 def drop_privileges(user: str, log: Log) -> None:
     """As root, become `user` for good; raise ConfigError if that fails."""
     try:
@@ -695,6 +667,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-d", "--debug", action="store_true", help="log debug lines")
     parser.add_argument("--check", action="store_true",
                         help="check configuration and key, then exit")
+    parser.add_argument("--reload", type=int, metavar="PID",
+                        help="make the helper with this process id reload, and exit 0 only "
+                             "when it did (systemd's ExecReload)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -704,6 +679,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.reload is not None:
+        try:
+            socket_path = args.socket or load_config(args.config).helper_socket
+        except ConfigError:
+            # The helper will refuse the same file and say why in its verdict,
+            # which is beside the default socket unless the file moved it.
+            socket_path = Config().helper_socket
+        request_reload(args.reload, protocol.key_dir(socket_path))
+        return 0
     log = Log(PROG, use_syslog=True, use_stderr=args.stderr or args.check, debug=args.debug)
     cfg = load_config(args.config)
     for warning in cfg.warnings:
@@ -725,92 +709,30 @@ def run(args: argparse.Namespace) -> int:
         log.info(f"configuration OK (backend={state.backend}, kid={state.minter.kid})")
         return 0
     log.debug(f"debug on; backend={state.backend}")
-    publish_key_id(keys, state.minter.kid, log)
-    if state.cfg.workers == 1:
-        asyncio.run(serve(Server(state, log, args.config, keys), listeners))
-        return 0
-    return Supervisor(state, log, args.config, listeners, keys).run()
 
+    def work(state: State, role: str) -> None:
+        if role == "users":
+            # Under a flood, the CPU goes to logins (the RootSocket worker,
+            # sshd) first: the flood costs the flooder.
+            os.nice(USERS_NICE)
+        asyncio.run(serve(Server(state, log), listeners.only(role)))
 
-class Supervisor:
-    """Workers=N: N forked processes serve the sockets, each its own event
-    loop, so a login burst uses every core; this parent only forwards
-    signals and restarts a worker that dies. The workers publish the key id
-    when a reload changes the key."""
-
-    RESTART_BACKOFF = 1.0
-
-    def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 listeners: Listeners, key_dir: str) -> None:
-        self.state = state
-        self.log = log
-        self.config_path = config_path
-        self.listeners = listeners
-        self.key_dir = key_dir
-        self.children: set[int] = set()
-        self.stopping = False
-
-    def spawn(self) -> None:
-        # Signals are blocked across fork: a worker must neither die of a
-        # SIGHUP before its loop handles it, nor run the parent's handler.
-        signals = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT}
-        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-        pid = os.fork()
-        if pid == 0:
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # serve() installs its own
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-            code = 0
-            try:
-                server = Server(self.state, self.log, self.config_path, self.key_dir)
-                asyncio.run(serve(server, self.listeners))
-            except BaseException as err:  # noqa: BLE001 - report, then leave without cleanup
-                self.log.error(f"worker failed: {type(err).__name__}: {err}")
-                code = 1
-            os._exit(code)
-        self.children.add(pid)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
-
-    def _forward(self, signum: int, _frame: object) -> None:
-        if signum == signal.SIGHUP:
-            # Reload here too, so a worker started later gets the new state.
-            try:
-                self.state = load_state(self.config_path)
-            except Exception as err:  # noqa: BLE001 - a bad reload must never stop the helper
-                self.log.error(f"reload failed in the supervisor: {err}")
-        else:
-            self.stopping = True
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM if signum != signal.SIGHUP else signum)
-
-    def run(self) -> int:
-        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._forward)
-        for _ in range(self.state.cfg.workers):
-            self.spawn()
-        while self.children:
-            pid, status = os.wait()
-            self.children.discard(pid)
-            if self.stopping:
-                continue
-            self.log.error(f"worker {pid} exited ({status:#x}); starting another")
-            time.sleep(self.RESTART_BACKOFF)  # a crash loop must not spin
-            if not self.stopping:
-                self.spawn()
-        return 0
+    return Supervisor(state, log, args.config, work, keys,
+                      root_worker=listeners.root is not None).run()
 
 
 async def serve(server: Server, listeners: Listeners) -> None:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads. Each socket has its
-    own accept queue: users crowding HelperSocket never delay RootSocket."""
+    """Serve until SIGTERM or SIGINT (a reload is the supervisor's: it
+    replaces the workers), then finish the requests in flight, for at most
+    DRAIN seconds. Each socket has its own accept queue: users crowding
+    HelperSocket never delay RootSocket."""
     loop = asyncio.get_running_loop()
     server.stopping = asyncio.Event()
-    loop.add_signal_handler(signal.SIGHUP, server.reload)
     loop.add_signal_handler(signal.SIGTERM, server.stopping.set)
     loop.add_signal_handler(signal.SIGINT, server.stopping.set)
-    servers = [await loop.create_unix_server(server.connection, sock=listeners.users)]
+    servers = []
+    if listeners.users is not None:
+        servers.append(await loop.create_unix_server(server.connection, sock=listeners.users))
     if listeners.root is not None:
         servers.append(await loop.create_unix_server(server.root_connection,
                                                      sock=listeners.root))
@@ -825,6 +747,9 @@ async def serve(server: Server, listeners: Listeners) -> None:
     await server.stopping.wait()
     for listener in servers:
         listener.close()
+    deadline = loop.time() + DRAIN
+    while server.slots.held and loop.time() < deadline:
+        await asyncio.sleep(0.01)
     server.flush_audit()
     server.log.notice("stopping")
 

@@ -334,11 +334,14 @@ def helper_page() -> str:
         AUTHPRIV syslog line with a token fingerprint, never the token.""")
     out += [".SH OPTIONS", *argparse_options(helper.build_parser())]
     out += [".SH SIGNALS", ".TP", ".B SIGHUP",
-            "re-read slurmjwt.conf, slurm.conf and the key, and publish the new key's "
-            "id in the directory key/ beside HelperSocket (caches of another key then "
-            "count as stale); keep serving with the old configuration and key if the new "
-            "one is invalid", ".TP", ".B SIGTERM, SIGINT",
-            "stop"]
+            "(to the main process; workers ignore it) re-read slurmjwt.conf, slurm.conf "
+            "and the key once; if they are good, replace every worker with one serving "
+            "them, then publish the new key's id in the directory key/ beside "
+            "HelperSocket (caches of another key then count as stale); if not, change "
+            "nothing and keep serving with the old configuration and key. Either way "
+            "the verdict goes to key/reload\\-status, which \\fB\\-\\-reload\\fR "
+            "waits for", ".TP", ".B SIGTERM, SIGINT",
+            "stop: the workers finish the requests in flight (at most 10 s)"]
     out += exit_status()
     out += [".SH FILES", ".TP", ".B /etc/slurm/slurmjwt.conf", "configuration",
             ".TP", ".B /run/slurmjwt/helper.sock", "the socket",

@@ -7,6 +7,7 @@ slurmrestd themselves.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -240,7 +241,11 @@ def test_sighup_reloads_config_without_dropping_requests(
             claims = jwt.decode(token, options={"verify_signature": False})
             lifespan = claims["exp"] - claims["iat"]
         assert lifespan == 700
-        assert "reloaded configuration" in proc.log_text()
+        # New workers serve first; the supervisor says so once the old ones
+        # have finished their requests and gone.
+        while "reloaded configuration" not in proc.log_text():
+            assert time.monotonic() < deadline, proc.log_text()
+            time.sleep(0.05)
     finally:
         stop.set()
         worker.join()
@@ -595,6 +600,56 @@ def _ask_path(path: Path, line: bytes, as_uid: int | None = None) -> bytes:
     if out.stdout == b"EACCES\n":
         raise PermissionError(path)
     return out.stdout
+
+
+def listening_paths(pid: int) -> set[str]:
+    """The paths of the listening unix sockets process pid holds."""
+    listening = {}
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and int(fields[3], 16) & 0x10000:  # __SO_ACCEPTCON
+            listening[fields[6]] = fields[7]
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            link = os.readlink(fd)
+            if link.startswith("socket:["):
+                held.add(link[len("socket:["):-1])
+    return {listening[inode] for inode in held if inode in listening}
+
+
+def niceness(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_logins_have_a_worker_of_their_own_that_a_flood_cannot_slow(
+        installed: Installed, cluster: Cluster, test_users: dict[str, TestUser]) -> None:
+    """RootSocket (logins) is served by a worker that serves nothing else and
+    runs before HelperSocket's workers (nice 0 against 10): a user flooding
+    HelperSocket costs the flooder and its peers, and every login during
+    the flood gets its token. `make bench` measures the latency."""
+    work = Path(tempfile.mkdtemp(prefix="slurmjwt-flood-"))
+    proc = start_helper(installed, cluster.slurm_conf, work, verbose=False)
+    try:
+        workers = [int(pid) for pid in subprocess.run(
+            ["pgrep", "-P", str(proc.proc.pid)], capture_output=True, text=True).stdout.split()]
+        serving = {pid: listening_paths(pid) for pid in workers}
+        logins = [pid for pid, paths in serving.items() if paths == {str(proc.root_socket)}]
+        users = [pid for pid, paths in serving.items() if paths == {str(proc.socket)}]
+        assert (len(logins), len(users), len(workers)) == (1, 2, 3), serving
+        assert [niceness(pid) for pid in logins + users] == [0, 10, 10]
+        flooders = [threading.Thread(target=flood, args=("bob", proc.socket, 400))
+                    for _ in range(4)]
+        for thread in flooders:
+            thread.start()
+        answers = [_ask_path(proc.root_socket, b"SLURMJWT/2 TOKEN carol 60\n")
+                   for _ in range(20)]
+        for thread in flooders:
+            thread.join()
+        assert all(answer.startswith(b"SLURMJWT/2 OK ") for answer in answers), answers
+    finally:
+        proc.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def test_a_socket_directory_others_may_write_is_refused_even_if_sticky(

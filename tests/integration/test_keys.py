@@ -14,10 +14,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jwt
@@ -484,13 +486,90 @@ def test_bad_keys_stop_a_start_and_a_reload_keeps_the_last_good_key(
         write_config(node.config, re.sub(r"JwtKey=\S+", f"JwtKey={bad}",
                                          node.config.read_text()))
         node.reload()
-        # Workers=2: each worker and the supervisor log the failed reload.
+        # Workers=2: the supervisor decides, and logs the failed reload.
         wait_for_log(node, f"reload failed, keeping the previous configuration: {message}")
         answer = node.ask(b"SLURMJWT/2 TOKEN alice 60\n")
         assert answer.startswith(b"SLURMJWT/2 OK "), (name, answer)
         assert header(answer.split()[-1].decode())["kid"] == kid
         assert key_id_file(node).read_text() == f"{kid}\n"
     assert node.proc.poll() is None and "exited" not in node.log_text()
+
+
+def workers(node: HelperProcess) -> set[int]:
+    """The processes serving the sockets: the supervisor's children."""
+    out = subprocess.run(["pgrep", "-P", str(node.proc.pid)], capture_output=True, text=True)
+    return {int(pid) for pid in out.stdout.split()}
+
+
+def kids_granted(node: HelperProcess, requests: int = 40) -> set[str]:
+    """The key ids of `requests` grants asked 8 at a time, so that every
+    worker (two by default) answers some of them."""
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: node.ask(b"SLURMJWT/2 TOKEN carol 60\n").split(),
+                                range(requests)))
+    assert all(answer[1] == b"OK" for answer in answers), answers
+    return {answer[5].decode() for answer in answers}
+
+
+def reload_command(node: HelperProcess) -> subprocess.CompletedProcess[str]:
+    """What systemd's ExecReload runs: `slurmjwt-helper --reload $MAINPID`."""
+    return subprocess.run([str(node.proc.args[0]), "-c", str(node.config),  # type: ignore[index]
+                           "--reload", str(node.proc.pid)],
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_a_reload_switches_every_worker_or_none_and_the_reload_command_says_which(
+        installed: Installed, cluster: Cluster, keys: Keys,
+        test_users: dict[str, TestUser]) -> None:
+    old, old_kid = keys.keygen("old", cluster.slurm_conf)
+    new, new_kid = keys.keygen("new", cluster.slurm_conf)
+    node = keys.helper(cluster, old)
+    before = workers(node)  # Workers=2 (the default) for HelperSocket, one for RootSocket
+    assert len(before) == 3 and kids_granted(node) == {old_kid}
+
+    # A key the helper cannot use: the command fails and says why; no
+    # worker was touched, every one signs with the old key.
+    bad = keys.root / "bad.pem"
+    fd = os.open(bad, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, BAD_KEYS["malformed"][0]())
+    os.close(fd)
+    shutil.chown(bad, "slurm", "slurm")
+    write_config(node.config, node.config.read_text().replace(f"JwtKey={old}", f"JwtKey={bad}"))
+    out = reload_command(node)
+    assert (out.returncode, out.stderr) == (
+        1, f'slurmjwt-helper: reload failed, keeping the previous configuration: cannot use key '
+           f'"{bad}": {BAD_KEYS["malformed"][1]}\n')
+    assert workers(node) == before and kids_granted(node) == {old_kid}
+    assert key_id_file(node).read_text() == f"{old_kid}\n"
+
+    # A good key: when the command returns, new workers serve, all with it.
+    write_config(node.config, node.config.read_text().replace(f"JwtKey={bad}", f"JwtKey={new}"))
+    out = reload_command(node)
+    assert (out.returncode, out.stderr) == (0, ""), node.log_text()
+    after = workers(node)
+    assert len(after) == 3 and not after & before
+    assert kids_granted(node) == {new_kid}
+    assert key_id_file(node).read_text() == f"{new_kid}\n"
+    assert node.log_text().count("reloaded configuration") == 1
+
+
+def test_a_killed_worker_is_replaced_and_the_key_id_published_again(
+        installed: Installed, cluster: Cluster, keys: Keys,
+        test_users: dict[str, TestUser]) -> None:
+    key, kid = keys.keygen("node", cluster.slurm_conf)
+    node = keys.helper(cluster, key)
+    before = workers(node)
+    key_id_file(node).unlink()  # lost meanwhile (a cleaner, an admin)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + RELOAD_TIMEOUT
+    while not (len(workers(node)) == 3 and victim not in workers(node)
+               and key_id_file(node).exists()):
+        assert time.monotonic() < deadline, node.log_text()
+        time.sleep(POLL)
+    assert key_id_file(node).read_text() == f"{kid}\n"
+    assert kids_granted(node) == {kid}
+    assert f"worker {victim} exited (0x9); starting another" in node.log_text()
 
 
 def test_identity_claims_are_harmless_before_slurm_26_05(

@@ -165,7 +165,7 @@ def test_the_helper_runs_as_systemd_starts_it_from_the_shipped_units(node: run.S
     # Every helper process (supervisor and workers) is in the unit's cgroup:
     # nothing but systemd started one.
     pids = ok(node, "pgrep -f '^/usr/bin/python3 -I /usr/sbin/slurmjwt-helper'").split()
-    assert len(pids) == 3  # Workers=2 and their supervisor
+    assert len(pids) == 4  # Workers=2, the worker for RootSocket, their supervisor
     for found in pids:
         assert "/system.slice/slurmjwt-helper.service" in ok(node, f"cat /proc/{found}/cgroup")
 
@@ -307,11 +307,31 @@ def test_sssd_hung_costs_lookup_timeout_and_blocks_nobody(node: run.Shown,
 # -- group policy, with the directory's groups, through ssh logins
 
 def reload_helper(node: run.Shown) -> None:
-    """systemctl reload, and poll until both workers said they reloaded."""
+    """systemctl reload: it returns once every worker serves the new
+    configuration (ExecReload waits for the supervisor's verdict)."""
     since = time.time()
     ok(node, "systemctl reload slurmjwt-helper")
-    wait_for("both workers' reload", lambda: helper_log(node, since - 1).count(
-        "reloaded configuration") >= 2, timeout=15)
+    assert "reloaded configuration" in helper_log(node, since - 1)
+
+
+def test_systemctl_reload_fails_when_the_helper_keeps_its_old_key(node: run.Shown) -> None:
+    """ExecReload reports the supervisor's verdict: a key the helper cannot
+    use fails `systemctl reload`, and the helper keeps signing with the old one."""
+    original = ok(node, f"cat {CONF}")
+    kid = ok(node, "cat /run/slurmjwt/key/id").strip()
+    ok(node, "printf x > /etc/slurm/bad.key && chown slurm: /etc/slurm/bad.key && "
+             f"chmod 0644 /etc/slurm/bad.key && printf 'JwtKey=/etc/slurm/bad.key\\n' >> {CONF}")
+    try:
+        since = time.time()
+        code, out = on_login(node, "systemctl reload slurmjwt-helper")
+        assert code != 0, out
+        assert "reload failed, keeping the previous configuration: " in helper_log(node, since - 1)
+        _took, answer = ask(node, "TOKEN demo 60")
+        assert answer.startswith("SLURMJWT/2 OK "), answer
+        assert ok(node, "cat /run/slurmjwt/key/id").strip() == kid
+    finally:
+        ok(node, f"printf %s {shlex.quote(original)} > {CONF} && rm /etc/slurm/bad.key")
+        reload_helper(node)
 
 
 @pytest.fixture

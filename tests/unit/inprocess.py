@@ -14,11 +14,12 @@ import pytest
 
 from pam_slurmjwt import nss, protocol
 from pam_slurmjwt.config import parse_config
-from pam_slurmjwt.helper import Server, State, publish_key_id
+from pam_slurmjwt.helper import Server
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.policy import NameService, Policy
 from pam_slurmjwt.signing import HS256Signer, KeyMinter
 from pam_slurmjwt.slurmconf import SlurmConf
+from pam_slurmjwt.supervisor import State, publish_key_id
 
 KEY = b"unit-test-key-0123456789abcdef!!"
 KID = "unit-test-kid"  # an HS256 key's id names its file (docs/internals.md); here, none
@@ -39,7 +40,7 @@ class Running:
                       Policy(cfg, "nobody", names), KeyMinter(HS256Signer(KEY, KID)), "key")
         log = Log("test", use_syslog=False, use_stderr=False)
         publish_key_id(self.key_dir, state.minter.kid, log)
-        self.server = Server(state, log, None, self.key_dir)
+        self.server = Server(state, log)
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import pwd
 import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,10 +14,10 @@ from pathlib import Path
 import jwt
 import pytest
 
-from pam_slurmjwt import helper, nss, protocol
+from pam_slurmjwt import helper, nss, protocol, supervisor
 from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import Refused
-from pam_slurmjwt.helper import LOOKUP_THREADS, STUCK_AFTER
+from pam_slurmjwt.helper import LOOKUP_THREADS, MAX_ABANDONED, ROOT_LOOKUP_THREADS, STUCK_AFTER
 from pam_slurmjwt.policy import Policy
 from tests.unit.fakenss import USERS, FakeDirectory
 from tests.unit.inprocess import KEY, ME, Running
@@ -201,14 +203,24 @@ def test_many_concurrent_callers_all_get_tokens(running: Running) -> None:
     assert all(jwt.decode(g.token, KEY, algorithms=["HS256"])["sun"] == ME for g in grants)
 
 
-def test_reload_keeps_old_state_when_new_config_is_broken(running: Running,
-                                                          tmp_path: Path) -> None:
+def test_a_reload_that_cannot_load_keeps_every_worker_and_says_so(running: Running,
+                                                                 tmp_path: Path) -> None:
+    """The supervisor decides: a new configuration it cannot load changes
+    nothing (no worker started or stopped, the same State) and its verdict
+    says why, for `slurmjwt-helper --reload`."""
     bad = tmp_path / "bad.conf"
     bad.write_text("Lifespan=ten\n")
-    running.server.config_path = str(bad)
+    started: list[object] = []
     old = running.server.state
-    running.server.reload()
-    assert running.server.state is old
+    boss = supervisor.Supervisor(old, running.server.log, str(bad), started.append,
+                                 running.key_dir)
+    boss.children = {4711: (0, "all")}  # a worker (not signalled: nothing may be)
+    boss.reload()
+    assert (boss.state, boss.children, started) == (old, {4711: (0, "all")}, [])
+    began, verdict = (Path(running.key_dir) / "reload-status").read_text().split(" ", 1)
+    assert int(began) <= time.monotonic_ns()
+    assert verdict == (f"failed reload failed, keeping the previous configuration: "
+                       f"{bad}:1: Lifespan=ten is not a whole number\n")
     assert protocol.request_token(running.path).token
 
 
@@ -311,3 +323,59 @@ def test_a_lookup_stuck_on_one_user_does_not_hold_up_the_next(tmp_path: Path) ->
     finally:
         directory.release.set()
         running.stop()
+
+
+def test_logins_whose_lookups_hang_free_their_threads_for_the_next_login(
+        tmp_path: Path) -> None:
+    """More logins than root has lookup threads hang in the directory (eve's
+    entry, sssd stuck on it): once each has had its LookupTimeout, its
+    thread is abandoned and a new one serves the next login, which gets
+    its token before its own LookupTimeout."""
+    directory = FakeDirectory()
+    directory.hang_for = {"eve"}
+    directory.release.clear()
+    running = Running(tmp_path, "LookupTimeout=1\nHelperTimeout=5", directory)
+    hung = 2 * ROOT_LOOKUP_THREADS  # logins as root: the tests' own uid is root's here
+    try:
+        with ThreadPoolExecutor(hung) as pool:
+            stuck = []
+            for n in range(1, hung + 1):
+                stuck.append(pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN eve -\n"))
+                # Begun (the third and fourth wait for a thread)...
+                _until(lambda: directory.asked.count("user 'eve'"), min(n, ROOT_LOOKUP_THREADS))
+                time.sleep(2 * STUCK_AFTER)  # ...and counting as stuck: the next gets a thread
+            time.sleep(0.2)  # the next login comes while every thread is stuck on eve
+            start = time.monotonic()
+            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            # Answered once eve's first lookups had their second, before its own.
+            assert time.monotonic() - start < 0.9, answer
+            assert answer.startswith(b"SLURMJWT/2 OK "), answer
+            assert {f.result(10) for f in stuck} == {
+                b"SLURMJWT/2 ERR internal the name service did not answer within 1 s "
+                b"(sssd?); try again\n"}
+    finally:
+        directory.release.set()
+        running.stop()
+
+
+def test_abandoned_lookup_threads_are_capped_and_leave_when_answered() -> None:
+    """A directory that never answers strands at most MAX_ABANDONED threads
+    per pool beside the pool's own; once it answers they leave."""
+    release = threading.Event()
+    answers: list[BaseException | None] = []
+    rounds = ROOT_LOOKUP_THREADS + MAX_ABANDONED + 3
+
+    async def main() -> helper.Lookups:
+        lookups = helper.Lookups(ROOT_LOOKUP_THREADS)
+        for _ in range(rounds):  # one at a time, each past its deadline before the next
+            lookups.submit(release.wait, (), 0.1, lambda _result, error: answers.append(error))
+            await asyncio.sleep(0.15)
+        return lookups
+
+    try:
+        lookups = asyncio.run(main())
+        assert len(answers) == rounds and all(isinstance(e, Refused) for e in answers)
+        assert lookups.started == ROOT_LOOKUP_THREADS + MAX_ABANDONED
+    finally:
+        release.set()
+    _until(lambda: lookups.started, ROOT_LOOKUP_THREADS)
