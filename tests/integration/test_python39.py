@@ -38,7 +38,7 @@ DOCKERFILE = """\
 ARG BASE
 FROM ${BASE} AS python39
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
-      --no-install-recommends python3 python3-pip python3-cryptography python3-pytest \\
+      --no-install-recommends python3 python3-pip python3-cryptography python3-pytest python3-yaml \\
       gcc libc6-dev make libpam0g-dev man-db groff-base bash dash \\
     && rm -rf /var/lib/apt/lists/*
 COPY wheels /wheels
