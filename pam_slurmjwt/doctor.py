@@ -509,10 +509,14 @@ class Doctor:
                 lines = [line.split("#", 1)[0].split() for line in fh]
         except OSError as err:
             return Check("FAIL", "sshd pam", f"cannot read {self.sshd_pam}: {err.strerror}")
+        directory = os.path.dirname(self.sshd_pam)
+        # Directly, or through an include: the Debian package puts the hook
+        # into common-session with pam-auth-update.
         ours = _first(lines, lambda w: w[:2] == ["@include", "slurmjwt"]
                       or w[:3] in (["session", "include", "slurmjwt"],
                                    ["session", "substack", "slurmjwt"])
-                      or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2]))
+                      or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2])
+                      or "pam_slurmjwt.so" in _session_modules(w, directory))
         if ours is None:
             return Check("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook; add the "
                          "line `@include slurmjwt` after `@include common-session` (Debian) or "
@@ -544,7 +548,8 @@ class Doctor:
                          f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
                          "back to /run/slurmjwt/users; add it (Debian: pam-auth-update --enable "
                          "systemd)")
-        if at > ours:
+        same = at == ours and _session_modules(lines[at], directory)
+        if at > ours or (same and same.index("pam_systemd.so") > same.index("pam_slurmjwt.so")):
             return Check("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
                          f"pam_systemd (brought in by `{' '.join(lines[at])}`): move `@include "
                          "slurmjwt` after that line, so the session's XDG_RUNTIME_DIR exists "
