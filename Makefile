@@ -80,6 +80,8 @@ shellcheck:
 	shellcheck -x -s ksh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
 	fish --no-execute profile.d/slurmjwt.fish
 	@for f in $$(find packaging -name '*.sh' 2>/dev/null); do shellcheck "$$f" || exit 1; done
+	shellcheck -s sh packaging/debian/pam-slurmjwt.preinst packaging/debian/pam-slurmjwt.postinst \
+		packaging/debian/pam-slurmjwt.prerm packaging/debian/pam-slurmjwt.postrm
 
 units:
 	sh packaging/systemd/verify-units.sh
