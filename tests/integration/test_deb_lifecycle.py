@@ -79,9 +79,12 @@ def node(debs: tuple[Path, Path]) -> Iterator[run.Shown]:
             tar.add(debs[0], arcname="old.deb")
             tar.add(debs[1], arcname="new.deb")
         assert shown.running.login.put_archive("/tmp", blob.getvalue())
-        # The demo's configuration outlives the purges (a site's would be
-        # backed up too); the image's package goes, 0.1.0 comes next.
-        ok(shown, f"cp {CONF} /root/slurmjwt.conf.site && dpkg --purge pam-slurmjwt")
+        # The image keeps the policy-rc.d its build used (no daemon may start
+        # then), which would stop deb-systemd-invoke here: a login node has
+        # none. The demo's configuration outlives the purges (a site's would
+        # be backed up too); the image's package goes, 0.1.0 comes next.
+        ok(shown, f"rm -f /usr/sbin/policy-rc.d && cp {CONF} /root/slurmjwt.conf.site && "
+                  "dpkg --purge pam-slurmjwt")
         yield shown
     finally:
         run.down(RELEASE, said.append)
@@ -186,10 +189,10 @@ def test_lifecycle_install_upgrade_under_load_remove_purge_reinstall(
     assert_login(node, token=False)
     # -- purge: what sshd includes is left, empty.
     purge = ok(node, f"{DPKG} --purge pam-slurmjwt 2>&1")
+    assert_login(node, token=False)
     assert "/etc/pam.d/sshd still include(s) /etc/pam.d/slurmjwt" in purge
     assert not [line for line in ok(node, "cat /etc/pam.d/slurmjwt").splitlines()
                 if not line.startswith("#")]
-    assert_login(node, token=False)
     # -- reinstall: the package's own file replaces the empty one.
     install(node, "new.deb")
     assert ok(node, "cat /etc/pam.d/slurmjwt") == (REPO / "packaging/pam.d/slurmjwt").read_text()
