@@ -97,6 +97,10 @@ def test_versions_agree_everywhere() -> None:
     assert changelog.startswith(f"pam-slurmjwt ({VERSION}) "), changelog
     news = (REPO / "NEWS").read_text().splitlines()
     assert news[2:4] == [VERSION, "=" * len(VERSION)], news[:4]
+    spec = re.search(r"^Version:\s*(\S+)$", (REPO / "packaging/rpm/pam-slurmjwt.spec").read_text(),
+                     re.M)
+    # A literal Version: is this one; a macro reads setup.cfg.
+    assert spec is not None and (spec.group(1) == VERSION or "%" in spec.group(1)), spec
 
 
 @pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild not installed")
