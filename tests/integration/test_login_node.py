@@ -190,7 +190,7 @@ def test_the_package_enables_the_sockets_and_adds_the_hook_to_common_session(
         client.close()
     assert out.decode().split("\n") == [
         "enabled", "enabled", "session\toptional\tpam_systemd.so ",
-        "session\toptional\tpam_slurmjwt.so timeout=2000 ", "/etc/pam.d/sshd:0",
+        "session\toptional\tpam_slurmjwt.so timeout=2000", "/etc/pam.d/sshd:0",
         "/etc/pam.d/common-session-noninteractive:0", ""]
     assert set(ok(node, "systemctl show -p Result -p ExecMainStatus "
                         "slurmjwt-demo-setup.service").split()) == {"Result=success",
