@@ -53,7 +53,7 @@ include mk/c.mk
 
 .PHONY: all deps venv check lint typecheck shellcheck units prometheus-rules test test-unit \
 	test-integration test-releases bench demo demo-keys demo-down clean install uninstall \
-	man deb rpm rpmlint selinux dist
+	man deb deb-lint rpm rpmlint selinux dist
 
 all: c
 
@@ -83,6 +83,8 @@ shellcheck:
 	shellcheck -x -s ksh profile.d/slurmjwt.sh profile.d/lib/slurmjwt.sh
 	fish --no-execute profile.d/slurmjwt.fish
 	@for f in $$(find packaging -name '*.sh' 2>/dev/null); do shellcheck "$$f" || exit 1; done
+	shellcheck -s sh packaging/debian/pam-slurmjwt.preinst packaging/debian/pam-slurmjwt.postinst \
+		packaging/debian/pam-slurmjwt.prerm packaging/debian/pam-slurmjwt.postrm
 
 units:
 	sh packaging/systemd/verify-units.sh
@@ -221,24 +223,26 @@ uninstall: man
 VERSION := $(shell sed -n 's/^version = //p' setup.cfg)
 DEB_ARCH = $(shell dpkg --print-architecture)
 DEB := build/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb
+DEB_SRC := build/deb-src/pam-slurmjwt-$(VERSION)
 
-# A Debian package from packaging/debian: make install into a staging root,
-# control files beside it, dpkg-deb. Depends on Debian's own python3-jwt.
-deb: c man
-	rm -rf build/deb
-	$(MAKE) -s install DESTDIR=$(CURDIR)/build/deb PREFIX=/usr OS_FAMILY=debian \
-		PAMDIR=/usr/lib/$$($(CC) -print-multiarch)/security CSH_LOGIN_D=/etc/csh/login.d
-	mkdir -p build/deb/DEBIAN
-	sed -e 's/@VERSION@/$(VERSION)/' -e 's/@ARCH@/$(DEB_ARCH)/' \
-		packaging/debian/control.in > build/deb/DEBIAN/control
-	install -m 0644 packaging/debian/conffiles build/deb/DEBIAN/conffiles
-	install -m 0755 packaging/debian/postinst packaging/debian/prerm build/deb/DEBIAN/
-	install -m 0644 packaging/debian/triggers build/deb/DEBIAN/triggers
-	@# Debian's way: the copyright file names the licence, whose full text
-	@# every Debian system has in /usr/share/common-licenses/GPL-2.
-	install -D -m 0644 packaging/debian/copyright build/deb/usr/share/doc/pam-slurmjwt/copyright
-	find build/deb -name __pycache__ -prune -exec rm -rf {} +
-	dpkg-deb --root-owner-group --build build/deb $(DEB)
+# The Debian package, built by dpkg-buildpackage and debhelper from a copy of
+# the tree with packaging/debian as its debian/ (the copy keeps the tree
+# clean: dpkg-buildpackage writes into the parent directory). Depends on
+# Debian's own python3-jwt. lintian reviews it: make deb-lint.
+deb:
+	@test "$$(sed -n '1s/^pam-slurmjwt (\([^)]*\)).*/\1/p' packaging/debian/changelog)" = "$(VERSION)" \
+		|| { echo "make deb: packaging/debian/changelog does not start with version $(VERSION) (setup.cfg); add its entry" >&2; exit 1; }
+	rm -rf build/deb-src
+	mkdir -p $(DEB_SRC)
+	tar -C . --exclude=./build --exclude=./.venv --exclude=./.git --exclude=__pycache__ \
+		--exclude=./.pytest_cache --exclude=./.mypy_cache --exclude=./.ruff_cache -cf - . \
+		| tar -C $(DEB_SRC) -xf -
+	cp -a packaging/debian $(DEB_SRC)/debian
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b
+	mv build/deb-src/pam-slurmjwt_$(VERSION)_$(DEB_ARCH).deb $(DEB)
+
+deb-lint: deb
+	lintian --fail-on error --info $(DEB)
 
 # A source tarball, and an RPM built from it with packaging/rpm's spec (the
 # version setup.cfg names). Where rpm has no systemd macros (Debian), those

@@ -15,9 +15,7 @@ fi
 chmod 0600 /etc/ssh/ssh_host_ed25519_key
 chmod -R go-w /etc/ssh/authorized_keys
 install -d -m 0755 /run/sshd
-if ! grep -q '^@include slurmjwt$' /etc/pam.d/sshd; then
-    sed -i 's/^@include common-session$/&\n@include slurmjwt/' /etc/pam.d/sshd
-fi
+# The package put the hook into common-session (pam-auth-update).
 
 # Users are in the directory: sshd and the helper resolve them through sssd.
 sssd -D

@@ -7,7 +7,4 @@
 set -eu
 chown slurm: /etc/slurm/jwt_hs256.key
 chmod 0600 /etc/slurm/jwt_hs256.key
-systemd-tmpfiles --create slurmjwt.conf
-systemctl enable --now slurmjwt-helper.socket slurmjwt-helper-root.socket
-sed -i 's/^@include common-session$/&\n@include slurmjwt/' /etc/pam.d/sshd
 systemctl --global enable slurmjwt-refresh.timer

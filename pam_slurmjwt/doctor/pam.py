@@ -40,10 +40,14 @@ class PamChecks(Context):
                 lines = [line.split("#", 1)[0].split() for line in fh]
         except OSError as err:
             return Check("FAIL", "sshd pam", f"cannot read {self.sshd_pam}: {err.strerror}")
+        directory = os.path.dirname(self.sshd_pam)
+        # Directly, or through an include: the Debian package puts the hook
+        # into common-session with pam-auth-update.
         ours = _first(lines, lambda w: w[:2] == ["@include", "slurmjwt"]
                       or w[:3] in (["session", "include", "slurmjwt"],
                                    ["session", "substack", "slurmjwt"])
-                      or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2]))
+                      or (len(w) > 2 and w[0] == "session" and "pam_slurmjwt.so" in w[2])
+                      or "pam_slurmjwt.so" in _session_modules(w, directory))
         if ours is None:
             return advice("FAIL", "sshd pam", f"{self.sshd_pam} does not use the hook",
                           self.distro.hook_after)
@@ -73,7 +77,8 @@ class PamChecks(Context):
             return advice("WARN", "sshd pam", f"no pam_systemd in the session stack of "
                           f"{self.sshd_pam}: sessions get no XDG_RUNTIME_DIR, so the cache falls "
                           "back to /run/slurmjwt/users", f"add it ({self.distro.pam_systemd})")
-        if at > ours:
+        same = at == ours and _session_modules(lines[at], directory)
+        if at > ours or (same and same.index("pam_systemd.so") > same.index("pam_slurmjwt.so")):
             return advice("FAIL", "sshd pam", f"in {self.sshd_pam} the hook comes before "
                           f"pam_systemd (brought in by `{' '.join(lines[at])}`)", "move `@include "
                           "slurmjwt` after that line, so the session's XDG_RUNTIME_DIR exists "

@@ -170,18 +170,28 @@ def test_the_helper_runs_as_systemd_starts_it_from_the_shipped_units(node: run.S
         assert "/system.slice/slurmjwt-helper.service" in ok(node, f"cat /proc/{found}/cgroup")
 
 
-def test_the_image_leaves_enabling_the_helper_to_the_readmes_step(node: run.Shown) -> None:
-    # Installing the package enabled nothing (no systemd ran at build time):
-    # on the booted node it is the README's systemctl enable --now that did.
+def test_the_package_enables_the_sockets_and_adds_the_hook_to_common_session(
+        node: run.Shown) -> None:
+    # Installing the package (no systemd running at build time) enabled both
+    # sockets (debhelper) and put the hook after pam_systemd in
+    # common-session (pam-auth-update); /etc/pam.d/sshd is Debian's own.
     image = node.running.login.image
     client = engine.client()
     try:
         out = client.containers.run(image, ["sh", "-c", "systemctl is-enabled "
-                                            "slurmjwt-helper.socket || true"], remove=True,
-                                    entrypoint=[], labels=dict(node.running.login.labels))
+                                            "slurmjwt-helper.socket slurmjwt-helper-root.socket; "
+                                            "grep -E 'pam_(systemd|slurmjwt)' "
+                                            "/etc/pam.d/common-session; "
+                                            "grep -c slurmjwt /etc/pam.d/sshd "
+                                            "/etc/pam.d/common-session-noninteractive || true"],
+                                    remove=True, entrypoint=[],
+                                    labels=dict(node.running.login.labels))
     finally:
         client.close()
-    assert out.decode().strip() == "disabled"
+    assert out.decode().split("\n") == [
+        "enabled", "enabled", "session\toptional\tpam_systemd.so ",
+        "session\toptional\tpam_slurmjwt.so timeout=2000", "/etc/pam.d/sshd:0",
+        "/etc/pam.d/common-session-noninteractive:0", ""]
     assert set(ok(node, "systemctl show -p Result -p ExecMainStatus "
                         "slurmjwt-demo-setup.service").split()) == {"Result=success",
                                                                     "ExecMainStatus=0"}
@@ -458,13 +468,16 @@ def test_logind_makes_the_runtime_dir_the_hook_fills_it_the_last_logout_removes_
 
 @pytest.fixture
 def hook_before_pam_systemd(node: run.Shown) -> Iterator[None]:
+    # The sshd-only setup of the README, done wrong: the profile declined,
+    # the include put before common-session.
     original = ok(node, "cat /etc/pam.d/sshd")
-    ok(node, "sed -i -e '/^@include slurmjwt$/d' "
-             "-e 's/^@include common-session$/@include slurmjwt\\n&/' /etc/pam.d/sshd")
+    ok(node, "DEBIAN_FRONTEND=noninteractive pam-auth-update --disable slurmjwt && "
+             "sed -i 's/^@include common-session$/@include slurmjwt\\n&/' /etc/pam.d/sshd")
     try:
         yield
     finally:
-        ok(node, f"printf %s {shlex.quote(original)} > /etc/pam.d/sshd")
+        ok(node, f"printf %s {shlex.quote(original)} > /etc/pam.d/sshd && "
+                 "DEBIAN_FRONTEND=noninteractive pam-auth-update --enable slurmjwt")
         on_login(node, "rm -rf /run/slurmjwt/users/2000")
 
 

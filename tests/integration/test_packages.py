@@ -1,10 +1,12 @@
-"""The Debian package and the RPM build from the tree (root: dpkg-deb
---root-owner-group and rpmbuild run as root here). Installing the .deb on a
-clean system and logging in through it is the demo's job (test_demo.py)."""
+"""The Debian package and the RPM build from the tree (root: rpmbuild runs as
+root here). Installing the .deb on a clean system and logging in through it
+is the demo's job (test_demo.py); installing, upgrading and removing it with
+users logged in is test_deb_lifecycle.py's."""
 
 from __future__ import annotations
 
 import glob
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,15 +14,21 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+VERSION = re.search(r"^version = (\S+)$", (REPO / "setup.cfg").read_text(), re.M).group(1)  # type: ignore[union-attr]
+ARCH = subprocess.run(["dpkg", "--print-architecture"], capture_output=True,
+                      text=True).stdout.strip()
 SHIPPED = ("/usr/bin/slurmjwt", "/usr/bin/slurmjwt-refresh", "/usr/sbin/slurmjwt-helper",
            "/etc/pam.d/slurmjwt", "/etc/profile.d/slurmjwt.sh", "/etc/profile.d/slurmjwt.csh",
            "/etc/slurm/slurmjwt.conf", "/usr/lib/slurmjwt/pam_slurmjwt/helper.py",
-           "/usr/lib/slurmjwt/taskprolog.sh", "/usr/lib/systemd/system/slurmjwt-helper.socket",
-           "/usr/lib/systemd/system/slurmjwt-helper-root.socket",
-           "/usr/lib/systemd/system/run-slurmjwt-users.mount",
+           "/usr/lib/slurmjwt/taskprolog.sh", "/lib/systemd/system/slurmjwt-helper.socket",
+           "/lib/systemd/system/slurmjwt-helper-root.socket",
+           "/lib/systemd/system/run-slurmjwt-users.mount",
            "/usr/lib/slurmjwt/slurmjwt-wrap", "/usr/share/fish/vendor_conf.d/slurmjwt.fish",
            "/usr/lib/systemd/user/slurmjwt-refresh.timer", "/usr/lib/tmpfiles.d/slurmjwt.conf",
-           "/usr/share/man/man8/pam_slurmjwt.8")
+           "/usr/share/man/man8/pam_slurmjwt.8.gz", "/usr/share/pam-configs/slurmjwt")
+# Debian 12 keeps system units in /lib (debhelper 13.11 looks there only;
+# merged /usr makes it /usr/lib), RHEL in /usr/lib; man pages are compressed.
+RPM_PLACE = {"/lib/systemd/system/": "/usr/lib/systemd/system/"}
 
 
 # sshd's compiled-in PATH for users (OpenSSH --with-default-path): Debian's
@@ -39,6 +47,7 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     out = make("deb")
     assert out.returncode == 0, out.stderr
     (deb,) = glob.glob(str(REPO / "build" / "pam-slurmjwt_*.deb"))
+    assert Path(deb).name == f"pam-slurmjwt_{VERSION}_{ARCH}.deb"
     listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
     files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
     for path in SHIPPED:
@@ -48,6 +57,8 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     assert owners == {"root/root"}
     assert not any("__pycache__" in p for p in files)  # compiled by postinst instead
     assert "/usr/share/doc/pam-slurmjwt/copyright" in files
+    assert "/usr/share/doc/pam-slurmjwt/changelog.gz" in files
+    assert "/usr/share/doc/pam-slurmjwt/NEWS.gz" in files
     fields = subprocess.run(["dpkg-deb", "-f", deb, "Depends"], capture_output=True,
                             text=True).stdout
     assert "python3-jwt" in fields and "libpam0g" in fields
@@ -71,6 +82,38 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     module = subprocess.run(["tar", "-xOf", "-", f".{so}"], input=tar, capture_output=True,
                             check=True).stdout
     assert b"\0" + DEBIAN_SSHD_PATH + b"\0" in module and RHEL_SSHD_PATH not in module
+    # debhelper's snippets: the sockets enabled and started, /run/slurmjwt
+    # made; the running helper restarted on upgrade; the hook in and out of
+    # common-session with pam-auth-update.
+    assert "deb-systemd-helper enable 'slurmjwt-helper.socket'" in postinst
+    assert "deb-systemd-helper enable 'slurmjwt-helper-root.socket'" in postinst
+    assert "systemd-tmpfiles ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} --create slurmjwt.conf" in postinst
+    assert "deb-systemd-invoke try-restart slurmjwt-helper.service" in postinst
+    assert "pam-auth-update --package" in postinst
+    prerm = subprocess.run(["dpkg-deb", "-I", deb, "prerm"], capture_output=True,
+                           text=True).stdout
+    assert "pam-auth-update --package --remove slurmjwt" in prerm
+
+
+def test_deb_passes_lintian_without_errors() -> None:
+    out = make("deb-lint")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "\nE: " not in "\n" + out.stdout
+
+
+def test_versions_agree_everywhere() -> None:
+    """setup.cfg (which the RPM reads), the Python package (--version, PONG),
+    the Debian changelog and NEWS name the same release."""
+    from pam_slurmjwt import __version__
+    assert __version__ == VERSION
+    changelog = (REPO / "packaging/debian/changelog").read_text().splitlines()[0]
+    assert changelog.startswith(f"pam-slurmjwt ({VERSION}) "), changelog
+    news = (REPO / "NEWS").read_text().splitlines()
+    assert news[2:4] == [VERSION, "=" * len(VERSION)], news[:4]
+    spec = re.search(r"^Version:\s*(\S+)$", (REPO / "packaging/rpm/pam-slurmjwt.spec").read_text(),
+                     re.M)
+    # A literal Version: is this one; a macro reads setup.cfg.
+    assert spec is not None and (spec.group(1) == VERSION or "%" in spec.group(1)), spec
 
 
 @pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild not installed")
@@ -81,8 +124,10 @@ def test_rpm_spec_builds_with_the_same_file_list() -> None:
     files = set(subprocess.run(["rpm", "-qlp", rpm], capture_output=True,
                                text=True).stdout.split())
     for path in SHIPPED:
-        if not path.startswith("/usr/lib/tmpfiles"):
-            assert path in files or path + ".gz" in files, path
+        for deb_place, rpm_place in RPM_PLACE.items():
+            path = path.replace(deb_place, rpm_place) if path.startswith(deb_place) else path
+        if not path.startswith(("/usr/lib/tmpfiles", "/usr/share/pam-configs")):
+            assert path in files or path.removesuffix(".gz") in files, path
     licenses = subprocess.run(["rpm", "-qp", "--licensefiles", rpm], capture_output=True,
                               text=True).stdout.split()
     assert any(p.endswith("/LICENSE") for p in licenses), licenses

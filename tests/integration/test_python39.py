@@ -38,8 +38,8 @@ DOCKERFILE = """\
 ARG BASE
 FROM ${BASE} AS python39
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \\
-      --no-install-recommends python3 python3-pip python3-cryptography python3-pytest python3-yaml \\
-      gcc libc6-dev make libpam0g-dev man-db groff-base bash dash \\
+      --no-install-recommends python3 python3-pip python3-cryptography python3-pytest \\
+      python3-yaml gcc libc6-dev make libpam0g-dev man-db groff-base bash dash \\
     && rm -rf /var/lib/apt/lists/*
 COPY wheels /wheels
 RUN python3 -m pip install -q --no-deps --no-index /wheels/*.whl

@@ -361,6 +361,26 @@ def test_hook_before_pam_systemd_fails_naming_the_line_that_brings_it(tmp_path: 
                 "session's XDG_RUNTIME_DIR exists when the cache is written")
 
 
+def test_hook_in_common_session_after_pam_systemd_passes(tmp_path: Path) -> None:
+    # What the Debian package's pam-auth-update profile makes (Priority -1:
+    # after pam_systemd's 0).
+    (tmp_path / "common-session").write_text(
+        COMMON_SESSION + "session optional pam_slurmjwt.so timeout=2000\n")
+    check = _doctor(tmp_path, "@include common-auth\n@include common-session\n",
+                    systemd=True).pam_stack()
+    assert (check.status, check.message) == ("OK", f"{tmp_path}/sshd includes the hook after "
+                                             "pam_systemd (`@include common-session`)")
+
+
+def test_hook_in_common_session_before_pam_systemd_fails(tmp_path: Path) -> None:
+    (tmp_path / "common-session").write_text(
+        "session optional pam_slurmjwt.so timeout=2000\n" + COMMON_SESSION)
+    check = _doctor(tmp_path, "@include common-session\n", systemd=True).pam_stack()
+    assert check.status == "FAIL"
+    assert check.message.startswith(f"in {tmp_path}/sshd the hook comes before pam_systemd "
+                                    "(brought in by `@include common-session`)")
+
+
 def test_no_pam_systemd_under_systemd_is_a_warning(tmp_path: Path) -> None:
     (tmp_path / "common-session").write_text("session required pam_unix.so\n")
     check = _doctor(tmp_path, "@include common-session\n@include slurmjwt\n",

@@ -136,4 +136,9 @@ def test_readme_login_node_steps_are_what_the_demo_node_runs() -> None:
     run = [line for line in script.splitlines()
            if line and not line.startswith("#") and line != "set -eu"]
     assert documented == run
-    assert "systemctl enable --now slurmjwt-helper.socket slurmjwt-helper-root.socket" in run
+    # The package enables the sockets and adds the PAM hook (debhelper,
+    # pam-auth-update): the admin's block does neither.
+    assert not any("slurmjwt-helper" in line or "pam.d" in line for line in run)
+    profile = (REPO / "packaging/debian/pam-configs/slurmjwt").read_text()
+    assert "\toptional\tpam_slurmjwt.so timeout=2000\n" in profile
+    assert f"`session {profile.splitlines()[-1].strip().replace(chr(9), ' ')}`" in readme
