@@ -134,7 +134,7 @@ def wait_for(what: str, ready: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(POLL)
 
 
-def test_lifecycle_install_upgrade_under_load_remove_purge_reinstall(
+def test_lifecycle_install_upgrade_under_load_remove_purge_reinstall_downgrade(
         node: run.Shown, tmp_path: Path) -> None:
     # -- 0.1.0, set up as its README said: the include in sshd by hand.
     install(node, "old.deb")
@@ -216,4 +216,15 @@ def test_lifecycle_install_upgrade_under_load_remove_purge_reinstall(
     assert hooks(node)[-2:] == ["pam_systemd.so", "pam_slurmjwt.so"]
     assert ok(node, "systemctl is-enabled slurmjwt-helper.socket "
                     "slurmjwt-helper-root.socket").split() == ["enabled", "enabled"]
+    assert_login(node, token=True)
+
+    # -- a downgrade to 0.1.0 and back: logins go on through both (0.1.0's
+    # module in common-session still loads; its helper speaks SLURMJWT/2).
+    downgrade = install(node, "old.deb")
+    assert f"Unpacking pam-slurmjwt (0.1.0) over ({VERSION})" in downgrade, downgrade
+    assert ok(node, "slurmjwt --version").strip() == "slurmjwt 0.1.0"
+    assert_login(node, token=True)
+    install(node, "new.deb")
+    assert ok(node, "slurmjwt --version").strip() == f"slurmjwt {VERSION}"
+    assert hooks(node)[-2:] == ["pam_systemd.so", "pam_slurmjwt.so"]
     assert_login(node, token=True)
