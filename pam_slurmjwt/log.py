@@ -10,7 +10,8 @@ import os
 import socket
 import sys
 import syslog
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 AUTHPRIV = 10  # syslog's facility number, as journald's SYSLOG_FACILITY wants it

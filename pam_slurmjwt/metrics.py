@@ -229,8 +229,8 @@ def registry(kid: str, alg: str, key_mtime: Optional[float]) -> Any:
     from prometheus_client.multiprocess import MultiProcessCollector
 
     reg = CollectorRegistry()
-    MultiProcessCollector(reg, path=os.environ[ENV])
-    reg.register(KeyCollector(kid, alg, key_mtime))
+    MultiProcessCollector(reg, path=os.environ[ENV])  # type: ignore[no-untyped-call]
+    reg.register(KeyCollector(kid, alg, key_mtime))  # type: ignore[arg-type]
     supervisor = os.getppid()
     ProcessCollector(pid=lambda: supervisor, registry=reg)
     return reg
@@ -315,7 +315,9 @@ def serve(reg: Any, tcp: Optional[socket.socket], local: Optional[socket.socket]
         daemon_threads = True
 
     servers: list[ThreadingHTTPServer] = []
-    for sock, cls in ((tcp, Remote), (local, Local)):
+    kinds: tuple[tuple[Optional[socket.socket], type[ThreadingHTTPServer]], ...] = (
+        (tcp, Remote), (local, Local))
+    for sock, cls in kinds:
         if sock is None:
             continue
         server = cls(sock.getsockname(), handler, bind_and_activate=False)

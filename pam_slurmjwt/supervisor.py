@@ -32,8 +32,8 @@ from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE
 from pam_slurmjwt.config import Config, load_config
 from pam_slurmjwt.errors import ReloadFailed
 from pam_slurmjwt.log import Log
-from pam_slurmjwt.policy import Policy
 from pam_slurmjwt.metrics import Exporter
+from pam_slurmjwt.policy import Policy
 from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
 
