@@ -6,12 +6,15 @@ pass `fingerprint(token)` instead (token.py).
 
 from __future__ import annotations
 
+import _socket  # not `socket`: slurmjwt-refresh imports this module, and time matters there
 import os
-import socket
 import sys
 import syslog
-from collections.abc import Mapping
-from typing import Optional
+
+TYPE_CHECKING = False  # typing itself is too heavy an import here
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Optional
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 AUTHPRIV = 10  # syslog's facility number, as journald's SYSLOG_FACILITY wants it
@@ -51,10 +54,11 @@ class Log:
         self.debug_enabled = debug
         # With a journal socket, the lines go there instead of syslog (the
         # journal forwards to syslog where the site asks it to).
-        self.journal: Optional[socket.socket] = None
+        self.journal: Optional[_socket.socket] = None
         self.journal_path = journal
         if use_syslog and journal is not None:
-            self.journal = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self.journal = _socket.socket(_socket.AF_UNIX,
+                                          _socket.SOCK_DGRAM | _socket.SOCK_CLOEXEC)
         if use_syslog:
             syslog.openlog(ident, syslog.LOG_PID, syslog.LOG_AUTHPRIV)
 
