@@ -156,8 +156,8 @@ def parse_address(text: str) -> tuple[int, str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise ValueError("not ADDRESS:PORT")
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
-        raise ValueError(f"port {port!r} is not 1 to 65535")
+    if not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ValueError(f"port {port!r} is not 0 to 65535")
     family = socket.AF_INET
     if host.startswith("[") and host.endswith("]"):
         host, family = host[1:-1], socket.AF_INET6
