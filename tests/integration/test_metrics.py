@@ -88,7 +88,10 @@ def stack(installed: Installed, test_users: dict[str, TestUser]) -> Iterator[Sta
 
 
 def _count(api: str, expr: str) -> float:
-    result = query(api, expr)
+    try:
+        result = query(api, expr)
+    except OSError:  # Prometheus not listening yet
+        return -1.0
     return float(result[0]["value"][1]) if result else 0.0  # type: ignore[index]
 
 
