@@ -12,7 +12,8 @@ libpam-wrapper libpam0g-dev shellcheck
 zsh ksh tcsh dash fish
 strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix tmux
 python3-pam clang libclang-rt-14-dev man-db rpm
-prometheus python3-yaml python3-prometheus-client
+prometheus python3-yaml
+python3-prometheus-client
 rpmlint selinux-policy-dev checkpolicy semodule-utils debootstrap
 "
 POLICY=/usr/sbin/policy-rc.d
