@@ -784,6 +784,12 @@ async def serve(server: Server, listeners: Listeners) -> None:
         loop.call_later(LOG_WINDOW, flush)
 
     loop.call_later(LOG_WINDOW, flush)
+
+    def count() -> None:
+        server.metrics.flush()
+        loop.call_later(metrics.FLUSH, count)
+
+    loop.call_later(metrics.FLUSH, count)
     server.log.notice(f"serving as uid {os.getuid()} (backend={server.state.backend}, "
                       f"kid={server.state.minter.kid}, version {__version__})")
     await server.stopping.wait()
@@ -793,6 +799,7 @@ async def serve(server: Server, listeners: Listeners) -> None:
     while server.slots.held and loop.time() < deadline:
         await asyncio.sleep(0.01)
     server.flush_audit()
+    server.metrics.flush()
     server.log.notice("stopping")
 
 

@@ -44,8 +44,11 @@ def recorder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> metrics.Off:
 
 
 def scrape() -> str:
+    """What a scrape shows once the workers have flushed (this process is
+    the worker: the loop is idle once the test has its answers)."""
     from prometheus_client import generate_latest
 
+    metrics.recorder().flush()
     return generate_latest(metrics.registry(KID, "HS256", 1700000000.0)).decode()
 
 
@@ -145,13 +148,32 @@ def test_a_failed_reload_is_counted(helper: tuple[Running, FakeDirectory], tmp_p
     assert value(samples(scrape()), "slurmjwt_reload_failures_total") == 2
 
 
+def test_a_flush_gives_the_histogram_prometheus_client_would_have(
+        recorder: metrics.Off) -> None:
+    """On counts in dicts and flushes into prometheus_client's own bucket
+    and sum values: the same series as observe() one by one."""
+    times = [0.0005, 0.001, 0.3, 1.9, 2.0, 2.2, 7.0, 11.0, 11.0]
+    for seconds in times:
+        recorder.answered("token", seconds)
+    got = samples(scrape())
+    cumulative = {"0.001": 2, "0.25": 2, "0.5": 3, "1.0": 3, "2.0": 5, "2.5": 6, "5.0": 6,
+                  "10.0": 7, "+Inf": 9}
+    for le, n in cumulative.items():
+        assert value(got, "slurmjwt_request_duration_seconds_bucket", kind="token", le=le) == n
+    assert value(got, "slurmjwt_request_duration_seconds_count", kind="token") == 9
+    assert value(got, "slurmjwt_request_duration_seconds_sum", kind="token") == pytest.approx(
+        sum(times))
+
+
 def test_counters_of_a_replaced_worker_stay_in_the_sum(recorder: metrics.Off) -> None:
     """A reload replaces the workers: what the old ones counted stays (their
     files), so the sum never goes backwards."""
     recorder.granted("RS256", 0)
+    recorder.flush()  # the supervisor flushes what it counts at once: a fork inherits none
     pid = os.fork()
     if pid == 0:  # a worker of the next generation, counting in its own file
         metrics.recorder().granted("RS256", 0)
+        metrics.recorder().flush()
         os._exit(0)
     os.waitpid(pid, 0)
     assert value(samples(scrape()), "slurmjwt_tokens_issued_total", alg="RS256",
