@@ -144,6 +144,11 @@ def test_slurmjwt_metrics_prints_them_for_root_and_no_one_else(
     assert out.returncode == 0, out.stderr
     assert 'slurmjwt_tokens_issued_total{alg="HS256",caller="pam"}' in out.stdout
     assert "alice" not in out.stdout
+    slurm = subprocess.run(["setpriv", "--reuid=slurm", "--regid=slurm", "--clear-groups",
+                            installed.cmd("slurmjwt"), "metrics"], capture_output=True,
+                           text=True, env=env, timeout=30)
+    assert (slurm.returncode, slurm.stderr) == (0, "")
+    assert "slurmjwt_key_info{" in slurm.stdout
     bob = test_users["bob"]
     out = subprocess.run(["setpriv", f"--reuid={bob.uid}", f"--regid={bob.gid}",
                           "--clear-groups", installed.cmd("slurmjwt"), "metrics"],

@@ -148,6 +148,18 @@ def test_a_failed_reload_is_counted(helper: tuple[Running, FakeDirectory], tmp_p
     assert value(samples(scrape()), "slurmjwt_reload_failures_total") == 2
 
 
+def test_start_empties_the_directory_of_a_previous_run(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = tmp_path / "key"
+    (keys / "metrics").mkdir(parents=True, mode=0o755)
+    (keys / "metrics" / "counter_4242.db").write_bytes(b"stale")
+    monkeypatch.setenv(metrics.ENV, "")
+    path = metrics.prepare(str(keys))
+    assert (path, os.environ[metrics.ENV]) == (str(keys / "metrics"), str(keys / "metrics"))
+    assert os.listdir(path) == []
+    assert (keys / "metrics").stat().st_mode & 0o777 == 0o700
+
+
 def test_a_flush_gives_the_histogram_prometheus_client_would_have(
         recorder: metrics.Off) -> None:
     """On counts in dicts and flushes into prometheus_client's own bucket
