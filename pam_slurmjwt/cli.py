@@ -18,7 +18,7 @@ from typing import Any
 
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.cache import Cache, Entry, read_key_id
-from pam_slurmjwt.config import load_config
+from pam_slurmjwt.config import DEFAULT_PATH, load_config
 from pam_slurmjwt.errors import EXIT_ERROR, EXIT_OK, Refused, SlurmJwtError, UsageError
 from pam_slurmjwt.log import Log, complain
 from pam_slurmjwt.refresh import Options, refresh
@@ -257,6 +257,41 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Print the helper's metrics, as a scrape of MetricsListen= gets them,
+    from the key directory's metrics.sock: root and SlurmUser only (its mode,
+    and the helper checks SO_PEERCRED)."""
+    import socket
+
+    from pam_slurmjwt.metrics import SOCKET_NAME
+
+    cfg = load_config(args.config)
+    path = os.path.join(protocol.key_dir(cfg.helper_socket), SOCKET_NAME)
+    reply = b""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(cfg.helper_timeout + 5)
+            sock.connect(path)
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            while chunk := sock.recv(65536):
+                reply += chunk
+    except (FileNotFoundError, ConnectionRefusedError):
+        complain(PROG, f"the helper serves no metrics; set MetricsListen= in "
+                       f"{cfg.path or DEFAULT_PATH} and reload it")
+        return EXIT_ERROR
+    except PermissionError:
+        reply = b""
+    except OSError as err:
+        complain(PROG, f'cannot read the helper\'s metrics from "{path}": {err.strerror or err}')
+        return EXIT_ERROR
+    head, _sep, body = reply.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.0 200"):
+        complain(PROG, "only root and SlurmUser may read the helper's metrics")
+        return EXIT_ERROR
+    sys.stdout.write(body.decode("utf-8", "replace"))
+    return EXIT_OK
+
+
 def cmd_wrappers(args: argparse.Namespace) -> int:
     """List the Slurm command wrappers against the installed Slurm; with
     --update (root), make them match. Exit 1 when they differ (list only)."""
@@ -406,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     ping = sub.add_parser("ping", help="check that slurmjwt-helper answers")
     ping.set_defaults(func=cmd_ping)
+
+    met = sub.add_parser("metrics", help="root and SlurmUser: print the helper's metrics "
+                         "(Prometheus text format)")
+    met.set_defaults(func=cmd_metrics)
 
     wrap = sub.add_parser("wrappers", help="the Slurm command wrappers: list them, or "
                           "--update them to match the installed Slurm")

@@ -134,7 +134,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("SlurmBinDir", "path", "/usr/bin",
            "Where Slurm's client commands are: the wrappers in /usr/lib/slurmjwt/bin run "
            "SlurmBinDir/NAME, and `slurmjwt wrappers --update` lists them from there."),
-    Option("Debug", "bool", False, "Log debug lines."),
+    Option("MetricsListen", "address", None,
+           "ADDRESS:PORT (numeric; `[::1]:9101` for IPv6) where the helper serves its "
+           "Prometheus metrics over HTTP, without authentication; unset, the helper keeps "
+           "no metrics. An address that does not parse or bind is logged in one line, and "
+           "the helper serves tokens without metrics."),
+    Option("Debug", "bool", False, "Log debug lines (read again at each reload)."),
 )
 
 # Topics for the man page and README reference; every option in exactly one.
@@ -146,7 +151,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
                               "DenyGroups")),
     ("The helper", ("HelperSocket", "RootSocket", "HelperTimeout", "ReadTimeout", "Workers",
                     "MaxConnections", "MaxConnectionsPerUser", "MaxRequestsPerUser",
-                    "LookupTimeout", "MungeSocket", "Debug")),
+                    "LookupTimeout", "MungeSocket", "MetricsListen", "Debug")),
     ("Slurm commands", ("SlurmBinDir",)),
 )
 
@@ -183,6 +188,7 @@ class Config:
     munge_socket: str
     scontrol: str
     slurm_bin_dir: str
+    metrics_listen: str | None
     debug: bool
 
     def __init__(self, path: str | None = None, warnings: tuple[str, ...] = (),
@@ -244,6 +250,8 @@ def _convert(opt: Option, raw: str, where: str) -> object:
         if value.lower() in ("no", "false", "0", "off"):
             return False
         raise ConfigError(f"{where}: {opt.name}={value} is not yes or no")
+    if opt.kind == "address":
+        return value or None  # checked by the helper, which serves tokens whatever it is
     if not value.startswith("/"):
         raise ConfigError(f"{where}: {opt.name}={value} must be an absolute path")
     return value

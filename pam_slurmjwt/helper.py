@@ -27,11 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional, TypeVar
 
-from pam_slurmjwt import __version__, protocol
+from pam_slurmjwt import __version__, metrics, protocol
 from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import ConfigError, MintFailed, Refused, SlurmJwtError
 from pam_slurmjwt.limits import LOG_WINDOW, Audit, Rate, Slots
-from pam_slurmjwt.log import Log
+from pam_slurmjwt.log import Log, journal_socket
 from pam_slurmjwt.signing import KeyMinter
 from pam_slurmjwt.slurmconf import parse_slurm_conf
 from pam_slurmjwt.supervisor import DRAIN, State, Supervisor, load_state, request_reload
@@ -93,9 +93,10 @@ class Server:
     connection, and a staller costs one timer and a slot.
     """
 
-    def __init__(self, state: State, log: Log) -> None:
+    def __init__(self, state: State, log: Log, recorder: Optional[metrics.Off] = None) -> None:
         self.state = state
         self.log = log
+        self.metrics = recorder or metrics.Off()
         self.slots = Slots(state.cfg.max_connections, state.cfg.max_connections_per_user)
         self.rate = Rate(state.cfg.max_requests_per_user)
         self.audit = Audit()
@@ -120,6 +121,7 @@ class Server:
             return "busy", "too many connections; try again"
         if not self.rate.allow(conn.uid):
             self.slots.release(conn.uid)
+            self.metrics.rate_limited()
             return "busy", (f"too many requests from uid {conn.uid}; try again in "
                             f"{self.rate.wait(conn.uid)} s")
         return None
@@ -127,11 +129,18 @@ class Server:
     def release(self, uid: int) -> None:
         self.slots.release(uid)
 
-    def note(self, uid: int, kind: str, write: Callable[[str], None], text: str) -> None:
+    def note(self, uid: int, kind: str, write: Callable[..., None], text: str,
+             fields: Optional[dict[str, object]] = None) -> None:
         """Log one per-request line with `write` (a Log method), throttled per
         uid (limits.Audit): a user who loops connect/send/close must not
-        flood the audit log."""
-        self.audit.line(uid, kind, write, text)
+        flood the audit log. Every refusal is counted in the metrics, and so
+        is every line the throttle drops; the journal gets `fields` and the
+        result (the refusal's code, or grant)."""
+        if kind not in ("grant", "ping"):
+            self.metrics.refused(kind)
+        entry = {"USER_ID": uid, "RESULT": kind, **(fields or {})}
+        if not self.audit.line(uid, kind, lambda line: write(line, entry), text):
+            self.metrics.audit_dropped()
 
     def flush_audit(self) -> None:
         for line in self.audit.flush():
@@ -148,6 +157,7 @@ class Server:
                       f"refuse {who} reason={err.code}: {err}")
             conn.respond(protocol.format_err(err.code, str(err)))
             return
+        conn.kind = "ping" if request.command == "PING" else "token"
         if request.command == "PING":
             if self.log.debug_enabled:
                 self.note(conn.uid, "ping", self.log.debug, f"ping {who}")
@@ -159,10 +169,19 @@ class Server:
         # run in threads of their own: a user whose lookups hang cannot keep
         # every thread busy and make logins wait.
         lookups = self.root_lookups if conn.uid == 0 else self.lookups
+        asked = time.monotonic()
+
+        def decided(decision: Optional[Decision], error: Optional[BaseException]) -> None:
+            # A policy's no is the name service answering; `internal` (a
+            # failure or LookupTimeout) and a bug are not.
+            failed = error is not None and not (isinstance(error, Refused)
+                                                and error.code != "internal")
+            self.metrics.looked_up(time.monotonic() - asked, failed)
+            self._decided(conn, state, request, decision, error)
+
         conn.task = lookups.submit(
             work_out, (state, conn.uid, request.user, request.lifespan or state.cfg.lifespan),
-            state.cfg.lookup_timeout,
-            lambda decision, error: self._decided(conn, state, request, decision, error))
+            state.cfg.lookup_timeout, decided)
 
     def _decided(self, conn: Connection, state: State, request: protocol.Request,
                  decision: Optional[Decision], error: Optional[BaseException]) -> None:
@@ -191,7 +210,7 @@ class Server:
             except MintFailed as err:
                 conn.respond(self._failed(conn.uid, subject, err))
                 return
-            conn.respond(self._granted(conn.uid, state, subject, lifespan, signed))
+            conn.respond(self._granted(conn.uid, entry.pw_uid, state, subject, lifespan, signed))
         else:
             conn.task = asyncio.get_running_loop().create_task(
                 self._mint_async(conn, state, subject, entry, lifespan))
@@ -208,18 +227,22 @@ class Server:
                       f"refuse {subject} reason=internal: {type(err).__name__}")
             conn.respond(protocol.format_err("internal", "internal error; see the helper's log"))
             return
-        conn.respond(self._granted(conn.uid, state, subject, lifespan, result))
+        conn.respond(self._granted(conn.uid, entry.pw_uid, state, subject, lifespan, result))
 
     def _failed(self, uid: int, subject: str, err: MintFailed) -> bytes:
         self.note(uid, err.code, self.log.error, f"refuse {subject} reason={err.code}: {err}")
         return protocol.format_err(err.code, str(err))
 
-    def _granted(self, uid: int, state: State, subject: str, lifespan: int,
+    def _granted(self, uid: int, target: int, state: State, subject: str, lifespan: int,
                  result: tuple[str, int]) -> bytes:
         token, exp = result
+        fp = fingerprint(token)
+        # Counted here, whether or not the throttle writes its line.
+        self.metrics.granted(state.alg, uid)
         self.note(uid, "grant", self.log.info,
                   f"grant {subject} lifespan={lifespan} exp={exp} backend={state.backend} "
-                  f"kid={state.minter.kid} fp={fingerprint(token)}")
+                  f"kid={state.minter.kid} fp={fp}",
+                  {"USER_ID": target, "TOKEN_FP": fp, "KID": state.minter.kid})
         grant = protocol.Grant(exp, refresh_at(state.cfg, exp - lifespan, exp),
                                export_wanted(state.cfg), state.minter.kid, token)
         return protocol.format_ok(grant)
@@ -362,6 +385,8 @@ class Connection(asyncio.Protocol):
         self.pid = 0
         self.admitted = False
         self.answered = False
+        self.started = time.monotonic()
+        self.kind = "invalid"  # until a request parses: token or ping
         self.timer: Optional[asyncio.TimerHandle] = None
         # The work on its request in flight (lookups, then scontrol), if any:
         # cancelled when the caller hangs up.
@@ -434,6 +459,7 @@ class Connection(asyncio.Protocol):
             return
         self.answered = True
         self._stop_timer()
+        self.server.metrics.answered(self.kind, time.monotonic() - self.started)
         if self.transport.is_closing():
             return
         self.transport.write(data)
@@ -688,7 +714,8 @@ def run(args: argparse.Namespace) -> int:
             socket_path = Config().helper_socket
         request_reload(args.reload, protocol.key_dir(socket_path))
         return 0
-    log = Log(PROG, use_syslog=True, use_stderr=args.stderr or args.check, debug=args.debug)
+    log = Log(PROG, use_syslog=True, use_stderr=args.stderr or args.check, debug=args.debug,
+              journal=journal_socket())
     cfg = load_config(args.config)
     for warning in cfg.warnings:
         log.warning(warning)
@@ -708,17 +735,32 @@ def run(args: argparse.Namespace) -> int:
     if args.check or listeners is None or keys is None:
         log.info(f"configuration OK (backend={state.backend}, kid={state.minter.kid})")
         return 0
+    log.set_debug(state.cfg.debug)
     log.debug(f"debug on; backend={state.backend}")
+    try:
+        counters: Optional[str] = metrics.prepare(keys)
+    except OSError as err:
+        log.error(f'cannot keep metrics in "{keys}/{metrics.DIR_NAME}": {err.strerror}')
+        counters = None
 
-    def work(state: State, role: str) -> None:
+    def work(state: State, role: str, exporter: metrics.Exporter) -> None:
+        mine = listeners.only(role)
+        if role == "metrics":
+            metrics.serve(metrics.registry(state.minter.kid, state.alg, state.key_mtime),
+                          exporter.tcp, exporter.local)
+            return
+        for sock in (exporter.tcp, exporter.local):
+            if sock is not None:
+                sock.close()
         if role == "users":
             # Under a flood, the CPU goes to logins (the RootSocket worker,
             # sshd) first: the flood costs the flooder.
             os.nice(USERS_NICE)
-        asyncio.run(serve(Server(state, log), listeners.only(role)))
+        asyncio.run(serve(Server(state, log, exporter.recorder), mine))
 
     return Supervisor(state, log, args.config, work, keys,
-                      root_worker=listeners.root is not None).run()
+                      root_worker=listeners.root is not None,
+                      exporter=metrics.Exporter(keys, counters)).run()
 
 
 async def serve(server: Server, listeners: Listeners) -> None:
@@ -742,6 +784,12 @@ async def serve(server: Server, listeners: Listeners) -> None:
         loop.call_later(LOG_WINDOW, flush)
 
     loop.call_later(LOG_WINDOW, flush)
+
+    def count() -> None:
+        server.metrics.flush()
+        loop.call_later(metrics.FLUSH, count)
+
+    loop.call_later(metrics.FLUSH, count)
     server.log.notice(f"serving as uid {os.getuid()} (backend={server.state.backend}, "
                       f"kid={server.state.minter.kid}, version {__version__})")
     await server.stopping.wait()
@@ -751,6 +799,7 @@ async def serve(server: Server, listeners: Listeners) -> None:
     while server.slots.held and loop.time() < deadline:
         await asyncio.sleep(0.01)
     server.flush_audit()
+    server.metrics.flush()
     server.log.notice("stopping")
 
 

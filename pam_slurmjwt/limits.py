@@ -109,10 +109,11 @@ class Audit:
         self.windows: dict[int, _Window] = {}
         self.summaries: list[str] = []  # lines flush() must still hand out
 
-    def line(self, uid: int, kind: str, write: Callable[[str], None], text: str) -> None:
+    def line(self, uid: int, kind: str, write: Callable[[str], None], text: str) -> bool:
+        """Write text, or count it; return whether it was written."""
         if uid == 0:
             write(text)
-            return
+            return True
         now = self.clock()
         window = self.windows.get(uid)
         if window is None or now - window.start >= LOG_WINDOW:
@@ -124,8 +125,9 @@ class Audit:
         if window.written < LOG_BURST:
             window.written += 1
             write(text)
-        else:
-            window.held[kind] = window.held.get(kind, 0) + 1
+            return True
+        window.held[kind] = window.held.get(kind, 0) + 1
+        return False
 
     def _summarise(self, uid: int, window: _Window, now: float) -> None:
         if window.held:

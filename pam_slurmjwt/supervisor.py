@@ -32,8 +32,9 @@ from pam_slurmjwt.cache import KEY_ID_CSH, KEY_ID_FILE
 from pam_slurmjwt.config import Config, load_config
 from pam_slurmjwt.errors import ReloadFailed
 from pam_slurmjwt.log import Log
+from pam_slurmjwt.metrics import Exporter
 from pam_slurmjwt.policy import Policy
-from pam_slurmjwt.signing import Minter, make_minter
+from pam_slurmjwt.signing import KeyMinter, Minter, make_minter
 from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
 
 # ----------------------------------------------------------------- state
@@ -48,6 +49,8 @@ class State:
     policy: Policy
     minter: Minter
     backend: str
+    alg: str = "HS256"  # scontrol's tokens are HS256 too
+    key_mtime: Optional[float] = None  # the key file's (Backend=key): its age
 
 
 def load_state(config_path: Optional[str]) -> State:
@@ -55,7 +58,12 @@ def load_state(config_path: Optional[str]) -> State:
     cfg = load_config(config_path)
     slurm = parse_slurm_conf(cfg.slurm_conf_path())
     minter, backend = make_minter(cfg, slurm)
-    return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend)
+    alg, mtime = "HS256", None
+    if isinstance(minter, KeyMinter):
+        alg = minter.signer.alg
+        with contextlib.suppress(OSError):
+            mtime = os.stat(cfg.jwt_key or slurm.jwt_key_path()).st_mtime
+    return State(cfg, slurm, Policy(cfg, slurm.slurm_user), minter, backend, alg, mtime)
 
 
 # ----------------------------------------------------------------- the key id
@@ -120,8 +128,8 @@ class Supervisor:
     RESTART_BACKOFF = 1.0
 
     def __init__(self, state: State, log: Log, config_path: Optional[str],
-                 work: Callable[[State, str], None], key_dir: str,
-                 root_worker: bool = False) -> None:
+                 work: Callable[[State, str, Exporter], None], key_dir: str,
+                 root_worker: bool = False, exporter: Optional[Exporter] = None) -> None:
         self.state = state
         self.log = log
         self.config_path = config_path
@@ -132,14 +140,18 @@ class Supervisor:
         # With a RootSocket, logins get a worker of their own beside the
         # Workers=N that serve HelperSocket (helper.Listeners.only).
         self.root_worker = root_worker
+        # Metrics (MetricsListen=): the recorder the workers count with, and
+        # the listener a worker of role "metrics" serves.
+        self.exporter = exporter or Exporter(key_dir, None)
         self.children: dict[int, tuple[int, str]] = {}  # pid: generation (reload), role
         self.generation = 0
         self.stopping = False
 
     def roles(self) -> list[str]:
+        extra = ["metrics"] if self.exporter.tcp is not None else []
         if not self.root_worker:
-            return ["all"] * self.state.cfg.workers
-        return ["root"] + ["users"] * self.state.cfg.workers
+            return ["all"] * self.state.cfg.workers + extra
+        return ["root"] + ["users"] * self.state.cfg.workers + extra
 
     def spawn(self, role: str) -> None:
         """Fork a worker serving self.state in `role`; raise OSError when
@@ -154,7 +166,7 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
             code = 0
             try:
-                self.work(self.state, role)
+                self.work(self.state, role, self.exporter)
             except BaseException as err:  # noqa: BLE001 - report, then leave without cleanup
                 self.log.error(f"worker failed: {type(err).__name__}: {err}")
                 code = 1
@@ -163,6 +175,8 @@ class Supervisor:
 
     def run(self) -> int:
         signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+        self.log.set_debug(self.state.cfg.debug)
+        self.exporter.configure(self.state.cfg.metrics_listen, self.where(self.state), self.log)
         for role in self.roles():
             self.spawn(role)
         publish_key_id(self.key_dir, self.state.minter.kid, self.log)
@@ -215,6 +229,10 @@ class Supervisor:
             return
         old, old_state = self.serving(), self.state
         self.state, self.generation = new, self.generation + 1
+        # Before the new workers fork: they inherit the debug switch and the
+        # recorder. A listener that cannot follow is logged; tokens go on.
+        self.log.set_debug(new.cfg.debug)
+        self.exporter.configure(new.cfg.metrics_listen, self.where(new), self.log)
         try:
             for role in self.roles():
                 self.spawn(role)
@@ -223,6 +241,9 @@ class Supervisor:
             # The old workers again, under a generation of their own: the
             # failed new ones, reaped later, are of none.
             self.state, self.generation = old_state, self.generation + 1
+            self.log.set_debug(old_state.cfg.debug)
+            self.exporter.configure(old_state.cfg.metrics_listen, self.where(old_state),
+                                    self.log)
             for pid in old:
                 self.children[pid] = (self.generation, self.children[pid][1])
             self.fail(started, f"reload failed, keeping the previous configuration: "
@@ -235,6 +256,10 @@ class Supervisor:
         publish_key_id(self.key_dir, new.minter.kid, self.log)
         self.log.notice(f"reloaded configuration (backend={new.backend}, kid={new.minter.kid})")
         self.verdict(started, "ok", "reloaded")
+
+    @staticmethod
+    def where(state: State) -> str:
+        return state.cfg.path or "configuration"
 
     def serving(self) -> list[int]:
         """The workers of the current generation."""
@@ -256,6 +281,7 @@ class Supervisor:
 
     def fail(self, started: int, message: str) -> None:
         self.log.error(message)
+        self.exporter.recorder.reload_failed()
         self.verdict(started, "failed", message)
 
     def verdict(self, started: int, word: str, message: str) -> None:

@@ -13,6 +13,7 @@ zsh ksh tcsh dash fish
 strace valgrind gcc libc6-dev make curl systemd procps iproute2 lua-posix tmux
 python3-pam clang libclang-rt-14-dev man-db rpm
 prometheus python3-yaml
+python3-prometheus-client
 rpmlint selinux-policy-dev checkpolicy semodule-utils debootstrap
 build-essential debhelper dpkg-dev lintian
 "

@@ -134,7 +134,8 @@ def option_kind(opt: Option) -> str:
     if opt.kind == "choice":
         return "|".join(opt.choices)
     return {"seconds": "SECONDS", "int": "NUMBER", "path": "PATH", "list": "NAME,...",
-            "caps": "NAME:SECONDS,...", "bool": "yes|no"}[opt.kind]
+            "caps": "NAME:SECONDS,...", "bool": "yes|no",
+            "address": "ADDRESS:PORT"}[opt.kind]
 
 
 def argparse_options(parser: argparse.ArgumentParser) -> list[str]:

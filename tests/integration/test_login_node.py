@@ -10,6 +10,7 @@ delays (a user's manager stops 10 s after the last logout).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -254,6 +255,12 @@ def test_the_sandboxed_helper_resolves_directory_users_through_sssd(node: run.Sh
     _took, answer = ask(node, "TOKEN eve 60")
     assert answer.startswith("SLURMJWT/2 OK "), answer
     assert "grant (user eve) uid=2001 by uid=0 " in helper_log(node, since)
+    # Under systemd the line is a journal entry with fields (README, "Logs").
+    fields = json.loads(ok(node, f"journalctl -q -o json -t slurmjwt-helper RESULT=grant "
+                                 f"USER_ID=2001 --since=@{int(since)} -n 1"))
+    assert (fields["KID"], fields["SYSLOG_FACILITY"]) == (
+        ok(node, "cat /run/slurmjwt/key/id").strip(), "10")
+    assert re.fullmatch(r"[0-9a-f]{16}", fields["TOKEN_FP"]), fields["TOKEN_FP"]
 
 
 @pytest.fixture
