@@ -793,9 +793,20 @@ async def serve(server: Server, listeners: Listeners) -> None:
     server.log.notice(f"serving as uid {os.getuid()} (backend={server.state.backend}, "
                       f"kid={server.state.minter.kid}, version {__version__})")
     await server.stopping.wait()
+    deadline = loop.time() + DRAIN
+    # Stop accepting first, and close the servers only once every connection
+    # already accepted has its transport: asyncio makes it in a task of its
+    # own a few turns of the loop later, and drops the connection (a reset,
+    # the caller's request lost) when its server has closed by then.
+    for sock in (listeners.users, listeners.root):
+        if sock is not None:
+            loop.remove_reader(sock.fileno())
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    if pending:
+        await asyncio.wait(pending, timeout=DRAIN)
     for listener in servers:
         listener.close()
-    deadline = loop.time() + DRAIN
     while server.slots.held and loop.time() < deadline:
         await asyncio.sleep(0.01)
     server.flush_audit()
