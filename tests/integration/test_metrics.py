@@ -8,7 +8,9 @@ parse (tokens still served)."""
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -21,8 +23,9 @@ import pytest
 
 from tests.integration.fixtures.helperd import HelperProcess, _exchange, start_helper
 from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.prometheus import free_port, query, running_prometheus
 from tests.integration.fixtures.users import TestUser
-from tests.integration.test_tokenfile import free_port, query, wait_for
+from tests.integration.test_tokenfile import wait_for
 
 LOGINS = 40  # root's requests on RootSocket, as pam_slurmjwt.so makes them
 USER_TOKENS = 12  # alice's on HelperSocket, spread over the users' workers
@@ -52,36 +55,21 @@ def stack(installed: Installed, test_users: dict[str, TestUser]) -> Iterator[Sta
         pytest.skip("needs Debian's prometheus package (tests/setup-deps.sh installs it)")
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-metrics-"))
     work.chmod(0o755)
-    prom = None
     helper = None
     try:
         (work / "helper").mkdir()
         port = free_port()
         helper = start_helper(installed, _keyed(work), work / "helper",
                               f"MetricsListen=127.0.0.1:{port}\nWorkers=2\n", verbose=False)
-        (work / "prom" / "data").mkdir(parents=True)
-        shutil.chown(work / "prom" / "data", "nobody", "nogroup")
-        (work / "prom" / "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n"
-            f"  - job_name: slurmjwt\n    static_configs:\n"
-            f"      - targets: ['127.0.0.1:{port}']\n")
-        api = free_port()
-        with open(work / "prom" / "log", "wb") as log:
-            prom = subprocess.Popen(
-                ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-                 "prometheus", f"--config.file={work}/prom/prometheus.yml",
-                 f"--storage.tsdb.path={work}/prom/data",
-                 f"--web.listen-address=127.0.0.1:{api}"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=work / "prom")
-        yield Stack(helper, f"http://127.0.0.1:{api}", work)
+        nobody = pwd.getpwnam("nobody")
+        config = ("global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n"
+                  f"  - job_name: slurmjwt\n    static_configs:\n"
+                  f"      - targets: ['127.0.0.1:{port}']\n")
+        nogroup = grp.getgrnam("nogroup").gr_gid
+        with running_prometheus(work / "prom", config, nobody.pw_uid, nogroup,
+                                free_port()) as api:
+            yield Stack(helper, api, work)
     finally:
-        if prom is not None:
-            prom.terminate()
-            try:
-                prom.wait(20)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
         if helper is not None:
             helper.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -17,12 +17,10 @@ refused ("Invalid authentication credential").
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pwd
 import secrets
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -40,6 +38,7 @@ import pytest
 from pam_slurmjwt.token import fingerprint, slurm_claims
 from tests.integration.fixtures.helperd import HelperProcess, start_helper
 from tests.integration.fixtures.install import Installed
+from tests.integration.fixtures.prometheus import free_port, query, running_prometheus
 from tests.integration.fixtures.users import TestUser
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
@@ -107,13 +106,6 @@ class Stack:
     errors: list[str] = field(default_factory=list)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def http_status(url: str, token: str | None = None) -> int:
     request = urllib.request.Request(url)
     if token is not None:
@@ -123,15 +115,6 @@ def http_status(url: str, token: str | None = None) -> int:
             return int(answer.status)
     except urllib.error.HTTPError as err:
         return err.code
-
-
-def query(api: str, expr: str) -> list[dict[str, object]]:
-    url = f"{api}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
-    with urllib.request.urlopen(url, timeout=10) as answer:
-        body = json.load(answer)
-    assert body["status"] == "success", body
-    result: list[dict[str, object]] = body["data"]["result"]
-    return result
 
 
 def wait_for(what: str, check: object, timeout: float, poll: float = 0.5) -> None:
@@ -242,7 +225,6 @@ def stack(installed: Installed, test_users: dict[str, TestUser]) -> Iterator[Sta
     account = test_users[ACCOUNT]
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-tokenfile-"))
     work.chmod(0o755)
-    procs: list[subprocess.Popen[bytes]] = []
     helper = None
     try:
         key = secrets.token_bytes(32)
@@ -263,36 +245,22 @@ def stack(installed: Installed, test_users: dict[str, TestUser]) -> Iterator[Sta
         tokens = work / "tokens"
         tokens.mkdir(mode=0o755)
         with controller(work, account, key) as ctl:
-            prom = work / "prometheus"
-            (prom / "data").mkdir(parents=True)
-            shutil.chown(prom / "data", account.uid, account.gid)
-            (prom / "prometheus.yml").write_text(prometheus_config(ctl, tokens / ACCOUNT))
             port = free_port()
             st = Stack(ctl, helper, tokens / ACCOUNT, f"http://127.0.0.1:{port}")
             stop = threading.Event()
             thread = threading.Thread(target=refresher, args=(st, installed, stop), daemon=True)
             thread.start()
-            wait_for("the first token file", lambda: bool(st.written or st.errors), 30)
-            assert not st.errors, st.errors
-            with open(prom / "log", "wb") as log:
-                procs.append(subprocess.Popen(
-                    ["setpriv", f"--reuid={account.uid}", f"--regid={account.gid}",
-                     "--clear-groups", "prometheus", f"--config.file={prom}/prometheus.yml",
-                     f"--storage.tsdb.path={prom}/data", f"--web.listen-address=127.0.0.1:{port}"],
-                    stdout=log, stderr=subprocess.STDOUT, cwd=prom))
             try:
-                yield st
+                wait_for("the first token file", lambda: bool(st.written or st.errors), 30)
+                assert not st.errors, st.errors
+                with running_prometheus(work / "prometheus",
+                                        prometheus_config(ctl, tokens / ACCOUNT),
+                                        account.uid, account.gid, port):
+                    yield st
             finally:
                 stop.set()
                 thread.join(30)
     finally:
-        for proc in procs:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
         if helper is not None:
             helper.stop()
         shutil.rmtree(work, ignore_errors=True)
