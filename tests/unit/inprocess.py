@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,3 +77,21 @@ def running(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]
         yield server
     finally:
         server.stop()
+
+
+def exchange(path: str, data: bytes, timeout: float = 10, half_close: bool = False) -> bytes:
+    """Send raw bytes to the socket at `path`; return all it answers, read to
+    its end (the helper half-closes after answering)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        try:
+            sock.sendall(data)
+        except BrokenPipeError:
+            pass  # refused (busy) before we finished sending: read the answer anyway
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        while chunk := sock.recv(4096):
+            out += chunk
+        return out

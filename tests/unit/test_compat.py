@@ -11,7 +11,6 @@ package under a running session.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.errors import HelperUnreachable
 from pam_slurmjwt.signing import HS256Signer
 from pam_slurmjwt.token import make_claims
-from tests.unit.inprocess import KEY, KID, ME, Running
+from tests.unit.inprocess import KEY, KID, ME, Running, exchange
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHETOOL = ROOT / "build" / "c" / "cachetool"
@@ -34,19 +33,8 @@ CACHETOOL = ROOT / "build" / "c" / "cachetool"
 PREVIOUS_REQUESTS = (b"SLURMJWT/2 TOKEN - -\n", b"SLURMJWT/2 PING\n")
 
 
-def _ask(path: str, line: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(line)
-        out = b""
-        while not out.endswith(b"\n") and (chunk := sock.recv(8192)):
-            out += chunk
-    return out
-
-
 def test_this_helper_answers_the_previous_releases_requests(running: Running) -> None:
-    token, ping = (_ask(running.path, line) for line in PREVIOUS_REQUESTS)
+    token, ping = (exchange(running.path, line) for line in PREVIOUS_REQUESTS)
     grant = protocol.parse_response(token)
     assert grant.token.count(".") == 2 and grant.kid == KID
     assert ping.startswith(b"SLURMJWT/2 PONG ")
@@ -56,7 +44,7 @@ def test_a_newer_clients_request_is_refused_in_words_the_client_can_read(
         running: Running) -> None:
     # A client of a later release meeting this helper (not yet restarted)
     # gets this release's own error line: it fails open and asks again.
-    answer = _ask(running.path, b"SLURMJWT/3 TOKEN - -\n")
+    answer = exchange(running.path, b"SLURMJWT/3 TOKEN - -\n")
     assert answer.startswith(b"SLURMJWT/2 ERR bad-version ")
 
 

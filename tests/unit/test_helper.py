@@ -20,7 +20,7 @@ from pam_slurmjwt.errors import Refused
 from pam_slurmjwt.helper import LOOKUP_THREADS, MAX_ABANDONED, ROOT_LOOKUP_THREADS, STUCK_AFTER
 from pam_slurmjwt.policy import Policy
 from tests.unit.fakenss import USERS, FakeDirectory
-from tests.unit.inprocess import KEY, ME, Running
+from tests.unit.inprocess import KEY, ME, Running, exchange
 
 # ----------------------------------------------------------------- policy
 
@@ -113,22 +113,6 @@ def test_allow_privileged_is_the_explicit_opt_in() -> None:
 
 # ----------------------------------------------------------------- server
 
-def _raw(path: str, data: bytes, timeout: float = 10, half_close: bool = False) -> bytes:
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        try:
-            sock.sendall(data)
-        except BrokenPipeError:
-            pass  # refused (busy) before we finished sending: read the answer anyway
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        out = b""
-        while chunk := sock.recv(4096):
-            out += chunk
-        return out
-
-
 def test_grant_is_a_token_slurmctld_would_accept(running: Running) -> None:
     before = int(time.time())
     grant = protocol.request_token(running.path, lifespan=120)
@@ -147,10 +131,10 @@ def test_lifespan_is_capped_by_max_lifespan(running: Running) -> None:
 
 
 def test_malformed_and_oversized_requests_get_reasons(running: Running) -> None:
-    assert _raw(running.path, b"hello\n").startswith(b"SLURMJWT/2 ERR bad-version ")
-    assert _raw(running.path, b"SLURMJWT/2 TOKEN\n").startswith(b"SLURMJWT/2 ERR bad-request ")
-    assert _raw(running.path, b"x" * 100_000).startswith(b"SLURMJWT/2 ERR too-long ")
-    assert _raw(running.path, b"SLURMJWT/2 TOKEN - 60", half_close=True).startswith(
+    assert exchange(running.path, b"hello\n").startswith(b"SLURMJWT/2 ERR bad-version ")
+    assert exchange(running.path, b"SLURMJWT/2 TOKEN\n").startswith(b"SLURMJWT/2 ERR bad-request ")
+    assert exchange(running.path, b"x" * 100_000).startswith(b"SLURMJWT/2 ERR too-long ")
+    assert exchange(running.path, b"SLURMJWT/2 TOKEN - 60", half_close=True).startswith(
         b"SLURMJWT/2 ERR bad-request ")  # EOF before the newline
     assert protocol.request_token(running.path).token  # and it still serves
 
@@ -185,7 +169,7 @@ def test_connections_beyond_the_limit_are_told_busy(running: Running) -> None:
         deadline = time.monotonic() + 5
         while sum(running.server.slots.held.values()) < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert _raw(running.path, b"SLURMJWT/2 PING\n").startswith(b"SLURMJWT/2 ERR busy ")
+        assert exchange(running.path, b"SLURMJWT/2 PING\n").startswith(b"SLURMJWT/2 ERR busy ")
     finally:
         for sock in held:
             sock.close()
@@ -235,7 +219,7 @@ def test_a_hung_name_service_is_internal_in_time_and_blocks_nobody(tmp_path: Pat
             start = time.monotonic()
             # More callers than lookup threads: those queued behind are
             # answered at their deadline too.
-            asked = [pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            asked = [pool.submit(exchange, running.path, b"SLURMJWT/2 TOKEN demo -\n")
                      for _ in range(LOOKUP_THREADS + 2)]
             time.sleep(0.2)
             assert protocol.ping(running.path, 5)  # the loop still serves
@@ -246,7 +230,7 @@ def test_a_hung_name_service_is_internal_in_time_and_blocks_nobody(tmp_path: Pat
         assert time.monotonic() - start < 2.5
         directory.release.set()  # sssd answers again: so does the helper
         # A real answer: a token when the tests run as root, else "not yours".
-        assert _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(
+        assert exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(
             (b"SLURMJWT/2 OK ", b"SLURMJWT/2 ERR denied uid "))
     finally:
         directory.release.set()
@@ -288,12 +272,12 @@ def test_a_user_whose_lookups_hang_cannot_make_a_login_wait(
         with ThreadPoolExecutor(LOOKUP_THREADS + 1) as pool:
             stuck = []
             for n in range(1, LOOKUP_THREADS + 2):
-                stuck.append(pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN - -\n"))
+                stuck.append(pool.submit(exchange, running.path, b"SLURMJWT/2 TOKEN - -\n"))
                 _until(accepted, n)  # accepted as eve's...
                 _until(begun, min(n, LOOKUP_THREADS))  # ...its lookup begun (the fifth waits)...
                 time.sleep(2 * STUCK_AFTER)  # ...and counting as stuck: the next gets a thread
             start = time.monotonic()
-            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            answer = exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n")
             assert time.monotonic() - start < 1, answer  # not eve's 3 s LookupTimeout
             assert answer.startswith(b"SLURMJWT/2 OK "), answer
             assert directory.asked.count(f"uid {eve}") == LOOKUP_THREADS  # eve's fifth waits
@@ -311,10 +295,10 @@ def test_a_lookup_stuck_on_one_user_does_not_hold_up_the_next(tmp_path: Path) ->
     running = Running(tmp_path, "LookupTimeout=3\nHelperTimeout=5", directory)
     try:
         with ThreadPoolExecutor(1) as pool:
-            stuck = pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN eve -\n")
+            stuck = pool.submit(exchange, running.path, b"SLURMJWT/2 TOKEN eve -\n")
             time.sleep(2 * STUCK_AFTER)  # eve's thread now counts as stuck
             start = time.monotonic()
-            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            answer = exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n")
             # A second thread took demo's lookup: a real answer, well before
             # eve's LookupTimeout.
             assert time.monotonic() - start < 1
@@ -340,13 +324,13 @@ def test_logins_whose_lookups_hang_free_their_threads_for_the_next_login(
         with ThreadPoolExecutor(hung) as pool:
             stuck = []
             for n in range(1, hung + 1):
-                stuck.append(pool.submit(_raw, running.path, b"SLURMJWT/2 TOKEN eve -\n"))
+                stuck.append(pool.submit(exchange, running.path, b"SLURMJWT/2 TOKEN eve -\n"))
                 # Begun (the third and fourth wait for a thread)...
                 _until(lambda: directory.asked.count("user 'eve'"), min(n, ROOT_LOOKUP_THREADS))
                 time.sleep(2 * STUCK_AFTER)  # ...and counting as stuck: the next gets a thread
             time.sleep(0.2)  # the next login comes while every thread is stuck on eve
             start = time.monotonic()
-            answer = _raw(running.path, b"SLURMJWT/2 TOKEN demo -\n")
+            answer = exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n")
             # Answered once eve's first lookups had their second, before its own.
             assert time.monotonic() - start < 0.9, answer
             assert answer.startswith(b"SLURMJWT/2 OK "), answer

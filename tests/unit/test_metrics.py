@@ -19,7 +19,7 @@ from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.log import Log
 from pam_slurmjwt.token import fingerprint
 from tests.unit.fakenss import FakeDirectory
-from tests.unit.inprocess import KID, Running
+from tests.unit.inprocess import KID, Running, exchange
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import values  # noqa: E402
@@ -62,17 +62,6 @@ def value(got: Samples, name: str, **labels: str) -> float:
     return got.get((name, frozenset(labels.items())), 0.0)
 
 
-def ask(path: str, data: bytes) -> bytes:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(10)
-        sock.connect(path)
-        sock.sendall(data)
-        reply = b""
-        while chunk := sock.recv(4096):
-            reply += chunk
-        return reply
-
-
 @pytest.fixture
 def helper(tmp_path: Path, recorder: metrics.Off) -> Iterator[tuple[Running, FakeDirectory]]:
     directory = FakeDirectory()
@@ -87,17 +76,18 @@ def helper(tmp_path: Path, recorder: metrics.Off) -> Iterator[tuple[Running, Fak
 def test_each_event_moves_its_metric_and_no_scrape_shows_a_token_or_a_name(
         helper: tuple[Running, FakeDirectory]) -> None:
     running, directory = helper
-    tokens = [ask(running.path, b"SLURMJWT/2 TOKEN demo -\n") for _ in range(3)]
+    tokens = [exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n") for _ in range(3)]
     assert all(t.startswith(b"SLURMJWT/2 OK ") for t in tokens), tokens
     refusals = {b"SLURMJWT/2 FOO\n": "bad-request", b"x" * 2000: "too-long",
                 b"SLURMJWT/1 PING\n": "bad-version", b"SLURMJWT/2 TOKEN nosuch -\n": "no-user",
                 b"SLURMJWT/2 TOKEN root -\n": "denied", b"": "timeout"}
     for data, reason in refusals.items():
-        assert ask(running.path, data).startswith(f"SLURMJWT/2 ERR {reason} ".encode())
+        assert exchange(running.path, data).startswith(f"SLURMJWT/2 ERR {reason} ".encode())
     directory.down = True
-    assert ask(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(b"SLURMJWT/2 ERR internal")
+    assert exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n").startswith(
+        b"SLURMJWT/2 ERR internal")
     directory.down = False
-    assert ask(running.path, b"SLURMJWT/2 PING\n").startswith(b"SLURMJWT/2 PONG")
+    assert exchange(running.path, b"SLURMJWT/2 PING\n").startswith(b"SLURMJWT/2 PONG")
     text = scrape()
     got = samples(text)
     assert value(got, "slurmjwt_tokens_issued_total", alg="HS256", caller=CALLER) == 3
@@ -124,10 +114,10 @@ def test_a_rate_limit_counts_and_throttled_audit_lines_are_counted_as_dropped(
     running, _directory = helper
     eve = 2001  # MaxRequestsPerUser=2: the third is busy
     monkeypatch.setattr(helper_module, "peer_credentials", lambda _sock: (4242, eve, eve))
-    answers = [ask(running.path, b"SLURMJWT/2 TOKEN demo -\n") for _ in range(3)]
+    answers = [exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n") for _ in range(3)]
     assert [a.split()[2] for a in answers] == [b"denied", b"denied", b"busy"]
     for _ in range(4):  # eve's 5 lines a window are written; the rest dropped
-        ask(running.path, b"garbage\n")
+        exchange(running.path, b"garbage\n")
     got = samples(scrape())
     assert value(got, "slurmjwt_rate_limited_total") == 5
     assert value(got, "slurmjwt_requests_refused_total", reason="busy") == 5
@@ -284,8 +274,8 @@ def test_a_grant_and_a_refusal_reach_the_journal_with_their_fields(
     running.server.log = Log("slurmjwt-helper", use_syslog=True, use_stderr=False,
                              journal=str(tmp_path / "journal.sock"))
     try:
-        token = ask(running.path, b"SLURMJWT/2 TOKEN demo -\n").split()[-1].decode()
-        assert ask(running.path, b"SLURMJWT/2 TOKEN nosuch -\n").startswith(
+        token = exchange(running.path, b"SLURMJWT/2 TOKEN demo -\n").split()[-1].decode()
+        assert exchange(running.path, b"SLURMJWT/2 TOKEN nosuch -\n").startswith(
             b"SLURMJWT/2 ERR no-user")
     finally:
         running.stop()
