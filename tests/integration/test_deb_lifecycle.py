@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo import engine, run, steps
+from tests.demo import run, steps
 from tests.demo.cluster import exec_out
-from tests.demo.releases import release
+from tests.integration.fixtures.nodes import systemd_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 RELEASE = "bookworm"
@@ -67,13 +67,7 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def node(debs: tuple[Path, Path]) -> Iterator[run.Shown]:
     """The bookworm cluster with both packages in the login node's /tmp and
     the image's own package purged; always removed."""
-    why = engine.unavailable()
-    if why is not None:
-        pytest.skip(f"the systemd login node needs Docker: {why}")
-    said: list[str] = []
-    try:
-        shown = run.up(release(RELEASE), said.append)
-        assert shown.running.systemd, "bookworm's login node must boot systemd"
+    with systemd_cluster(RELEASE) as shown:
         blob = io.BytesIO()
         with tarfile.open(fileobj=blob, mode="w") as tar:
             tar.add(debs[0], arcname="old.deb")
@@ -86,8 +80,6 @@ def node(debs: tuple[Path, Path]) -> Iterator[run.Shown]:
         ok(shown, f"rm -f /usr/sbin/policy-rc.d && cp {CONF} /root/slurmjwt.conf.site && "
                   "dpkg --purge pam-slurmjwt")
         yield shown
-    finally:
-        run.down(RELEASE, said.append)
 
 
 def ok(node: run.Shown, command: str) -> str:

@@ -22,7 +22,7 @@ import pytest
 
 from tests.demo import engine, run, steps
 from tests.demo.cluster import exec_out
-from tests.demo.releases import release
+from tests.integration.fixtures.nodes import systemd_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 RELEASE = "bookworm"
@@ -62,16 +62,8 @@ FAST_TIMER_PATH = "/etc/systemd/user/slurmjwt-refresh.timer.d/test-fast.conf"
 @pytest.fixture(scope="module")
 def node() -> Iterator[run.Shown]:
     """The bookworm cluster, up with the demo's transcript run; always removed."""
-    why = engine.unavailable()
-    if why is not None:
-        pytest.skip(f"the systemd login node needs Docker: {why}")
-    said: list[str] = []
-    try:
-        shown = run.up(release(RELEASE), said.append)
-        assert shown.running.systemd, "bookworm's login node must boot systemd"
+    with systemd_cluster(RELEASE) as shown:
         yield shown
-    finally:
-        run.down(RELEASE, said.append)
 
 
 # -- helpers
