@@ -4,6 +4,11 @@
 # /etc/slurm/jwt_hs256.key before start.
 # DEMO_RESTD_PLUGINS: slurmrestd's -s argument for this Slurm version.
 set -eu
+# A restarted container (tests/demo/keyring.py restarts slurmctld so) keeps
+# its files but numbers its processes from 1 again: a pid file of the last
+# run can name a live process of this one, and sssd then refuses to start
+# ("already running"), which ends the container here (set -e).
+rm -f /run/sssd.pid /run/munge/munged.pid /run/slurmd.pid /run/slurmctld.pid
 sh /usr/local/sbin/demo-slurm-side
 
 # Users are in the directory: slurmctld and slurmd resolve them through sssd.

@@ -165,6 +165,10 @@ def reread(running: cluster.Running, rel: Release, restart: bool) -> None:
     controller = running.controller
     if restart:
         controller.restart(timeout=30)
+        controller.reload()
+        if controller.status == "exited":
+            raise AssertionError("the controller container stopped at its restart: "
+                                 + controller.logs(tail=20).decode(errors="replace"))
     else:
         must(controller, "scontrol reconfigure")
     deadline = time.monotonic() + cluster.READY_TIMEOUT
