@@ -16,6 +16,7 @@ prometheus python3-yaml
 python3-prometheus-client
 rpmlint selinux-policy-dev checkpolicy semodule-utils debootstrap
 build-essential debhelper dpkg-dev lintian
+cron sudo nginx-light fcgiwrap
 "
 POLICY=/usr/sbin/policy-rc.d
 
