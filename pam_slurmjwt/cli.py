@@ -21,7 +21,7 @@ from pam_slurmjwt.cache import Cache, Entry, read_key_id
 from pam_slurmjwt.config import DEFAULT_PATH, load_config
 from pam_slurmjwt.errors import EXIT_ERROR, EXIT_OK, Refused, SlurmJwtError, UsageError
 from pam_slurmjwt.log import Log, complain
-from pam_slurmjwt.refresh import Options, refresh
+from pam_slurmjwt.refresh import NotStored, Options, refresh
 from pam_slurmjwt.token import fingerprint, inspect, slurm_claims
 
 PROG = "slurmjwt"
@@ -48,13 +48,20 @@ def _left(exp: int) -> str:
 
 
 def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
-    """Return a valid cached token, refreshing it when inside the margin."""
+    """Return a valid token: the cached one unless it is due, else the
+    helper's, cached where the cache can take it. Outside a session (cron,
+    sudo, a service) the cache is the /run fallback; where even that cannot
+    be written (read-only or full /run), the token comes straight from the
+    helper, uncached: a place to keep it is an optimisation, not a need."""
     opts = Options()
     opts.if_needed = lifespan is None
     opts.lifespan = lifespan
     opts.config = config
     cfg = load_config(config)
-    return refresh(opts, cfg, Cache.for_user(cfg.helper_socket))
+    try:
+        return refresh(opts, cfg, Cache.for_user(cfg.helper_socket))
+    except NotStored as err:
+        return err.entry
 
 
 # ----------------------------------------------------------------- mint
@@ -235,13 +242,38 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def exec_environment(env: dict[str, str], entry: Entry | None, config: str | None,
+                     wrapper_dir: str) -> dict[str, str]:
+    """Given an environment and the token (None where the Export policy wants
+    none), return CMD's: the wrapper directory first on PATH, so that every
+    Slurm command CMD starts, hours later too, gets a live token; SLURM_JWT
+    set, or removed where Export says another authentication works; and the
+    configuration named, so that the wrappers read the same one."""
+    out = dict(env)
+    path = [d for d in out.get("PATH", os.defpath).split(":") if d and d != wrapper_dir]
+    out["PATH"] = ":".join([wrapper_dir, *path])
+    if entry is not None and entry.export:
+        out["SLURM_JWT"] = entry.token
+    else:
+        out.pop("SLURM_JWT", None)
+    if config:
+        out["SLURMJWT_CONF"] = os.path.abspath(config)
+    return out
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
-    """Run a command with a fresh SLURM_JWT in its environment."""
+    """Run a command with the wrappers first on PATH and, where Export wants
+    one, a fresh SLURM_JWT: the way to run cron jobs, CI jobs and services."""
+    from pam_slurmjwt.config import export_wanted
+    from pam_slurmjwt.wrappers import WRAPPER_DIR
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         raise UsageError("exec needs a command: slurmjwt exec -- COMMAND [ARGS...]")
-    entry = fresh_entry(args.config, args.lifespan)
-    env = dict(os.environ, SLURM_JWT=entry.token)
+    cfg = load_config(args.config)
+    # Where munge (or sackd) works, no token is wanted: none is asked for.
+    entry = fresh_entry(args.config, args.lifespan) if export_wanted(cfg) else None
+    env = exec_environment(dict(os.environ), entry, args.config, WRAPPER_DIR)
     try:
         os.execvpe(command[0], command, env)
     except OSError as err:
@@ -434,7 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--lifespan", type=int, help="ask for a new token of this lifespan")
     token.set_defaults(func=cmd_token)
 
-    run = sub.add_parser("exec", help="run a command with a fresh SLURM_JWT")
+    run = sub.add_parser("exec", help="run a command with a fresh SLURM_JWT and the "
+                         "wrappers first on PATH (cron jobs, CI jobs, services)")
     run.add_argument("--lifespan", type=int, help="ask for a new token of this lifespan")
     run.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     run.set_defaults(func=cmd_exec)
