@@ -1,6 +1,7 @@
 # mk/c.mk - build, test and fuzz the C code; included by the top Makefile.
 #
-#   make c           build/c/pam_slurmjwt.so and build/c/slurmjwt-wrap
+#   make c           build/c/pam_slurmjwt.so, build/c/slurmjwt-wrap and
+#                    build/c/slurmjwt-userdir
 #   make c-test      C unit tests (wire format, tokens, cache, client deadlines, the
 #                    wrapper's slurmjwt.conf) under ASan+UBSan
 #                    and valgrind; only the PAM entry points are exported
@@ -28,12 +29,17 @@ OS_FAMILY ?= $(shell . /etc/os-release 2>/dev/null; for id in $$ID $$ID_LIKE; do
 SSHD_PATH ?= $(or $(SSHD_PATH_$(OS_FAMILY)),none)
 PAM_SO := $(C_BUILD)/pam_slurmjwt.so
 WRAP := $(C_BUILD)/slurmjwt-wrap
-COMMON_SRCS := c/common/protocol.c c/common/client.c c/common/token.c c/common/cache.c
-COMMON_HDRS := c/common/protocol.h c/common/client.h c/common/token.h c/common/cache.h
+USERDIR := $(C_BUILD)/slurmjwt-userdir
+COMMON_SRCS := c/common/protocol.c c/common/client.c c/common/token.c c/common/cache.c \
+	c/common/userdir.c
+COMMON_HDRS := c/common/protocol.h c/common/client.h c/common/token.h c/common/cache.h \
+	c/common/userdir.h
 PAM_SRCS := c/pam/pam_slurmjwt.c c/pam/handoff.c $(COMMON_SRCS)
 PAM_HDRS := c/pam/handoff.h $(COMMON_HDRS)
 WRAP_SRCS := c/wrap/slurmjwt-wrap.c c/wrap/conf.c $(COMMON_SRCS)
 WRAP_HDRS := c/wrap/conf.h $(COMMON_HDRS)
+USERDIR_SRCS := c/userdir/slurmjwt-userdir.c c/common/userdir.c c/common/client.c
+USERDIR_HDRS := c/common/userdir.h c/common/client.h c/common/cache.h
 # Hardening and warnings are not optional: they come before $(CFLAGS) only so
 # that extra flags (e.g. -g) can be added; -O2 is needed by _FORTIFY_SOURCE.
 C_WARN := -Wall -Wextra -Werror
@@ -57,7 +63,7 @@ C_TESTS := test_protocol test_token test_cache test_client test_conf
 
 .PHONY: c c-test c-harness c-fuzz c-clean c-paths
 
-c: $(PAM_SO) $(WRAP)
+c: $(PAM_SO) $(WRAP) $(USERDIR)
 
 $(C_BUILD):
 	mkdir -p $@
@@ -75,6 +81,9 @@ $(PAM_SO): $(PAM_SRCS) $(PAM_HDRS) $(C_PATHS) | $(C_BUILD)
 
 $(WRAP): $(WRAP_SRCS) $(WRAP_HDRS) $(C_PATHS) | $(C_BUILD)
 	$(CC) $(WRAP_CFLAGS) $(CFLAGS) $(WRAP_LDFLAGS) -o $@ $(WRAP_SRCS)
+
+$(USERDIR): $(USERDIR_SRCS) $(USERDIR_HDRS) $(C_PATHS) | $(C_BUILD)
+	$(CC) $(WRAP_CFLAGS) $(CFLAGS) $(WRAP_LDFLAGS) -o $@ $(USERDIR_SRCS)
 
 # A test of a front end's own file names it in TEST_SRCS.
 $(C_BUILD)/test_conf $(C_BUILD)/plain_conf: TEST_SRCS := c/wrap/conf.c

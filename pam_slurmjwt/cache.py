@@ -11,6 +11,7 @@ and mode, and refuses symlinks. c/common/cache.c reads and writes the same bytes
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -32,6 +33,10 @@ KEY_ID_CSH = "id.csh"
 SAFETY = 5  # seconds before exp at which a cached token counts as expired
 BOOT_ID_CHARS = frozenset("0123456789abcdef-")
 MAX_FILE = 16384
+LATE_FILE = ".helper-late"  # the helper did not answer in time: not asked before this epoch
+LATE_BACKOFF = 30  # seconds (c/common/cache.h SJWT_LATE_BACKOFF)
+USERDIR_SOCKET = "userdir.sock"  # slurmjwt-userdir's, beside the helper's socket
+USERDIR_TIMEOUT = 2.0
 
 
 class Entry:
@@ -337,6 +342,52 @@ class Cache:
         uid = os.getuid()
         return cls(cache_dir(uid), key_dir(helper_socket), uid)
 
+    def is_fallback(self) -> bool:
+        """True when this cache is the uid's entry under FALLBACK_BASE."""
+        return self.path == os.path.join(FALLBACK_BASE, str(self.uid))
+
+    def late_until(self, now: float) -> int:
+        """The epoch second before which the helper is not to be asked again
+        (it took its whole timeout just now), or 0: c/common/cache.c's rules."""
+        try:
+            dfd = self.open_dir(create=False)
+        except CacheUnsafe:
+            return 0
+        if dfd is None:
+            return 0
+        try:
+            fd = os.open(LATE_FILE, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         dir_fd=dfd)
+            try:
+                data = os.read(fd, 24)
+            finally:
+                os.close(fd)
+        except OSError:
+            return 0
+        finally:
+            os.close(dfd)
+        text = data.decode("ascii", "replace")
+        if not text.endswith("\n") or not (text[:-1].isascii() and text[:-1].isdigit()) \
+                or len(text) > 19:
+            return 0
+        until = int(text[:-1])
+        return until if now < until <= now + LATE_BACKOFF else 0
+
+    def note_late(self, until: int) -> None:
+        """Best effort: no client asks the helper again before `until`."""
+        try:
+            dfd = self.open_dir(create=False)
+        except CacheUnsafe:
+            return
+        if dfd is None:
+            return
+        try:
+            _replace(dfd, LATE_FILE, f"{until}\n")
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
     def _unsafe(self, what: str, fix: str) -> CacheUnsafe:
         return CacheUnsafe(f'token cache "{self.path}" {what}; {fix}')
 
@@ -353,9 +404,14 @@ class Cache:
                                    "ask an admin to install the tmpfiles.d entry "
                                    "for /run/slurmjwt") from None
             except PermissionError:
-                raise self._unsafe("cannot be created (permission denied)",
-                                   "log in again over ssh (pam_slurmjwt creates it), or "
-                                   "set SLURMJWT_CACHE_DIR to a private directory") from None
+                # Outside a session: only root makes SJWT_FALLBACK_BASE/UID.
+                if not (self.is_fallback() and ask_userdir(self.key_dir)):
+                    raise self._unsafe("cannot be created (permission denied)",
+                                       "ask an admin to enable slurmjwt-userdir.socket, or "
+                                       "set SLURMJWT_CACHE_DIR to a private directory") from None
+            except OSError as err:
+                raise self._unsafe(f"cannot be created ({err.strerror})",
+                                   "ask an admin to check /run") from None
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -457,6 +513,8 @@ class Cache:
             line, csh = format_lines(entry, time.time(), _uptime(), _boot_id())
             _replace(dfd, TOKEN_FILE, line)
             _replace(dfd, CSH_FILE, csh)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(LATE_FILE, dir_fd=dfd)  # the helper answered
             _touch(dfd, CLOCK_FILE)
         finally:
             os.close(dfd)
@@ -486,3 +544,25 @@ def _touch(dfd: int, name: str) -> None:
     except OSError:
         return  # only the csh shim's clock; a failure costs it a refresh, nothing more
     os.close(fd)
+
+
+def ask_userdir(key_dir: str) -> bool:
+    """Ask slurmjwt-userdir (root, socket-activated, beside the helper's
+    socket) to make this uid's directory under FALLBACK_BASE; True once it
+    says it did. It takes the uid from the kernel, not from us."""
+    import socket
+
+    from pam_slurmjwt.errors import HelperUnreachable
+    from pam_slurmjwt.protocol import check_peer
+
+    path = os.path.join(os.path.dirname(key_dir), USERDIR_SOCKET)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(USERDIR_TIMEOUT)
+            sock.connect(path)
+            check_peer(sock, path)  # as c/common/client.c's sjwt_ask: root's answer
+            sock.sendall(b"mkdir\n")
+            answer = sock.recv(512)
+    except (OSError, HelperUnreachable):
+        return False
+    return answer == b"ok\n"

@@ -13,9 +13,16 @@ import sys
 import time
 
 from pam_slurmjwt import protocol
-from pam_slurmjwt.cache import SAFETY, Cache, Entry, read_key_id
+from pam_slurmjwt.cache import LATE_BACKOFF, SAFETY, Cache, Entry, read_key_id
 from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
-from pam_slurmjwt.errors import EXIT_OK, CacheUnsafe, MintFailed, SlurmJwtError, UsageError
+from pam_slurmjwt.errors import (
+    EXIT_OK,
+    CacheUnsafe,
+    HelperUnreachable,
+    MintFailed,
+    SlurmJwtError,
+    UsageError,
+)
 from pam_slurmjwt.log import complain
 
 PROG = "slurmjwt-refresh"
@@ -154,10 +161,21 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
             cached, _why = cache.load()
             if cached is not None and cached.refresh > time.time():
                 return cached
+        # A helper that just took its whole timeout is not asked again for a
+        # while: a loop of commands must not each wait as long.
+        not_before = cache.late_until(time.time())
+        if not_before:
+            raise HelperUnreachable(
+                f"the helper did not answer within HelperTimeout ({cfg.helper_timeout:g} s) "
+                f"just now; not asked again for {not_before - int(time.time())} s")
         try:
             grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
                                            max(deadline - time.monotonic(), 0.1))
             break
+        except HelperUnreachable:
+            if time.monotonic() >= deadline:
+                cache.note_late(int(time.time()) + LATE_BACKOFF)
+            raise
         except MintFailed as err:
             # Jittered, so a burst does not come back in lockstep.
             pause = RETRY_PAUSE * (1 + os.urandom(1)[0] / 255)

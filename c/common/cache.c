@@ -438,6 +438,7 @@ int sjwt_cache_store(const char *dir, uid_t uid, const struct sjwt_entry *e,
         close(dfd);
         return SJWT_CACHE_UNSAFE;
     }
+    (void) unlinkat(dfd, SJWT_LATE_FILE, 0);   /* the helper answered */
     /* Only the csh shim's clock: a failure costs it a refresh, nothing more.
      * O_NONBLOCK: a FIFO planted there must not hold a login. */
     fd = openat(dfd, ".clock", O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
@@ -501,4 +502,32 @@ int sjwt_cache_forget_others(const char *dir, uid_t uid, const char *user,
     }
     close(dfd);
     return rc;
+}
+
+void sjwt_cache_note_late(const char *dir, uid_t uid, long long until)
+{
+    char why[8], text[32];
+    int dfd = open_dir(dir, uid, 0, why, sizeof(why)), n;
+
+    if (dfd < 0)
+        return;
+    n = snprintf(text, sizeof(text), "%lld\n", until);
+    (void) replace(dfd, SJWT_LATE_FILE, text, (size_t) n);
+    close(dfd);
+}
+
+long long sjwt_cache_late_until(const char *dir, uid_t uid, long long now)
+{
+    char why[8], buf[24];
+    long long until;
+    ssize_t n;
+    int dfd = open_dir(dir, uid, 0, why, sizeof(why));
+
+    if (dfd < 0)
+        return 0;
+    n = slurp(dfd, SJWT_LATE_FILE, buf, sizeof(buf));
+    close(dfd);
+    if (n < 2 || buf[n - 1] != '\n' || number(buf, (size_t) n - 1, 0, &until) < 0)
+        return 0;
+    return until > now && until <= now + SJWT_LATE_BACKOFF ? until : 0;
 }

@@ -20,6 +20,8 @@
 #define SJWT_SAFETY 5                   /* seconds before exp a token counts as expired */
 #define SJWT_FALLBACK_BASE "/run/slurmjwt/users"
 #define SJWT_BOOT_ID_MAX 64
+#define SJWT_LATE_FILE ".helper-late"   /* the helper did not answer: not before this */
+#define SJWT_LATE_BACKOFF 30            /* seconds no client asks a helper that timed out */
 
 /* One cached token. */
 struct sjwt_entry {
@@ -113,5 +115,21 @@ int sjwt_cache_store(const char *dir, uid_t uid, const struct sjwt_entry *e,
  */
 int sjwt_cache_forget_others(const char *dir, uid_t uid, const char *user,
                              char *why, size_t whylen);
+
+/*
+ * After the helper did not answer within its timeout: write `until` (epoch
+ * seconds, at most SJWT_LATE_BACKOFF ahead) into dir's SJWT_LATE_FILE, so
+ * that the next commands of a loop do not each wait the whole timeout
+ * again. Best effort, as the user; nothing when dir does not exist or is
+ * unsafe. A stored token removes the file.
+ */
+void sjwt_cache_note_late(const char *dir, uid_t uid, long long until);
+
+/*
+ * The epoch second before which the helper is not to be asked, from dir's
+ * SJWT_LATE_FILE; 0 when there is none, it is unsafe, malformed, past, or
+ * further than SJWT_LATE_BACKOFF ahead of now (a clock set back).
+ */
+long long sjwt_cache_late_until(const char *dir, uid_t uid, long long now);
 
 #endif /* SLURMJWT_CACHE_H */

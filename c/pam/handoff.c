@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "../common/client.h"
+#include "../common/userdir.h"
 #include "handoff.h"
 
 #define MAX_GROUPS 65536
@@ -73,55 +74,6 @@ static int user_groups(const struct passwd *pw, struct plan *p)
     free(p->groups);
     p->groups = NULL;
     return -1;
-}
-
-/*
- * Without XDG_RUNTIME_DIR the cache goes to SJWT_FALLBACK_BASE/UID. That
- * parent is root's alone (0711), so no user can squat another's entry; root
- * makes the entry here and gives it to the user. Safe as root: every step
- * is relative to a descriptor of a directory only root can change, and
- * nothing follows a link.
- */
-static int make_fallback_dir(const struct passwd *pw, char *why, size_t whylen)
-{
-    char name[24];
-    struct stat st;
-    int dfd, fd, rc = -1;
-
-    dfd = open(SJWT_FALLBACK_BASE, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (dfd < 0) {
-        snprintf(why, whylen, "no XDG_RUNTIME_DIR and no %s (%s): install the tmpfiles.d "
-                 "entry for /run/slurmjwt", SJWT_FALLBACK_BASE, strerror(errno));
-        return -1;
-    }
-    if (fstat(dfd, &st) < 0 || st.st_uid != 0 || (st.st_mode & 022) != 0) {
-        snprintf(why, whylen, "%s is not root's alone; run chown root: %s && chmod 0711 %s",
-                 SJWT_FALLBACK_BASE, SJWT_FALLBACK_BASE, SJWT_FALLBACK_BASE);
-        goto out;
-    }
-    snprintf(name, sizeof(name), "%lu", (unsigned long) pw->pw_uid);
-    if (mkdirat(dfd, name, 0700) < 0 && errno != EEXIST) {
-        snprintf(why, whylen, "cannot create %s/%s: %s", SJWT_FALLBACK_BASE, name,
-                 strerror(errno));
-        goto out;
-    }
-    fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(why, whylen, "cannot open %s/%s: %s", SJWT_FALLBACK_BASE, name,
-                 strerror(errno));
-        goto out;
-    }
-    /* Root's means made just now (or by an earlier login that crashed). */
-    if (fstat(fd, &st) == 0 && st.st_uid == 0
-        && (fchown(fd, pw->pw_uid, pw->pw_gid) < 0 || fchmod(fd, 0700) < 0))
-        snprintf(why, whylen, "cannot give %s/%s to the user: %s", SJWT_FALLBACK_BASE, name,
-                 strerror(errno));
-    else
-        rc = 0;
-    close(fd);
-out:
-    close(dfd);
-    return rc;
 }
 
 /*
@@ -169,7 +121,7 @@ static int make_plan(const struct passwd *pw, const char *xdg, int create, struc
         return -1;
     }
     p->fallback = strncmp(p->dir, SJWT_FALLBACK_BASE "/", sizeof(SJWT_FALLBACK_BASE)) == 0;
-    if (p->fallback && create && make_fallback_dir(pw, why, whylen) < 0)
+    if (p->fallback && create && sjwt_userdir_make(pw->pw_uid, pw->pw_gid, why, whylen) < 0)
         return -1;
     if (!create && !p->fallback)
         return 0;

@@ -35,6 +35,7 @@
 #include "../common/client.h"
 #include "../common/protocol.h"
 #include "../common/token.h"
+#include "../common/userdir.h"
 #include "conf.h"
 
 #ifndef SLURMJWT_CONF_PATH
@@ -239,11 +240,13 @@ static const char *my_name(void)
 
 /*
  * Ask the helper for our own token (again after `busy` or `timeout`, until
- * HelperTimeout); fill *e and return 0, or -1.
+ * HelperTimeout); fill *e and return 0, or -1 with why filled in and *late
+ * set when the helper took the whole HelperTimeout without answering.
  */
-static int fetch(const struct wrap_conf *c, struct sjwt_entry *e)
+static int fetch(const struct wrap_conf *c, struct sjwt_entry *e, char *why, size_t whylen,
+                 int *late)
 {
-    char req[SJWT_REQUEST_MAX + 1], resp[SJWT_RESPONSE_MAX], why[WHY_MAX] = "";
+    char req[SJWT_REQUEST_MAX + 1], resp[SJWT_RESPONSE_MAX];
     long long deadline = sjwt_now_ms() + c->helper_timeout_ms;
     struct sjwt_response r;
     struct sjwt_claims claims;
@@ -253,33 +256,38 @@ static int fetch(const struct wrap_conf *c, struct sjwt_entry *e)
     int reqlen = sjwt_format_request(req, sizeof(req), NULL), missing;
 
     for (;;) {
+        *late = 0;
         len = sjwt_ask(c->helper_socket, deadline, req, (size_t) reqlen, resp, why,
-                       sizeof(why), &missing);
+                       whylen, &missing);
         if (len < 0) {
-            debug("no token from the helper: %s", why);
+            *late = sjwt_now_ms() >= deadline;
             return -1;
         }
         if ((bad = sjwt_parse_response(resp, (size_t) len, &r)) != NULL) {
-            debug("no token from the helper: %s", bad);
+            snprintf(why, whylen, "%s", bad);
             return -1;
         }
         if (r.kind == SJWT_RESP_OK)
             break;
-        debug("the helper said %s: %.*s", r.code, (int) r.message_len, r.message);
+        snprintf(why, whylen, "the helper said %s: %.*s", r.code, (int) r.message_len,
+                 r.message);
         if (strcmp(r.code, "busy") != 0 && strcmp(r.code, "timeout") != 0)
             return -1;
         /* Jittered, so a burst of commands does not come back in lockstep. */
         if (getrandom(&jitter, 1, GRND_NONBLOCK) != 1)
             jitter = 0;
-        if (sjwt_now_ms() + RETRY_MS * 2 >= deadline)
+        if (sjwt_now_ms() + RETRY_MS * 2 >= deadline) {
+            *late = 1;
             return -1;
+        }
         usleep((useconds_t) (RETRY_MS + RETRY_MS * jitter / 255) * 1000);
     }
     me = my_name();
     if (sjwt_peek(r.token, r.token_len, &claims) != NULL || me == NULL
         || strcmp(claims.sun, me) != 0 || claims.exp != r.exp
         || strlen(claims.kid) != r.kid_len || memcmp(claims.kid, r.kid, r.kid_len) != 0) {
-        debug("refusing the helper's token: not the one announced for this user");
+        snprintf(why, whylen, "refusing the helper's token: not the one announced for "
+                 "this user");
         return -1;
     }
     memset(e, 0, sizeof(*e));
@@ -314,6 +322,24 @@ static int export_wanted(const struct wrap_conf *c)
     return !other_auth_works(c);
 }
 
+/*
+ * Cache a fresh entry. Outside a session the cache is SJWT_FALLBACK_BASE/UID,
+ * which only root can make: slurmjwt-userdir makes it for us, once per boot.
+ */
+static void store(const struct wrap_conf *c, const char *dir, uid_t uid,
+                  const struct sjwt_entry *e)
+{
+    char fallback[SJWT_CACHE_PATH_MAX], why[WHY_MAX] = "";
+    struct stat st;
+
+    if (sjwt_cache_dir(fallback, sizeof(fallback), uid, NULL, NULL) == 0
+        && strcmp(dir, fallback) == 0 && lstat(dir, &st) < 0 && errno == ENOENT
+        && sjwt_userdir_ask(c->helper_socket, why, sizeof(why)) < 0)
+        debug("no cache directory made: %s", why);
+    if (sjwt_cache_store(dir, uid, e, why, sizeof(why)) != SJWT_CACHE_OK)
+        debug("token not cached: %s", why);
+}
+
 /* Put a live token in SLURM_JWT, or take out what must not be passed on. */
 static void place_token(const struct wrap_conf *c, uid_t uid)
 {
@@ -322,7 +348,8 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     struct sjwt_entry e;
     const char *inherited, *stale = NULL;
     long long now = (long long) time(NULL);
-    int rc, usable, cache_ok;
+    int rc, usable, cache_ok, late = 0;
+    long long not_before;
 
     if (sjwt_key_dir(keydir, sizeof(keydir), c->helper_socket) < 0
         || sjwt_read_key_id(keydir, kid) < 0)
@@ -343,11 +370,21 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     if (!usable || e.refresh <= now) {
         debug(usable ? "cached token is due" : "no usable cached token (%s)",
               rc == SJWT_CACHE_OK ? stale : why);
-        if (fetch(c, &e) == 0) {
+        /* A helper that just took its whole timeout is not asked again for a
+         * while: the next commands of a loop must not each wait as long. */
+        not_before = cache_ok ? sjwt_cache_late_until(dir, uid, now) : 0;
+        if (not_before)
+            snprintf(why, sizeof(why), "the helper did not answer within HelperTimeout; "
+                     "not asked again for %lld s", not_before - now);
+        else if (fetch(c, &e, why, sizeof(why), &late) == 0) {
             usable = 1;
-            if (cache_ok && sjwt_cache_store(dir, uid, &e, why, sizeof(why)) != SJWT_CACHE_OK)
-                debug("token not cached: %s", why);
-        }
+            if (cache_ok)
+                store(c, dir, uid, &e);
+            why[0] = '\0';
+        } else if (late && cache_ok)
+            sjwt_cache_note_late(dir, uid, now + SJWT_LATE_BACKOFF);
+        if (usable && why[0] != '\0')
+            debug("no new token (%s); the cached one is still good", why);
     }
     if (usable && e.export_env) {
         debug("SLURM_JWT set (exp %lld, kid %s)", e.exp, e.kid);
@@ -360,6 +397,9 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
         debug("SLURM_JWT removed: no live token, and the inherited one is not good");
         unsetenv("SLURM_JWT");
     }
+    /* Where a token is the way in, a command about to fail says why. */
+    if (!usable && getenv("SLURM_JWT") == NULL && export_wanted(c))
+        complain("no Slurm token for this command: %s", why);
     explicit_bzero(&e, sizeof(e));
 }
 
