@@ -162,6 +162,8 @@ install: c man
 	$(INSTALL) -m 0644 $(PAM_SO) "$(DESTDIR)$(PAMDIR)/pam_slurmjwt.so"
 	@# The Slurm command wrapper; LIBDIR/bin gets its links (slurmjwt wrappers).
 	$(INSTALL) -m 0755 $(WRAP) "$(DESTDIR)$(LIBDIR)/slurmjwt-wrap"
+	@# Root's maker of users' /run caches outside a session (slurmjwt-userdir.socket).
+	$(INSTALL) -m 0755 $(USERDIR) "$(DESTDIR)$(LIBDIR)/slurmjwt-userdir"
 	@# The shims' fast paths in profile.d, their full logic in LIBDIR.
 	$(INSTALL) -m 0644 profile.d/lib/slurmjwt.sh profile.d/lib/slurmjwt.csh "$(DESTDIR)$(LIBDIR)/profile.d/"
 	@# Built aside, then installed (a rename): a login never reads half a shim.
@@ -180,6 +182,7 @@ install: c man
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-helper.socket packaging/systemd/slurmjwt-helper-root.socket \
 		packaging/systemd/slurmjwt-helper.service packaging/systemd/run-slurmjwt-users.mount \
 		packaging/systemd/slurmjwt-tokenfile@.service packaging/systemd/slurmjwt-tokenfile@.timer \
+		packaging/systemd/slurmjwt-userdir.socket packaging/systemd/slurmjwt-userdir@.service \
 		"$(DESTDIR)$(UNITDIR)/"
 	$(INSTALL) -m 0644 packaging/systemd/slurmjwt-refresh.service packaging/systemd/slurmjwt-refresh.timer "$(DESTDIR)$(USERUNITDIR)/"
 	$(INSTALL) -m 0644 packaging/tmpfiles.d/slurmjwt.conf "$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf"
@@ -206,6 +209,7 @@ uninstall: man
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-helper.service" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-helper-root.socket" "$(DESTDIR)$(UNITDIR)/run-slurmjwt-users.mount" \
 		"$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.service" "$(DESTDIR)$(UNITDIR)/slurmjwt-tokenfile@.timer" \
+		"$(DESTDIR)$(UNITDIR)/slurmjwt-userdir.socket" "$(DESTDIR)$(UNITDIR)/slurmjwt-userdir@.service" \
 		"$(DESTDIR)$(FISHCONFDIR)/slurmjwt.fish" \
 		"$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.service" "$(DESTDIR)$(USERUNITDIR)/slurmjwt-refresh.timer" \
 		"$(DESTDIR)$(TMPFILESDIR)/slurmjwt.conf" \

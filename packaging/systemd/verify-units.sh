@@ -14,14 +14,18 @@ for unit in "$tmp"/root/usr/lib/systemd/system/slurmjwt-* "$tmp"/root/usr/lib/sy
     sed -e "s|/usr/sbin/slurmjwt-helper|$tmp/root/usr/sbin/slurmjwt-helper|g" \
         -e "s|/usr/bin/slurmjwt-refresh|$tmp/root/usr/bin/slurmjwt-refresh|g" \
         -e "s|/usr/bin/slurmjwt |$tmp/root/usr/bin/slurmjwt |g" \
+        -e "s|/usr/lib/slurmjwt/slurmjwt-userdir|$tmp/root/usr/lib/slurmjwt/slurmjwt-userdir|g" \
         "$unit" >"$tmp/units/$(basename "$unit")"
 done
-# Templates are verified as an instance, the account "prometheus".
-for unit in "$tmp"/units/*@.*; do
+# The tokenfile templates are verified as an instance, the account
+# "prometheus"; slurmjwt-userdir@.service as its socket's (Accept=yes) template.
+for unit in "$tmp"/units/slurmjwt-tokenfile@.*; do
     mv "$unit" "$(printf '%s\n' "$unit" | sed 's/@\./@prometheus./')"
 done
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-helper.socket "$tmp"/units/slurmjwt-helper-root.socket \
     "$tmp"/units/slurmjwt-helper.service "$tmp"/units/run-slurmjwt-users.mount
+systemd-analyze --man=no verify "$tmp"/units/slurmjwt-userdir.socket \
+    "$tmp"/units/slurmjwt-userdir@.service
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-refresh.service "$tmp"/units/slurmjwt-refresh.timer
 systemd-analyze --man=no verify "$tmp"/units/slurmjwt-tokenfile@prometheus.service \
     "$tmp"/units/slurmjwt-tokenfile@prometheus.timer
@@ -31,6 +35,13 @@ if ! score=$(systemd-analyze security --offline=yes --threshold=14 \
         "$tmp"/units/slurmjwt-helper.service 2>&1); then
     printf '%s\n' "$score" | tail -n 1 >&2
     echo "verify-units: slurmjwt-helper.service is less hardened than the README says (1.4)" >&2
+    exit 1
+fi
+# slurmjwt-userdir runs as root: its hardening may not loosen either (1.0).
+if ! uscore=$(systemd-analyze security --offline=yes --threshold=10 \
+        "$tmp"/units/slurmjwt-userdir@.service 2>&1); then
+    printf '%s\n' "$uscore" | tail -n 1 >&2
+    echo "verify-units: slurmjwt-userdir@.service is less hardened than the README says (1.0)" >&2
     exit 1
 fi
 echo "verify-units: all units pass systemd-analyze verify; helper exposure $(printf '%s\n' "$score" | tail -n 1 | sed 's/.*: //')"
