@@ -420,6 +420,15 @@ class Cache:
             if err.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise self._unsafe("is a symlink or not a directory",
                                    f'remove it: rm "{self.path}"') from None
+            if err.errno == errno.EACCES:
+                # Most likely another uid's (a uid given to someone else
+                # within one boot): name the owner, as for a readable one.
+                with contextlib.suppress(OSError):
+                    owner = os.lstat(self.path).st_uid
+                    if owner != self.uid:
+                        raise self._unsafe(
+                            f"is owned by uid {owner}, not by you (uid {self.uid})",
+                            f'remove it or ask an admin to: rm -r "{self.path}"') from None
             raise self._unsafe(f"cannot be opened ({err.strerror})", "check it") from None
         self._check(fd, "directory")
         return fd

@@ -263,6 +263,10 @@ static int open_dir(const char *dir, uid_t uid, int create, char *why, size_t wh
         if (errno == ELOOP || errno == ENOTDIR)
             say(why, whylen, "token cache \"%s\" is a symlink or not a directory; remove "
                 "it: rm \"%s\"", dir, dir);
+        else if (errno == EACCES && lstat(dir, &st) == 0 && st.st_uid != uid)
+            say(why, whylen, "token cache \"%s\" is owned by uid %lu, not by you (uid %lu); "
+                "remove it or ask an admin to: rm -r \"%s\"", dir, (unsigned long) st.st_uid,
+                (unsigned long) uid, dir);
         else
             say(why, whylen, "token cache \"%s\" cannot be opened (%s); check it", dir,
                 strerror(errno));
