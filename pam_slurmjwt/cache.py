@@ -11,7 +11,6 @@ and mode, and refuses symlinks. c/common/cache.c reads and writes the same bytes
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
 import os
@@ -423,12 +422,14 @@ class Cache:
             if err.errno == errno.EACCES:
                 # Most likely another uid's (a uid given to someone else
                 # within one boot): name the owner, as for a readable one.
-                with contextlib.suppress(OSError):
+                try:
                     owner = os.lstat(self.path).st_uid
-                    if owner != self.uid:
-                        raise self._unsafe(
-                            f"is owned by uid {owner}, not by you (uid {self.uid})",
-                            f'remove it or ask an admin to: rm -r "{self.path}"') from None
+                except OSError:
+                    owner = self.uid
+                if owner != self.uid:
+                    raise self._unsafe(
+                        f"is owned by uid {owner}, not by you (uid {self.uid})",
+                        f'remove it or ask an admin to: rm -r "{self.path}"') from None
             raise self._unsafe(f"cannot be opened ({err.strerror})", "check it") from None
         self._check(fd, "directory")
         return fd
@@ -522,8 +523,10 @@ class Cache:
             line, csh = format_lines(entry, time.time(), _uptime(), _boot_id())
             _replace(dfd, TOKEN_FILE, line)
             _replace(dfd, CSH_FILE, csh)
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(LATE_FILE, dir_fd=dfd)  # the helper answered
+            except FileNotFoundError:
+                pass
             _touch(dfd, CLOCK_FILE)
         finally:
             os.close(dfd)

@@ -2,10 +2,12 @@
 against `scontrol token`, refresh against bare Python start-up, shell
 start-up with and without the shim, and (where the PAM module is built)
 ssh logins with and without the hook, and logins while a user floods the
-helper, and the cost of metrics (MetricsListen= on and off). Root only: it starts a real
-slurmctld, helper and sshd.
+helper, the cost of metrics (MetricsListen= on and off), and the entrances
+without a session (`slurmjwt token` and the wrapper with a /run cache). Root
+only: it starts a real slurmctld, helper and sshd.
 
-Usage: python -m tests.bench [--seconds N] [--only helper,refresh,shell,wrap,ssh,flood,metrics]
+Usage: python -m tests.bench [--seconds N]
+       [--only helper,refresh,shell,wrap,ssh,flood,metrics,entrance]
 """
 
 from __future__ import annotations
@@ -221,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--seconds", type=float, default=5.0, help="per load level")
     parser.add_argument("--runs", type=int, default=40, help="runs per start-up case")
-    parser.add_argument("--only", default="helper,refresh,shell,wrap,ssh,flood,metrics")
+    parser.add_argument("--only",
+                        default="helper,refresh,shell,wrap,ssh,flood,metrics,entrance")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("make bench: needs root (it starts slurmctld, the helper and sshd)",
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             if "refresh" in only:
                 print(f"\n## slurmjwt-refresh start-up ({args.runs} runs, medians)")
                 print("\n".join(bench_refresh(installed, cluster, args.runs)))
-            for extra in ("shell", "wrap", "ssh", "flood", "metrics"):
+            for extra in ("shell", "wrap", "ssh", "flood", "metrics", "entrance"):
                 if extra in only:
                     _run_extra(extra, installed, cluster, args)
     finally:

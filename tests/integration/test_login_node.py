@@ -612,3 +612,25 @@ def test_doctor_names_a_timer_not_enabled_globally(node: run.Shown) -> None:
                     "slurmjwt-refresh.timer")
     finally:
         ok(node, "systemctl --global enable slurmjwt-refresh.timer")
+
+
+# -- entrances without a session
+
+def test_a_service_of_a_directory_user_runs_slurm_through_slurmjwt_exec(node: run.Shown) -> None:
+    """The README's recipe for a service (User=, ExecStart=slurmjwt exec --
+    ...): no PAM session, no runtime directory. The package enabled
+    slurmjwt-userdir.socket; its per-connection service, as systemd runs
+    it, makes the user's /run cache, and the commands get live tokens."""
+    uid = UIDS["eve"]
+    ok(node, f"rm -rf /run/slurmjwt/users/{uid}")
+    assert ok(node, "systemctl is-enabled slurmjwt-userdir.socket").strip() == "enabled"
+    probe = ('squeue -h >/dev/null && sbatch -Q -o /dev/null --wrap=true >/dev/null '
+             '&& command -v squeue && echo "runtime=${XDG_RUNTIME_DIR-none}"')
+    out = ok(node, "systemd-run --quiet --wait --pipe --collect -p User=eve "
+                   f"/usr/bin/slurmjwt exec -- sh -c {shlex.quote(probe)}")
+    assert out.split() == ["/usr/lib/slurmjwt/bin/squeue", "runtime=none"], out
+    assert ok(node, f"stat -c '%U %a' /run/slurmjwt/users/{uid}").split() == ["eve", "700"]
+    assert ok(node, f"cat /run/slurmjwt/users/{uid}/token").split()[0] == "slurmjwt2"
+    # Made by slurmjwt-userdir as systemd runs it, hardening and all.
+    assert "Slurm JWT per-user cache directory" in ok(
+        node, "journalctl -q -o cat --no-pager -u 'slurmjwt-userdir@*'")

@@ -158,6 +158,9 @@ def test_token_json_and_exec_work_with_no_session_and_slurmctld_takes_them(fresh
     assert (doc["token"], doc["user"]) == (token, "alice")  # from the cache
     assert doc["refresh_after"] < doc["expires"] <= time.time() + LIFESPAN
 
+    r = fresh.run(["slurmjwt", "token", "--bearer"])
+    assert (r.returncode, r.stdout) == (0, f"Authorization: Bearer {token}\n"), r.stderr
+
     probe = 'squeue -h >/dev/null && command -v squeue && printf "%s\\n" "$SLURM_JWT"'
     r = fresh.run(["slurmjwt", "exec", "--", "sh", "-c", probe])
     assert r.returncode == 0, r.stderr
@@ -292,6 +295,9 @@ def test_a_user_the_policy_denies_gets_one_line_and_exit_5(fresh: Node) -> None:
             r = node.run(argv, config=helper.config)
             assert (r.returncode, r.stdout) == (5, ""), r
             assert r.stderr.startswith("slurmjwt: refused: ") and r.stderr.count("\n") == 1, r
+        r = node.run([str(node.installed.wrappers / "squeue"), "--version"], config=helper.config)
+        assert r.stderr.startswith("slurmjwt-wrap: no Slurm token for this command: the helper "
+                                   "said denied: "), r.stderr
     finally:
         helper.stop()
 

@@ -141,3 +141,60 @@ def test_jwks_refuses_an_input_whose_kid_is_not_its_thumbprint(
     good.write_text(json.dumps({"keys": [entry]}))
     assert cli.main(["jwks", str(good), str(login1)]) == 0
     assert [e["kid"] for e in json.loads(capsys.readouterr().out)["keys"]] == [entry["kid"]]
+
+
+# --- exec and token, wherever they run --------------------------------------------------
+
+def _entry(export: bool) -> cli.Entry:
+    return cli.Entry(2_000_000_000, 1_999_999_000, export, "kid", "a.b.c")
+
+
+def test_exec_puts_the_wrappers_first_on_path_once_and_names_the_config() -> None:
+    env = cli.exec_environment({"PATH": "/usr/bin:/w:/bin", "SLURM_JWT": "old.x.y", "X": "1"},
+                               _entry(True), "rel/slurmjwt.conf", "/w")
+    assert env == {"PATH": "/w:/usr/bin:/bin", "SLURM_JWT": "a.b.c", "X": "1",
+                   "SLURMJWT_CONF": os.path.abspath("rel/slurmjwt.conf")}
+    # No PATH at all (a bare service): the wrappers before the system default.
+    assert cli.exec_environment({}, _entry(True), None, "/w")["PATH"] == f"/w:{os.defpath}"
+
+
+@pytest.mark.parametrize("entry", [None, _entry(False)], ids=["none wanted", "export=0"])
+def test_exec_takes_an_inherited_token_away_where_export_wants_none(
+        entry: cli.Entry | None) -> None:
+    env = cli.exec_environment({"PATH": "/bin", "SLURM_JWT": "old.x.y"}, entry, None, "/w")
+    assert env == {"PATH": "/w:/bin"}
+
+
+def test_token_forms_are_served_without_argparse(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "fresh_entry", lambda config, lifespan: _entry(True))
+    monkeypatch.setattr(cli, "build_parser", lambda: pytest.fail("argparse was used"))
+    me = pwd.getpwuid(os.getuid()).pw_name
+    for words, out in ((["token"], "a.b.c\n"),
+                       (["token", "--bearer"], "Authorization: Bearer a.b.c\n"),
+                       (["token", "--header"],
+                        f"X-SLURM-USER-NAME: {me}\nX-SLURM-USER-TOKEN: a.b.c\n")):
+        assert cli.main(words) == 0
+        assert capsys.readouterr().out == out
+    assert cli.main(["token", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["token"] == "a.b.c"
+
+
+def test_a_cache_that_cannot_be_made_still_gives_the_token(
+        running: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """No place for a cache (here its parent is missing; on a node: no
+    session and no slurmjwt-userdir, or a read-only /run): `slurmjwt token`
+    prints the helper's token all the same, and says nothing."""
+    from pam_slurmjwt.cache import Cache
+    from tests.unit.inprocess import Running
+
+    assert isinstance(running, Running)
+    conf = tmp_path / "slurmjwt.conf"
+    conf.write_text(f"HelperSocket={running.path}\nMungeSocket={tmp_path}/none\n")
+    monkeypatch.setenv("SLURMJWT_CONF", str(conf))
+    monkeypatch.setattr(cli.Cache, "for_user",
+                        lambda _sock: Cache(str(tmp_path / "missing" / "c"), running.key_dir))
+    assert cli.main(["token"]) == 0
+    out, err = capsys.readouterr()
+    assert (out.count("."), err) == (2, "")
