@@ -232,6 +232,42 @@ static void test_stale(void)
           "a token that says no user is no one's");
 }
 
+/* The note that the helper did not answer: bounded, and gone once a token is stored. */
+static void test_late(void)
+{
+    char dir[256], path[300];
+    struct sjwt_entry e = entry(time(NULL) + 1800, time(NULL) + 1200, "kid");
+    long long now = 1900000000;
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "%s/late", base);
+    sjwt_cache_note_late(dir, getuid(), now + 30);
+    check(sjwt_cache_late_until(dir, getuid(), now) == 0, "no directory: nowhere to note it");
+    mkdir(dir, 0700);
+    sjwt_cache_note_late(dir, getuid(), now + 30);
+    check(sjwt_cache_late_until(dir, getuid(), now) == now + 30, "noted, then read back");
+    check(sjwt_cache_late_until(dir, getuid(), now + 30) == 0, "over when its second comes");
+    check(sjwt_cache_late_until(dir, getuid(), now - 1) == 0,
+          "more than SJWT_LATE_BACKOFF ahead (a clock set back) is no note");
+    check(sjwt_cache_late_until(dir, getuid() + 1, now) == 0,
+          "a directory of another owner is no note");
+    snprintf(path, sizeof(path), "%s/" SJWT_LATE_FILE, dir);
+    if ((f = fopen(path, "w")) != NULL) {
+        fputs("1900000010", f);   /* no newline: torn */
+        fclose(f);
+    }
+    check(sjwt_cache_late_until(dir, getuid(), now) == 0, "a torn note is no note");
+    if ((f = fopen(path, "w")) != NULL) {
+        fputs("-5\n", f);
+        fclose(f);
+    }
+    check(sjwt_cache_late_until(dir, getuid(), now) == 0, "a malformed note is no note");
+    sjwt_cache_note_late(dir, getuid(), time(NULL) + 10);
+    check(sjwt_cache_store(dir, getuid(), &e, path, sizeof(path)) == SJWT_CACHE_OK
+          && sjwt_cache_late_until(dir, getuid(), time(NULL)) == 0,
+          "a stored token removes the note");
+}
+
 int main(void)
 {
     char cmd[128];
@@ -246,6 +282,7 @@ int main(void)
     test_dir_choice();
     test_key_id();
     test_stale();
+    test_late();
     rc = report();
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
     if (system(cmd) != 0)

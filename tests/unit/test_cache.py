@@ -211,3 +211,23 @@ def test_directory_of_another_owner_is_refused(tmp_path: Path) -> None:
     cache = Cache(str(tmp_path / "c"), str(tmp_path / "key"), uid=os.getuid() + 1)
     with pytest.raises(CacheUnsafe, match=f"is owned by uid {os.getuid()}, not by you"):
         cache.load()
+
+
+def test_the_helper_late_note_is_bounded_and_goes_with_the_next_token(tmp_path: Path) -> None:
+    """As c/common/cache.c's sjwt_cache_late_until (c/tests/test_cache.c)."""
+    from pam_slurmjwt.cache import LATE_FILE
+
+    cache = Cache(str(tmp_path / "c"), str(tmp_path / "key"))
+    now = 1_900_000_000
+    cache.note_late(now + 30)
+    assert cache.late_until(now) == 0  # no directory: nowhere to note it
+    (tmp_path / "c").mkdir(mode=0o700)
+    cache.note_late(now + 30)
+    assert (cache.late_until(now), cache.late_until(now + 30), cache.late_until(now - 1)) \
+        == (now + 30, 0, 0)
+    for text in ("1900000010", "-5\n", "soon\n", ""):
+        (tmp_path / "c" / LATE_FILE).write_text(text)
+        assert cache.late_until(now) == 0, text
+    cache.note_late(int(time.time()) + 10)
+    cache.store(Entry(int(time.time()) + 600, int(time.time()) + 300, True, "kid", "a.b.c"))
+    assert not (tmp_path / "c" / LATE_FILE).exists()
