@@ -1,6 +1,6 @@
 """slurmjwt doctor: the helper and its units: the socket units systemd
-starts it from, that it answers, root's own socket, and the refresh timer
-(every user's, and the user's own)."""
+starts it from, slurmjwt-userdir's socket, that it answers, root's own
+socket, and the refresh timer (every user's, and the user's own)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pam_slurmjwt.doctor.registry import ROOT, USER, check
 
 SOCKET_UNITS = ("slurmjwt-helper.socket", "slurmjwt-helper-root.socket")
 TIMER_UNIT = "slurmjwt-refresh.timer"
+USERDIR_UNIT = "slurmjwt-userdir.socket"
 
 
 class UnitChecks(Context):
@@ -46,6 +47,23 @@ class UnitChecks(Context):
         return Check("OK", "helper unit", f"{' and '.join(SOCKET_UNITS)} enabled and "
                      f"listening on {self.cfg.helper_socket} and {self.cfg.root_socket}: "
                      "systemd starts the helper on the first connection")
+
+    @check(24, ROOT, systemd=True)
+    def userdir_unit(self) -> Check:
+        """slurmjwt-userdir makes the /run caches of users with no session."""
+        assert self.cfg is not None
+        path = os.path.join(os.path.dirname(self.cfg.helper_socket), "userdir.sock")
+        enabled = self.systemctl("is-enabled", USERDIR_UNIT)
+        active = self.systemctl("is-active", USERDIR_UNIT)
+        listen = self.systemctl("show", "--property=Listen", "--value", USERDIR_UNIT)
+        if enabled != "enabled" or active != "active" or listen.split(" ")[0] != path:
+            return advice("WARN", "user caches", f"{USERDIR_UNIT} is {enabled or 'not installed'}"
+                          f" and {active or 'unknown'}, listening on {listen or 'nothing'}: "
+                          "cron jobs, services and portals' per-user servers then have no "
+                          "cache and ask the helper for every command", f"run systemctl "
+                          f"enable --now {USERDIR_UNIT} (it must listen on {path})")
+        return Check("OK", "user caches", f"{USERDIR_UNIT} listens on {path}: users with no "
+                     "session get a cache in /run/slurmjwt/users")
 
     @check(30)
     def helper(self) -> Check:
