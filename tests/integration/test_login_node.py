@@ -624,10 +624,13 @@ def test_a_service_of_a_directory_user_runs_slurm_through_slurmjwt_exec(node: ru
     uid = UIDS["eve"]
     ok(node, f"rm -rf /run/slurmjwt/users/{uid}")
     assert ok(node, "systemctl is-enabled slurmjwt-userdir.socket").strip() == "enabled"
-    probe = ('squeue -h >/dev/null && sbatch -Q -o /dev/null --wrap=true >/dev/null '
-             '&& command -v squeue && echo "runtime=${XDG_RUNTIME_DIR-none}"')
+    # A script, as a service runs one (systemd would expand ${...} on ExecStart).
+    probe = ('#!/bin/sh\nsqueue -h >/dev/null && sbatch -Q -o /dev/null --wrap=true >/dev/null '
+             '&& command -v squeue && echo "runtime=${XDG_RUNTIME_DIR-none}"\n')
+    ok(node, f"printf %s {shlex.quote(probe)} > /usr/local/bin/workflow && "
+             "chmod 0755 /usr/local/bin/workflow")
     out = ok(node, "systemd-run --quiet --wait --pipe --collect -p User=eve "
-                   f"/usr/bin/slurmjwt exec -- sh -c {shlex.quote(probe)}")
+                   "/usr/bin/slurmjwt exec -- /usr/local/bin/workflow")
     assert out.split() == ["/usr/lib/slurmjwt/bin/squeue", "runtime=none"], out
     assert ok(node, f"stat -c '%U %a' /run/slurmjwt/users/{uid}").split() == ["eve", "700"]
     assert ok(node, f"cat /run/slurmjwt/users/{uid}/token").split()[0] == "slurmjwt2"
