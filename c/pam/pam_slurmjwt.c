@@ -46,6 +46,14 @@
  *
  * Unknown or malformed arguments are logged once each and ignored.
  *
+ * The PAM service "systemd-user" (systemd's per-user manager) gets nothing:
+ * the manager copies its PAM environment into every user service it starts,
+ * for as long as the user has a session (or for ever, with lingering), long
+ * after a token from it has expired; its cache would be the login's anyway.
+ * A fixed rule, not an argument: no site wants a token there, and Debian's
+ * systemd-user stack includes common-session-noninteractive, RHEL's
+ * system-auth, where the module is.
+ *
  * PATH: the session's PATH must be the one the application would have given,
  * with DIR in front. sshd, su and login set their own PATH after the session
  * is open (sshd's compiled default; su's caller's, or login.defs ENV_PATH
@@ -402,6 +410,15 @@ out:
         forget_others_token(s, pw);
 }
 
+/* True for a service whose PAM environment outlives any token (see the top). */
+static bool long_lived_service(pam_handle_t *pamh)
+{
+    const void *item = NULL;
+
+    return pam_get_item(pamh, PAM_SERVICE, &item) == PAM_SUCCESS && item != NULL
+        && strcmp(item, "systemd-user") == 0;
+}
+
 /* Look the user up (reentrant: sshd may hold several PAM handles). */
 static void open_session(struct session *s)
 {
@@ -410,6 +427,11 @@ static void open_session(struct session *s)
     char *buf;
     int rc;
 
+    if (long_lived_service(s->pamh)) {
+        say(s, LOG_DEBUG, "skipped: the systemd user manager's environment would keep the "
+            "token past its expiry");
+        return;
+    }
     if (size <= 0 || size > 1024 * 1024)
         size = 16384;
     buf = malloc((size_t) size);
