@@ -50,7 +50,7 @@ from tests.integration.fixtures.install import REPO, Installed
 from tests.integration.fixtures.login import cache_base, jwt_only_copy, token_claims
 from tests.integration.fixtures.userdir import serve_userdir
 from tests.integration.fixtures.users import TestUser
-from tests.integration.test_wrappers import grants
+from tests.integration.test_wrappers import grants  # reads only .helper: a Pun will do
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 RECIPE = REPO / "packaging" / "ondemand" / "cluster.yml"
