@@ -263,8 +263,12 @@ def test_helper_down_the_real_command_still_runs_within_the_helper_timeout(
                       SLURMJWT_CACHE_DIR=str(work / "nocache"), SLURM_JWT=stale)
         elapsed = time.monotonic() - start
         # The real squeue ran, without the expired token, and failed as
-        # Slurm fails without any way in (no munge here).
-        assert r.returncode != 0 and "slurmjwt-wrap:" not in r.stderr, r.stderr
+        # Slurm fails without any way in (no munge here), after one line
+        # from the wrapper saying why it had no token.
+        assert r.returncode != 0, r.stderr
+        assert r.stderr.splitlines()[0] == (
+            f'slurmjwt-wrap: no Slurm token for this command: cannot connect to helper '
+            f'"{down.socket}": Connection refused; is slurmjwt-helper running?'), r.stderr
         assert "Munge encode failed" in r.stderr  # no token left: it tried munge
         assert elapsed < 2 + 3, elapsed  # HelperTimeout, plus squeue's own try
     finally:
