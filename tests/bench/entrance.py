@@ -13,9 +13,9 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.bench.wrap import interleaved
 from tests.integration.fixtures.cluster import Cluster
 from tests.integration.fixtures.helperd import start_helper
 from tests.integration.fixtures.install import Installed
@@ -62,15 +62,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
                 "squeue --version, wrapper, session": [*session, wrapper, "--version"],
                 "squeue --version, wrapper, no session": [*nosession, wrapper, "--version"],
             }
-            times: dict[str, list[float]] = {name: [] for name in cases}
-            for i in range(runs):
-                names = list(cases) if i % 2 == 0 else list(reversed(cases))
-                for name in names:
-                    start = time.perf_counter()
-                    out = subprocess.run(cases[name], capture_output=True)
-                    times[name].append(time.perf_counter() - start)
-                    if out.returncode != 0 or out.stderr:
-                        raise RuntimeError(f"{name} failed: {out.stderr.decode()}")
+            times = interleaved(cases, runs, quiet=True)
         finally:
             helper.stop()
             shutil.rmtree(fallback, ignore_errors=True)

@@ -23,6 +23,22 @@ from tests.integration.fixtures.install import Installed
 TARGET_MS = 1.0
 
 
+def interleaved(cases: dict[str, list[str]], runs: int, quiet: bool = False
+                ) -> dict[str, list[float]]:
+    """Run each case `runs` times, in turn, the order reversed every other
+    round so that drift hits all; return the seconds each took. A case
+    that fails (or, with quiet, says anything on stderr) stops it all."""
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for i in range(runs):
+        for name in (list(cases) if i % 2 == 0 else list(reversed(cases))):
+            start = time.perf_counter()
+            out = subprocess.run(cases[name], capture_output=True)
+            times[name].append(time.perf_counter() - start)
+            if out.returncode != 0 or (quiet and out.stderr):
+                raise RuntimeError(f"{name} failed: {out.stderr.decode()}")
+    return times
+
+
 def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> list[str]:
     runs = max(int(getattr(args, "runs", 40)) * 5, 100)
     work = Path(tempfile.mkdtemp(prefix="slurmjwt-bench-"))
@@ -47,15 +63,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
             "squeue -h, real": [*real_env, "/usr/bin/squeue", "-h"],
             "squeue -h, wrapper": [*drop, wrapper, "-h"],
         }
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for i in range(runs):
-            names = list(cases) if i % 2 == 0 else list(reversed(cases))
-            for name in names:
-                start = time.perf_counter()
-                out = subprocess.run(cases[name], capture_output=True)
-                times[name].append(time.perf_counter() - start)
-                if out.returncode != 0:
-                    raise RuntimeError(f"{name} failed: {out.stderr.decode()}")
+        times = interleaved(cases, runs)
         cold = []
         for _ in range(min(runs, 50)):
             (cache / "token").unlink(missing_ok=True)
