@@ -158,6 +158,12 @@ def test_token_json_and_exec_work_with_no_session_and_slurmctld_takes_them(fresh
     assert (doc["token"], doc["user"]) == (token, "alice")  # from the cache
     assert doc["refresh_after"] < doc["expires"] <= time.time() + LIFESPAN
 
+    # slurmjwt-refresh, whose job is to store, has a place to store too.
+    r = fresh.run(["slurmjwt-refresh"])
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", ""), r.stderr
+    token = (fresh.cache() / "token").read_text().split()[7]
+    fresh.accepted(token)
+
     r = fresh.run(["slurmjwt", "token", "--bearer"])
     assert (r.returncode, r.stdout) == (0, f"Authorization: Bearer {token}\n"), r.stderr
 
