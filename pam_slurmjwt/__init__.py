@@ -1,3 +1,3 @@
 """pam-slurmjwt: Slurm JSON Web Tokens for every login-node session."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

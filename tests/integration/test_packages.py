@@ -23,7 +23,10 @@ SHIPPED = ("/usr/bin/slurmjwt", "/usr/bin/slurmjwt-refresh", "/usr/sbin/slurmjwt
            "/usr/lib/slurmjwt/taskprolog.sh", "/lib/systemd/system/slurmjwt-helper.socket",
            "/lib/systemd/system/slurmjwt-helper-root.socket",
            "/lib/systemd/system/run-slurmjwt-users.mount",
-           "/usr/lib/slurmjwt/slurmjwt-wrap", "/usr/share/fish/vendor_conf.d/slurmjwt.fish",
+           "/usr/lib/slurmjwt/slurmjwt-wrap", "/usr/lib/slurmjwt/slurmjwt-userdir",
+           "/lib/systemd/system/slurmjwt-userdir.socket",
+           "/lib/systemd/system/slurmjwt-userdir@.service",
+           "/usr/share/fish/vendor_conf.d/slurmjwt.fish",
            "/usr/lib/systemd/user/slurmjwt-refresh.timer", "/usr/lib/tmpfiles.d/slurmjwt.conf",
            "/usr/share/man/man8/pam_slurmjwt.8.gz", "/usr/share/pam-configs/slurmjwt")
 # Debian 12 keeps system units in /lib (debhelper 13.11 looks there only;
@@ -87,6 +90,7 @@ def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     # common-session with pam-auth-update.
     assert "deb-systemd-helper enable 'slurmjwt-helper.socket'" in postinst
     assert "deb-systemd-helper enable 'slurmjwt-helper-root.socket'" in postinst
+    assert "deb-systemd-helper enable 'slurmjwt-userdir.socket'" in postinst
     assert "systemd-tmpfiles ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} --create slurmjwt.conf" in postinst
     assert "deb-systemd-invoke try-restart slurmjwt-helper.service" in postinst
     assert "pam-auth-update --package" in postinst

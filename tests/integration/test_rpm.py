@@ -58,9 +58,9 @@ def test_scriptlets_are_el9s_systemd_macros_and_the_selinux_module(rpm: str) -> 
     helper = "/usr/lib/systemd/systemd-update-helper"
     assert (f"if [ $1 -eq 1 ] && [ -x \"{helper}\" ]; then \n    # Initial installation \n"
             f"    {helper} install-system-units slurmjwt-helper.socket "
-            "slurmjwt-helper-root.socket || : \nfi") in scripts
+            "slurmjwt-helper-root.socket slurmjwt-userdir.socket || : \nfi") in scripts
     assert (f"{helper} remove-system-units slurmjwt-helper.socket slurmjwt-helper-root.socket "
-            "slurmjwt-helper.service || :") in scripts
+            "slurmjwt-helper.service slurmjwt-userdir.socket || :") in scripts
     assert f"{helper} mark-restart-system-units slurmjwt-helper.service || :" in scripts
     assert "systemd-tmpfiles --create slurmjwt.conf" in scripts
     assert f"semodule -n -s targeted -X 200 -i {SELINUX_PP} || :" in scripts
