@@ -15,9 +15,16 @@ import time
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.cache import Cache, Entry, read_key_id
 from pam_slurmjwt.config import DEFAULT_PATH, load_config
-from pam_slurmjwt.errors import EXIT_ERROR, EXIT_OK, Refused, SlurmJwtError, UsageError
+from pam_slurmjwt.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    HelperUnreachable,
+    Refused,
+    SlurmJwtError,
+    UsageError,
+)
 from pam_slurmjwt.log import Log, complain
-from pam_slurmjwt.refresh import NotStored, Options, refresh
+from pam_slurmjwt.refresh import NotStored, Options, refresh, still_valid
 
 # `slurmjwt token` runs wherever a program wants a token, often (cron jobs,
 # portals' back ends, credential_process): what only other subcommands need
@@ -64,10 +71,17 @@ def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
     opts.lifespan = lifespan
     opts.config = config
     cfg = load_config(config)
+    cache = Cache.for_user(cfg.helper_socket)
     try:
-        return refresh(opts, cfg, Cache.for_user(cfg.helper_socket))
+        return refresh(opts, cfg, cache)
     except NotStored as err:
         return err.entry
+    except HelperUnreachable:
+        # A due token that has not expired beats none, as in the wrappers.
+        valid = still_valid(cache) if lifespan is None else None
+        if valid is None:
+            raise
+        return valid
 
 
 # ----------------------------------------------------------------- mint

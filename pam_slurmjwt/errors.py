@@ -57,6 +57,11 @@ class HelperUnreachable(SlurmJwtError):
     exit_code = EXIT_UNREACHABLE
 
 
+class HelperSilent(HelperUnreachable):
+    """Raised when the helper took the connection and did not answer in time
+    (it hangs; not a full queue or `busy`, which are load and pass)."""
+
+
 class Refused(SlurmJwtError):
     """Raised when policy refuses a token (denied user, no such user, ...).
 

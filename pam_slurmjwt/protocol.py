@@ -13,7 +13,7 @@ import stat
 import struct
 import time
 
-from pam_slurmjwt.errors import HelperUnreachable, MintFailed, Refused
+from pam_slurmjwt.errors import HelperSilent, HelperUnreachable, MintFailed, Refused
 
 VERSION = "SLURMJWT/2"
 MAX_REQUEST = 256
@@ -263,7 +263,7 @@ def _talk(sock: _socket.socket, request: bytes, deadline: float) -> bytes:
             if len(buf) > MAX_RESPONSE:
                 raise HelperUnreachable("the helper sent an oversized answer")
     except _socket.timeout:  # TimeoutError on 3.10+, its own class on 3.9
-        raise HelperUnreachable("the helper did not answer in time") from None
+        raise HelperSilent("the helper did not answer in time") from None
     except OSError as err:
         raise HelperUnreachable(f"lost the helper connection: {err.strerror}") from None
     line, newline, _rest = buf.partition(b"\n")

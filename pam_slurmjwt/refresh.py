@@ -18,6 +18,7 @@ from pam_slurmjwt.config import Config, export_wanted, load_config, refresh_at
 from pam_slurmjwt.errors import (
     EXIT_OK,
     CacheUnsafe,
+    HelperSilent,
     HelperUnreachable,
     MintFailed,
     SlurmJwtError,
@@ -156,6 +157,7 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
         cache.store(entry)
         return entry
     deadline = time.monotonic() + cfg.helper_timeout
+    cached: Entry | None = None
     while True:
         if opts.if_needed:
             cached, _why = cache.load()
@@ -165,6 +167,8 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
         # while: a loop of commands must not each wait as long.
         not_before = cache.late_until(time.time())
         if not_before:
+            if opts.if_needed and cached is not None:
+                return cached  # due, but still valid: as the wrappers do meanwhile
             raise HelperUnreachable(
                 f"the helper did not answer within HelperTimeout ({cfg.helper_timeout:g} s) "
                 f"just now; not asked again for {not_before - int(time.time())} s")
@@ -172,9 +176,8 @@ def refresh(opts: Options, cfg: Config, cache: Cache) -> Entry:
             grant = protocol.request_token(cfg.helper_socket, protocol.SELF, opts.lifespan,
                                            max(deadline - time.monotonic(), 0.1))
             break
-        except HelperUnreachable:
-            if time.monotonic() >= deadline:
-                cache.note_late(int(time.time()) + LATE_BACKOFF)
+        except HelperSilent:
+            cache.note_late(int(time.time()) + LATE_BACKOFF)
             raise
         except MintFailed as err:
             # Jittered, so a burst does not come back in lockstep.

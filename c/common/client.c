@@ -97,7 +97,7 @@ static int connect_helper(const char *path, long long deadline, char *why, size_
             return fd;
         errno = err;
     }
-    *missing = errno == ENOENT;
+    *missing = errno == ENOENT ? SJWT_ASK_MISSING : 0;
     snprintf(why, whylen, "cannot connect to helper \"%s\": %s; is slurmjwt-helper "
              "running?", path, errno == EAGAIN ? "listen queue full" : strerror(errno));
     close(fd);
@@ -136,7 +136,7 @@ static int is_helper_uid(const char *path, uid_t uid)
 }
 
 ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t reqlen,
-                 char *resp, char *why, size_t whylen, int *missing)
+                 char *resp, char *why, size_t whylen, int *status)
 {
     struct ucred peer;
     socklen_t peerlen = sizeof(peer);
@@ -144,8 +144,8 @@ ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t r
     ssize_t n;
     int fd, rc;
 
-    *missing = 0;
-    fd = connect_helper(path, deadline, why, whylen, missing);
+    *status = 0;
+    fd = connect_helper(path, deadline, why, whylen, status);
     if (fd < 0)
         return -1;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &peerlen) < 0
@@ -163,6 +163,7 @@ ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t r
         if (n < 0) {
             snprintf(why, whylen, "sending to helper: %s",
                      rc == 0 ? "timed out" : strerror(errno));
+            *status = rc == 0 ? SJWT_ASK_SILENT : 0;
             goto fail;
         }
         sent += (size_t) n;
@@ -181,6 +182,7 @@ ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t r
             snprintf(why, whylen, "reading from helper: %s after %zu bytes",
                      n == 0 ? "connection closed" : rc == 0 ? "timed out" : strerror(errno),
                      got);
+            *status = n < 0 && rc == 0 ? SJWT_ASK_SILENT : 0;
             goto fail;
         }
         got += (size_t) n;

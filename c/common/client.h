@@ -36,9 +36,14 @@ int sjwt_key_dir(char *buf, size_t size, const char *socket_path);
  * reqlen bytes, read one response line into resp (at most SJWT_RESPONSE_MAX
  * bytes) and return its length; or return -1 with why filled in (the
  * helper is absent, slow, served by another uid, or sent no line).
- * *missing is set when the socket does not exist (ENOENT).
+ * *status is SJWT_ASK_MISSING when the socket does not exist (ENOENT),
+ * SJWT_ASK_SILENT when the helper accepted the connection and the deadline
+ * passed before its answer (a helper that hangs, not one that is busy), 0
+ * otherwise.
  */
+#define SJWT_ASK_MISSING 1
+#define SJWT_ASK_SILENT 2
 ssize_t sjwt_ask(const char *path, long long deadline, const char *req, size_t reqlen,
-                 char *resp, char *why, size_t whylen, int *missing);
+                 char *resp, char *why, size_t whylen, int *status);
 
 #endif /* SLURMJWT_CLIENT_H */

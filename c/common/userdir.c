@@ -75,7 +75,8 @@ int sjwt_userdir_ask(const char *helper_socket, char *why, size_t whylen)
     len = sjwt_ask(path, sjwt_now_ms() + SJWT_USERDIR_TIMEOUT_MS, "mkdir\n", 6, resp, err,
                    sizeof(err), &missing);
     if (len < 0) {
-        snprintf(why, whylen, "%s", missing ? "no slurmjwt-userdir socket" : err);
+        snprintf(why, whylen, "%s", missing == SJWT_ASK_MISSING ? "no slurmjwt-userdir socket"
+                                                                : err);
         return -1;
     }
     if (len == 3 && memcmp(resp, "ok\n", 3) == 0)

@@ -43,6 +43,8 @@
  *   noexport       never put SLURM_JWT in the PAM environment (the cache
  *                  is still written)
  *   debug          also log skipped users and policy refusals (LOG_DEBUG)
+ *   noninteractive also run for the services cron, crond, atd and sudo,
+ *                  which it skips otherwise (see below)
  *
  * Unknown or malformed arguments are logged once each and ignored.
  *
@@ -53,6 +55,15 @@
  * A fixed rule, not an argument: no site wants a token there, and Debian's
  * systemd-user stack includes common-session-noninteractive, RHEL's
  * system-auth, where the module is.
+ *
+ * cron, crond, atd and sudo are skipped unless the line says noninteractive:
+ * a user decides how often they open sessions (a crontab of a thousand lines
+ * is a thousand requests a minute on root's socket, which the helper serves
+ * without per-user limits), and a sudoers rule that lets alice run one
+ * command as bob would hand that command bob's whole Slurm identity. Their
+ * work gets tokens from `slurmjwt exec` and the wrappers instead. RHEL's
+ * shared stacks (password-auth serves crond, system-auth sudo) make this a
+ * rule of the module's, not of where its line is.
  *
  * PATH: the session's PATH must be the one the application would have given,
  * with DIR in front. sshd, su and login set their own PATH after the session
@@ -115,6 +126,7 @@ struct options {
     bool debug;
     bool noexport;
     bool nocache;
+    bool noninteractive;
     long long minuid;
     long long timeout_ms;
     const char *socket;
@@ -142,6 +154,7 @@ static const struct option_spec {
     { "debug",    OPT_FLAG,   offsetof(struct options, debug),      0, 0 },
     { "noexport", OPT_FLAG,   offsetof(struct options, noexport),   0, 0 },
     { "nocache",  OPT_FLAG,   offsetof(struct options, nocache),    0, 0 },
+    { "noninteractive", OPT_FLAG, offsetof(struct options, noninteractive), 0, 0 },
     { "minuid",   OPT_NUMBER, offsetof(struct options, minuid),     0, 4294967295LL },
     { "timeout",  OPT_NUMBER, offsetof(struct options, timeout_ms), 1, SJWT_TIMEOUT_MAX_MS },
     { "socket",   OPT_PATH,   offsetof(struct options, socket),     0, 0 },
@@ -279,7 +292,7 @@ static ssize_t ask(const struct session *s, const char *req, size_t reqlen, char
     int missing = 0;
 
     len = sjwt_ask(s->opt->socket, s->deadline, req, reqlen, resp, why, whylen, &missing);
-    if (len < 0 && missing && strcmp(s->opt->socket, DEFAULT_SOCKET) == 0) {
+    if (len < 0 && missing == SJWT_ASK_MISSING && strcmp(s->opt->socket, DEFAULT_SOCKET) == 0) {
         say(s, LOG_DEBUG, "no %s; asking %s", DEFAULT_SOCKET, USERS_SOCKET);
         len = sjwt_ask(USERS_SOCKET, s->deadline, req, reqlen, resp, why, whylen, &missing);
     }
@@ -410,13 +423,21 @@ out:
         forget_others_token(s, pw);
 }
 
-/* True for a service whose PAM environment outlives any token (see the top). */
-static bool long_lived_service(pam_handle_t *pamh)
+/* Why this PAM service gets nothing (see the top), or NULL. */
+static const char *skipped_service(pam_handle_t *pamh, const struct options *opt)
 {
+    static const char *const noninteractive[] = { "cron", "crond", "atd", "sudo" };
     const void *item = NULL;
+    size_t i;
 
-    return pam_get_item(pamh, PAM_SERVICE, &item) == PAM_SUCCESS && item != NULL
-        && strcmp(item, "systemd-user") == 0;
+    if (pam_get_item(pamh, PAM_SERVICE, &item) != PAM_SUCCESS || item == NULL)
+        return NULL;
+    if (strcmp(item, "systemd-user") == 0)
+        return "the systemd user manager's environment would keep the token past its expiry";
+    for (i = 0; !opt->noninteractive && i < sizeof(noninteractive) / sizeof(*noninteractive); i++)
+        if (strcmp(item, noninteractive[i]) == 0)
+            return "cron, at and sudo sessions need the noninteractive argument";
+    return NULL;
 }
 
 /* Look the user up (reentrant: sshd may hold several PAM handles). */
@@ -425,11 +446,11 @@ static void open_session(struct session *s)
     struct passwd pw, *found = NULL;
     long size = sysconf(_SC_GETPW_R_SIZE_MAX);
     char *buf;
+    const char *skip = skipped_service(s->pamh, s->opt);
     int rc;
 
-    if (long_lived_service(s->pamh)) {
-        say(s, LOG_DEBUG, "skipped: the systemd user manager's environment would keep the "
-            "token past its expiry");
+    if (skip != NULL) {
+        say(s, LOG_DEBUG, "skipped: %s", skip);
         return;
     }
     if (size <= 0 || size > 1024 * 1024)

@@ -20,10 +20,11 @@
 #include "../common/userdir.h"
 
 #define PROG "slurmjwt-userdir"
-#define READ_MS 1000        /* a stalled client holds it no longer than this */
+#define READ_MS 200         /* a stalled client holds its slot no longer than this */
 
-/* Read and drop what the client sent (at most a line): closing a socket
- * with unread data would reset the connection before our answer is read. */
+/* Read and drop what the client sent (at most a line; ours send it with the
+ * connect): closing a socket with unread data would reset the connection
+ * before our answer is read. */
 static void drain(int fd)
 {
     struct pollfd p = { .fd = fd, .events = POLLIN };

@@ -241,7 +241,8 @@ static const char *my_name(void)
 /*
  * Ask the helper for our own token (again after `busy` or `timeout`, until
  * HelperTimeout); fill *e and return 0, or -1 with why filled in and *late
- * set when the helper took the whole HelperTimeout without answering.
+ * set when the helper accepted the connection and did not answer within
+ * HelperTimeout (it hangs; a full queue or `busy` is load, which passes).
  */
 static int fetch(const struct wrap_conf *c, struct sjwt_entry *e, char *why, size_t whylen,
                  int *late)
@@ -260,7 +261,7 @@ static int fetch(const struct wrap_conf *c, struct sjwt_entry *e, char *why, siz
         len = sjwt_ask(c->helper_socket, deadline, req, (size_t) reqlen, resp, why,
                        whylen, &missing);
         if (len < 0) {
-            *late = sjwt_now_ms() >= deadline;
+            *late = missing == SJWT_ASK_SILENT;
             return -1;
         }
         if ((bad = sjwt_parse_response(resp, (size_t) len, &r)) != NULL) {
@@ -276,10 +277,8 @@ static int fetch(const struct wrap_conf *c, struct sjwt_entry *e, char *why, siz
         /* Jittered, so a burst of commands does not come back in lockstep. */
         if (getrandom(&jitter, 1, GRND_NONBLOCK) != 1)
             jitter = 0;
-        if (sjwt_now_ms() + RETRY_MS * 2 >= deadline) {
-            *late = 1;
+        if (sjwt_now_ms() + RETRY_MS * 2 >= deadline)
             return -1;
-        }
         usleep((useconds_t) (RETRY_MS + RETRY_MS * jitter / 255) * 1000);
     }
     me = my_name();

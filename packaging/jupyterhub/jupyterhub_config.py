@@ -8,12 +8,13 @@
 # users' passwords, and batchspawner runs every Slurm command as the user
 # with `sudo -E -u USER`, which root may do without a sudoers line.
 #
-# Where the tokens come from: sudo opens a PAM session for the user (Debian:
-# /etc/pam.d/sudo includes common-session-noninteractive, where the
-# pam-slurmjwt package's profile puts the module; RHEL: system-auth), so each
-# sbatch, squeue and scancel the hub runs gets a fresh SLURM_JWT from it. No
-# sudoers change: sudo's secure_path finds the real commands, which need
-# nothing but that token. Inside the job the TaskProlog (packaging/slurm/)
+# Where the tokens come from: batchspawner runs sbatch, squeue and scancel as
+# the user through sudo, here by the wrappers' paths, so each gets a live
+# SLURM_JWT from the user's cache or the helper (the cache is
+# /run/slurmjwt/users/UID, which slurmjwt-userdir.socket makes: sudo's
+# session has no runtime directory). Neither a sudoers change nor the
+# module in sudo's PAM stack is needed. Inside the job the TaskProlog
+# (packaging/slurm/)
 # removes SLURM_JWT and Slurm's own authentication (munge) works, so the
 # server's terminals and notebooks run squeue and sbatch for as long as the
 # job lives, however short the token's Lifespan.
@@ -26,17 +27,18 @@ c = get_config()  # noqa: F821 (JupyterHub defines it)
 
 # Passwords through PAM (service "login"), and a PAM session for each user
 # while their server runs, as batchspawner's sites do. The tokens do not
-# depend on it: they come from sudo's sessions, below.
+# depend on it: the wrappers get them, below.
 c.JupyterHub.authenticator_class = "pam"
 c.PAMAuthenticator.open_sessions = True
 
 c.JupyterHub.spawner_class = "batchspawner.SlurmSpawner"
-# batchspawner's defaults, written out: these are the commands sudo's PAM
-# session gives a token to.
+# batchspawner's defaults, with the commands named by the wrappers' paths
+# (sudo's secure_path would find the real ones, which have no token).
+WRAPPERS = "/usr/lib/slurmjwt/bin"
 c.SlurmSpawner.exec_prefix = "sudo -E -u {username}"
-c.SlurmSpawner.batch_submit_cmd = "sbatch --parsable"
-c.SlurmSpawner.batch_query_cmd = "squeue -h -j {job_id} -o '%T %B'"
-c.SlurmSpawner.batch_cancel_cmd = "scancel {job_id}"
+c.SlurmSpawner.batch_submit_cmd = f"{WRAPPERS}/sbatch --parsable"
+c.SlurmSpawner.batch_query_cmd = f"{WRAPPERS}/squeue -h -j {{job_id}} -o '%T %B'"
+c.SlurmSpawner.batch_cancel_cmd = f"{WRAPPERS}/scancel {{job_id}}"
 # The job inherits sudo's PATH (secure_path): name the server's programs by
 # their full path, in this hub's own environment (shared with the compute
 # nodes).

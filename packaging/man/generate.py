@@ -406,14 +406,18 @@ def pam_page() -> str:
         writes to the user's terminal and never logs a token, only a fingerprint.
         Configuration comes from module arguments only, never from the
         environment.""")
-    out += para("""Services: it belongs in every stack that starts a user's work:
-        sshd, login, su, su-l, sudo-i (common-session on Debian), cron and sudo
-        (common-session-noninteractive), RHEL's system-auth and password-auth.
-        The service systemd-user gets nothing, whatever the arguments: the
-        user manager would pass SLURM_JWT on to every user service for hours,
-        long after it expired. Root and uids below minuid= are skipped before
-        the helper is asked: su to root, sudo -i and root's cron jobs cost
-        nothing and log nothing.""")
+    out += para("""Services: it belongs in the interactive stacks: sshd, login, su,
+        su-l, sudo-i (common-session on Debian; RHEL's system-auth and
+        password-auth). The services cron, crond, atd and sudo are skipped
+        unless its line says noninteractive: users decide how often those open
+        sessions, each a request on root's socket, and a sudoers rule that lets
+        one user run a command as another would hand that command the other's
+        token; their work gets tokens from slurmjwt exec and the wrappers. The
+        service systemd-user gets nothing, whatever the arguments: the user
+        manager would pass SLURM_JWT on to every user service for hours, long
+        after it expired. Root and uids below minuid= are skipped before the
+        helper is asked: su to root, sudo -i and root's cron jobs cost nothing
+        and log nothing.""")
     out += [".SH ARGUMENTS"]
     for name, desc in pam_arguments():
         out += [".TP", f".B {esc(name)}", esc(desc)]

@@ -1,6 +1,7 @@
 """Entrances without an ssh session: a real cron daemon and real sudo, each
-with the host's own PAM stack plus the module's lines (as pam-auth-update's
-profile puts them in common-session-noninteractive), in a private mount
+with the host's own PAM stack plus the module's lines with the
+`noninteractive` argument (the admin's opt-in: without it the module skips
+cron and sudo, as the default line of the package does), in a private mount
 namespace; the real helper (Lifespan=30) and the real slurmctld.
 
 Slurm clients here use a copy of slurm.conf whose munge socket does not
@@ -60,8 +61,9 @@ BATCH_QUERY = "sudo -E -u {username} squeue -h -j {job_id} -o '%T %B'"
 @dataclass(frozen=True)
 class Entrance:
     """The login node's side: the helper, the JWT-only slurm.conf, the
-    session lines (pam_env, then the shipped snippet) and two copies of
-    /etc/pam.d: `pam_d` with them in cron, sudo, sudo-i and su, `plain`
+    session lines (pam_env, then the shipped snippet) and three copies of
+    /etc/pam.d: `pam_d` with them (and `noninteractive`) in cron, sudo,
+    sudo-i and su, `default` with the snippet's line as it is, `plain`
     with only the pam_env line (the same host without the module)."""
 
     cluster: Cluster
@@ -72,6 +74,7 @@ class Entrance:
     out: Path
     pam_d: Path
     plain: Path
+    default: Path
 
     def run(self, argv: Sequence[str], pam_d: Optional[Path] = None,
             env: Optional[Mapping[str, str]] = None, input: Optional[str] = None,
@@ -98,14 +101,16 @@ def entrance(installed: Installed, cluster: Cluster,
         helper = start_helper(installed, cluster.slurm_conf, work / "helper",
                               extra=f"Lifespan={LIFESPAN}\nRefreshMargin=10\nMungeSocket={work}/no-munged.socket\n")
         env_line = pam_env_line(work / "pam_env.conf", session_env(helper, conf))
-        lines = [env_line, *module_lines(installed, helper.root_socket)]
+        lines = [env_line, *module_lines(installed, helper.root_socket, noninteractive=None)]
         pam_d = private_pam_d(work / "pam.d", {s: lines for s in SERVICES})
+        as_shipped = [env_line, *module_lines(installed, helper.root_socket)]
+        default = private_pam_d(work / "pam.d-default", {s: as_shipped for s in SERVICES})
         plain = private_pam_d(work / "pam.d-plain", {s: [env_line] for s in SERVICES})
         out = work / "out"
         out.mkdir(mode=0o700)
         os.chown(out, test_users["alice"].uid, test_users["alice"].gid)
         with cache_base():
-            yield Entrance(cluster, installed, helper, work, conf, out, pam_d, plain)
+            yield Entrance(cluster, installed, helper, work, conf, out, pam_d, plain, default)
     finally:
         if helper is not None:
             helper.stop()
@@ -239,10 +244,11 @@ def test_roots_own_sudo_and_su_are_unchanged_quiet_and_do_not_wait_for_the_helpe
 # ---- systemd's user manager ---------------------------------------------------------
 
 
-def pam_session(entrance: Entrance, service: str, user: str) -> dict[str, str]:
+def pam_session(entrance: Entrance, service: str, user: str,
+                pam_d: Optional[Path] = None) -> dict[str, str]:
     """Open and close one PAM session of `service` for `user` in python3-pam
     (the driver of test_pam_module); return its PAM environment."""
-    ran = entrance.run(["/usr/bin/python3", "-c", DRIVER, service, user])
+    ran = entrance.run(["/usr/bin/python3", "-c", DRIVER, service, user], pam_d=pam_d)
     assert ran.returncode == 0, ran.stderr
     result = json.loads(ran.stdout.strip().splitlines()[-1])
     assert result["rc"] == 0, result
@@ -262,6 +268,20 @@ def test_systemd_user_manager_gets_no_token_and_no_path_from_the_same_stack(
     assert manager.get("SLURM_CONF") == str(entrance.conf)  # pam_env ran: the stack did
     assert all(str(installed.wrappers) not in v for v in manager.values())
     assert [line for line in syslog.take() if "systemd-user" in line] == []
+
+
+def test_without_noninteractive_cron_and_sudo_sessions_get_nothing_and_ask_nothing(
+        entrance: Entrance) -> None:
+    """The snippet's line as the package ships it: cron's and sudo's
+    sessions get no token and the helper is not asked (users decide how
+    often they open; a sudoers rule must not hand over another's token);
+    su's session, interactive, still gets one."""
+    grants = entrance.helper.log_text().count("grant (user alice)")
+    for service in ("cron", "sudo"):
+        env = pam_session(entrance, service, "alice", entrance.default)
+        assert "SLURM_JWT" not in env and env.get("SLURM_CONF") == str(entrance.conf), service
+    assert entrance.helper.log_text().count("grant (user alice)") == grants
+    assert "SLURM_JWT" in pam_session(entrance, "su", "alice", entrance.default)
 
 
 # ---- cron, at last --------------------------------------------------------------------

@@ -3,11 +3,11 @@ batchspawner's SlurmSpawner, configured by packaging/jupyterhub's file,
 against a real slurmctld with the shipped TaskProlog.
 
 The hub runs as root in a mount namespace that is this host's login node:
-its /etc/pam.d has the module in the stacks of login and sudo (as
-pam-auth-update's profile puts it in common-session and
-common-session-noninteractive), its /etc/shadow gives alice a password, and
-the cluster's munge socket is hidden from it, so every Slurm command the hub
-runs through sudo works with the module's token or not at all. The job,
+its /etc/pam.d has the module in login's stack (as pam-auth-update's profile
+puts it in common-session, not in sudo's), its /etc/shadow gives alice a
+password, and the cluster's munge socket is hidden from it, so every Slurm
+command the hub runs through sudo works with the wrappers' token or not at
+all (slurmjwt-userdir makes alice's cache). The job,
 started by slurmd outside that namespace, is the compute node: munge works
 there once the TaskProlog has removed SLURM_JWT. A user logs in through the
 hub's login form, starts her server, and from a terminal of that server,
@@ -34,6 +34,7 @@ from tests.integration.fixtures.install import REPO, Installed
 from tests.integration.fixtures.jupyterhub import Browser, jupyterhub_env, running_hub
 from tests.integration.fixtures.login import cache_base, module_lines, pam_env_line, session_env
 from tests.integration.fixtures.sshd import free_port
+from tests.integration.fixtures.userdir import serve_userdir
 from tests.integration.fixtures.users import TestUser
 
 LIFESPAN = 30
@@ -85,7 +86,9 @@ def hub_world(installed: Installed, cluster_factory: Callable[..., Cluster],
         try:
             lines = [pam_env_line(work / "pam_env.conf", session_env(helper, cluster.slurm_conf)),
                      *module_lines(installed, helper.root_socket)]
-            pam_d = private_pam_d(work / "pam.d", {"login": lines, "sudo": lines})
+            # As the package's profile: the module in the interactive stacks
+            # (login), not in sudo's; the wrappers get batchspawner's tokens.
+            pam_d = private_pam_d(work / "pam.d", {"login": lines})
             password = secrets.token_urlsafe(12)
             shadow = work / "shadow"
             hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password,
@@ -99,9 +102,17 @@ def hub_world(installed: Installed, cluster_factory: Callable[..., Cluster],
             binds = [(pam_d, Path("/etc/pam.d")), (shadow, Path("/etc/shadow")),
                      (no_munge, cluster.munge_socket.parent)]
             ports = [free_port() for _ in range(3)]
-            with cache_base(), running_hub(
-                    env, work, ports, argv_prefix=in_namespace(binds, []),
-                    environ={"PATH": f"{env.bin}:{CLIENT_PATH}", "LANG": "C.UTF-8"}) as hub:
+            # The recipe names the wrappers where the package puts them.
+            wrappers = ("for name in ('batch_submit_cmd', 'batch_query_cmd', "
+                        "'batch_cancel_cmd'):\n    setattr(c.SlurmSpawner, name, getattr("
+                        f"c.SlurmSpawner, name).replace('/usr/lib/slurmjwt/bin', "
+                        f"{str(installed.wrappers)!r}))\n")
+            # What /etc/slurm holds on a real login node.
+            site = {"SLURM_CONF": str(cluster.slurm_conf), "SLURMJWT_CONF": str(helper.config)}
+            with cache_base(), serve_userdir(installed, helper), running_hub(
+                    env, work, ports, argv_prefix=in_namespace(binds, []), extra=wrappers,
+                    environ={"PATH": f"{env.bin}:{CLIENT_PATH}", "LANG": "C.UTF-8",
+                             **site}) as hub:
                 try:
                     yield cluster, Browser(hub.url), password, env.python
                 finally:
@@ -140,7 +151,7 @@ def test_hub_login_spawns_a_slurm_job_whose_terminal_runs_slurm_after_the_token_
     jobs = cluster.run(["squeue", "--noheader", "--user=alice", "--name=spawner-jupyterhub",
                         "--format=%i %T %N"]).stdout.split()
     assert len(jobs) == 3 and jobs[1] == "RUNNING" and jobs[2] == cluster.node, jobs
-    # The token sudo's session gave sbatch is gone by now.
+    # The token the wrapper gave sbatch is gone by now.
     time.sleep(max(0.0, spawned + LIFESPAN + 2 - time.time()))
     shown = subprocess.run([str(python), "-c", TERMINAL], text=True, capture_output=True,
                            timeout=180, input=json.dumps({

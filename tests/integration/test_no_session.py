@@ -403,7 +403,7 @@ def test_slurmjwt_userdir_leaves_another_owners_directory_alone(node: Node) -> N
 
 def test_a_stalled_client_holds_nobody_up(node: Node) -> None:
     """A client that connects and sends nothing gets its answer after at most
-    a second (the program drops it); meanwhile others are served."""
+    0.2 s (the program drops it); meanwhile others are served."""
     sock_path = node.helper.socket.parent / "userdir.sock"
     bob = node.users["bob"]
     with socket.socket(socket.AF_UNIX) as stalled:
