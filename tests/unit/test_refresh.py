@@ -237,3 +237,34 @@ def test_refresh_module_does_not_import_pyjwt_or_heavy_modules() -> None:
                          cwd="/")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_a_silent_helper_is_noted_once_and_a_due_cached_token_serves_meanwhile(
+        tmp_path: Path) -> None:
+    """A helper that takes the connection and never answers: the first
+    refresh waits HelperTimeout and notes it; the next ones within 30 s ask
+    nobody and, with --if-needed, take the cached token that is due but
+    still valid (as the wrappers do)."""
+    import socket
+
+    from pam_slurmjwt.errors import HelperSilent
+
+    (tmp_path / "key").mkdir()
+    (tmp_path / "key" / "id").write_text(f"{KID}\n")
+    cache = Cache(str(tmp_path / "c"), str(tmp_path / "key"))
+    cache.store(_entry(300))  # due (refresh 600 s before exp), valid for 300 s
+    cfg = parse_config(f"HelperSocket={tmp_path}/helper.sock\nHelperTimeout=1\n"
+                       f"MungeSocket={tmp_path}/none\n", "/c")
+    with socket.socket(socket.AF_UNIX) as hung:
+        hung.bind(str(tmp_path / "helper.sock"))
+        hung.listen(8)  # the kernel takes the connections; nobody answers
+        start = time.monotonic()
+        with pytest.raises(HelperSilent):
+            rf.refresh(_opts(), cfg, cache)  # a refresh wants a new one: none
+        assert time.monotonic() - start >= 1
+        assert cache.late_until(time.time()) > time.time()
+        start = time.monotonic()
+        entry = rf.refresh(_opts("--if-needed"), cfg, cache)
+        assert entry.token == OLD and time.monotonic() - start < 1
+        with pytest.raises(HelperUnreachable, match="not asked again for"):
+            rf.refresh(_opts(), cfg, cache)
