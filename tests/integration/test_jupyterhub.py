@@ -107,8 +107,11 @@ def hub_world(installed: Installed, cluster_factory: Callable[..., Cluster],
                         "'batch_cancel_cmd'):\n    setattr(c.SlurmSpawner, name, getattr("
                         f"c.SlurmSpawner, name).replace('/usr/lib/slurmjwt/bin', "
                         f"{str(installed.wrappers)!r}))\n")
-            # What /etc/slurm holds on a real login node.
+            # What /etc/slurm holds on a real login node, where the defaults
+            # need no variable: here the hub passes them on to the spawner's
+            # commands (as env_keep does for PATH).
             site = {"SLURM_CONF": str(cluster.slurm_conf), "SLURMJWT_CONF": str(helper.config)}
+            wrappers += "c.Spawner.env_keep.extend(['SLURM_CONF', 'SLURMJWT_CONF'])\n"
             with cache_base(), serve_userdir(installed, helper), running_hub(
                     env, work, ports, argv_prefix=in_namespace(binds, []), extra=wrappers,
                     environ={"PATH": f"{env.bin}:{CLIENT_PATH}", "LANG": "C.UTF-8",
