@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import stat
+from collections.abc import Mapping
 from typing import NamedTuple, Optional
 
 from pam_slurmjwt.config import read_pairs
@@ -163,7 +164,7 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-def sack_sockets(cluster_name: str, environ: "os._Environ[str] | dict[str, str]",
+def sack_sockets(cluster_name: str, environ: Mapping[str, str],
                  root: str = "") -> tuple[str, ...]:
     """Given slurm.conf's ClusterName, return the sockets where an auth/slurm
     client looks for sackd, in its order: SLURM_SACK_SOCKET alone when set
@@ -177,7 +178,7 @@ def sack_sockets(cluster_name: str, environ: "os._Environ[str] | dict[str, str]"
 
 
 def auth_sockets(munge_socket: Optional[str], slurm_conf: Optional[str],
-                 environ: "os._Environ[str] | dict[str, str]",
+                 environ: Mapping[str, str],
                  root: str = "") -> tuple[Optional[str], tuple[str, ...]]:
     """Given slurmjwt.conf's MungeSocket and SlurmConf (None: unset), return the
     AuthType of the slurm.conf Slurm's commands here read ($SLURM_CONF, else
@@ -200,7 +201,7 @@ def auth_sockets(munge_socket: Optional[str], slurm_conf: Optional[str],
     if munge == MUNGE_SOCKET and not munge_socket:
         munge = root + munge
     if conf is None:
-        return None, (munge,) + sack_sockets("", environ, root)
+        return None, (munge, *sack_sockets("", environ, root))
     if conf.auth_type == "auth/munge":
         return conf.auth_type, (munge,)
     if conf.auth_type == "auth/slurm":
