@@ -364,10 +364,10 @@ int wrap_other_auth(const struct wrap_conf *c, const char *root, char *auth, siz
     int read;
 
     memset(&sa, 0, sizeof(sa));
-    if (c->slurm_conf[0] != '\0')
-        snprintf(conf, sizeof(conf), "%s", c->slurm_conf);
-    else if (env != NULL && env[0] != '\0')
+    if (env != NULL && env[0] != '\0')   /* what the command about to run reads */
         snprintf(conf, sizeof(conf), "%s", env);
+    else if (c->slurm_conf[0] != '\0')
+        snprintf(conf, sizeof(conf), "%s", c->slurm_conf);
     else {
         snprintf(conf, sizeof(conf), "%s/etc/slurm/slurm.conf", root);
         if (access(conf, F_OK) < 0)

@@ -16,7 +16,7 @@ struct wrap_conf {
     long long helper_timeout_ms;
     char slurm_bin_dir[PATH_MAX];
     char munge_socket[PATH_MAX];    /* "": slurm.conf's AuthInfo=socket=, else munged's default */
-    char slurm_conf[PATH_MAX];      /* "": $SLURM_CONF, else Slurm's default places */
+    char slurm_conf[PATH_MAX];      /* "": Slurm's default places; $SLURM_CONF goes first */
     long long min_uid;
     enum wrap_export export_mode;
 };
@@ -44,7 +44,7 @@ int wrap_conf_load(struct wrap_conf *c, const char *path, char *why, size_t whyl
 /*
  * The Export=auto rule of pam_slurmjwt/slurmconf.py (auth_sockets, other_auth):
  * does Slurm have another way in than JWT here? Read the slurm.conf Slurm's
- * commands read (SlurmConf, else $SLURM_CONF, else /etc/slurm/slurm.conf, else
+ * commands read ($SLURM_CONF, else SlurmConf, else /etc/slurm/slurm.conf, else
  * the configless /run/slurm/conf/slurm.conf), following Include lines; for
  * AuthType=auth/munge look at munged's socket (MungeSocket, else AuthInfo's
  * socket=, else /run/munge/munge.socket.2), for auth/slurm at sackd's

@@ -144,6 +144,7 @@ def test_export_auto_on_auth_slurm_follows_sackd_not_munge(tmp_path: Path,
     munge, sack = tmp_path / "munge.sock", tmp_path / "sack.socket"
     (tmp_path / "slurm.conf").write_text("AuthType=auth/slurm\nAuthAltTypes=auth/jwt\n")
     monkeypatch.setenv("SLURM_SACK_SOCKET", str(sack))
+    monkeypatch.delenv("SLURM_CONF", raising=False)
     cfg = parse_config(f"SlurmConf={tmp_path}/slurm.conf\nMungeSocket={munge}\n", "/c")
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(munge))

@@ -71,6 +71,7 @@ def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bo
     # The socket is munged's under auth/munge, sackd's under auth/slurm.
     sock_path = tmp_path / "munge.sock"
     monkeypatch.setenv("SLURM_SACK_SOCKET", str(sock_path))
+    monkeypatch.delenv("SLURM_CONF", raising=False)
     slurm = "AuthType=auth/slurm" if conf.startswith("AuthType") else "AuthType=auth/munge"
     (tmp_path / "slurm.conf").write_text(slurm + "\n")
     sock = socket.socket(socket.AF_UNIX)

@@ -121,12 +121,13 @@ def test_other_auth_follows_authtype_and_its_sockets(tmp_path: Path, conf: str |
                                else conf.split("\n")[0].split("=")[1])
 
 
-def test_other_auth_takes_slurm_conf_from_slurmjwt_conf_then_environment(tmp_path: Path) -> None:
+def test_other_auth_takes_slurm_conf_from_the_environment_then_slurmjwt_conf(
+        tmp_path: Path) -> None:
     (tmp_path / "a.conf").write_text("AuthType=auth/slurm\n")
     (tmp_path / "b.conf").write_text("AuthType=auth/munge\n")
-    env = {"SLURM_CONF": str(tmp_path / "b.conf")}
-    assert auth_sockets(None, str(tmp_path / "a.conf"), env, str(tmp_path))[0] == "auth/slurm"
-    assert auth_sockets(None, None, env, str(tmp_path))[0] == "auth/munge"
+    env = {"SLURM_CONF": str(tmp_path / "b.conf")}  # what the command reads
+    assert auth_sockets(None, str(tmp_path / "a.conf"), env, str(tmp_path))[0] == "auth/munge"
+    assert auth_sockets(None, str(tmp_path / "a.conf"), {}, str(tmp_path))[0] == "auth/slurm"
 
 
 def test_other_auth_reads_the_configless_copy_when_etc_has_none(tmp_path: Path) -> None:
