@@ -184,10 +184,11 @@ def auth_sockets(munge_socket: Optional[str], slurm_conf: Optional[str],
     AuthType of the slurm.conf Slurm's commands here read ($SLURM_CONF, else
     SlurmConf, else /etc/slurm/slurm.conf, else the configless copy in
     /run/slurm/conf; None when none can be read) and the sockets through
-    which that type works without JWT, in the order the commands try them: auth/munge munged's (MungeSocket,
-    else AuthInfo's socket=, else the default), auth/slurm sack_sockets(), any
-    other type none. Without a slurm.conf, munged's and sackd's sockets all
-    count. `root` prefixes the fixed default paths, for tests."""
+    which that type works without JWT, in the order the commands try them:
+    auth/munge munged's (MungeSocket, else AuthInfo's socket=, else the
+    default), auth/slurm sack_sockets(), any other type none. Without a
+    slurm.conf, munged's and sackd's sockets all count. `root` prefixes the
+    fixed default paths, for tests."""
     # $SLURM_CONF first: it is what the command about to run reads.
     path = environ.get("SLURM_CONF") or slurm_conf
     if not path:
