@@ -12,6 +12,10 @@ import stat
 
 from pam_slurmjwt.errors import ConfigError
 
+TYPE_CHECKING = False  # typing itself is not imported at run time (above)
+if TYPE_CHECKING:
+    from pam_slurmjwt.slurmconf import OtherAuth
+
 # No dataclasses or typing at run time: slurmjwt-refresh imports this module
 # on every refresh, and each of those imports costs more than our own work.
 
@@ -80,8 +84,10 @@ OPTIONS: tuple[Option, ...] = (
            "use_jwt_client_ids: slurmctld then needs no user lookup of its own. Backend=key "
            "only."),
     Option("Export", "choice", "auto",
-           "Put SLURM_JWT in the environment: always, never, or auto (only when this "
-           "host has no munge socket, i.e. JWT is the only way to reach Slurm).",
+           "Put SLURM_JWT in the environment: always, never, or auto (only where Slurm's "
+           "commands have no other way in: slurm.conf's AuthType is auth/munge and "
+           "MungeSocket is not a socket, or auth/slurm and no sackd socket is there; "
+           "docs/internals.md, \"Export\").",
            choices=("auto", "always", "never")),
     Option("HelperSocket", "path", "/run/slurmjwt/helper.sock",
            "Unix socket of slurmjwt-helper that anyone may use (mode 0666). Its key id is "
@@ -128,8 +134,10 @@ OPTIONS: tuple[Option, ...] = (
            "How long the helper waits for the name service (sssd, LDAP) to look up a user "
            "or their groups, 1 to 60; a slower lookup is refused as `internal` (try again).",
            minimum=1, maximum=60),
-    Option("MungeSocket", "path", "/run/munge/munge.socket.2",
-           "munged's socket; with Export=auto its presence means munge works here."),
+    Option("MungeSocket", "path", None,
+           "munged's socket; with Export=auto and AuthType=auth/munge its presence means "
+           "munge works here.",
+           default_text="slurm.conf's AuthInfo=socket=, else /run/munge/munge.socket.2"),
     Option("Scontrol", "path", "/usr/bin/scontrol", "scontrol used by Backend=scontrol."),
     Option("SlurmBinDir", "path", "/usr/bin",
            "Where Slurm's client commands are: the wrappers in /usr/lib/slurmjwt/bin run "
@@ -185,7 +193,7 @@ class Config:
     allow_groups: tuple[str, ...]
     deny_groups: tuple[str, ...]
     lookup_timeout: int
-    munge_socket: str
+    munge_socket: str | None
     scontrol: str
     slurm_bin_dir: str
     metrics_listen: str | None
@@ -201,6 +209,9 @@ class Config:
             self.max_lifespan = 2 * self.lifespan
         self.path = path
         self.warnings = warnings
+        # slurm.conf's part of the Export=auto rule, read once per Config
+        # (the helper reads its Config again at each reload).
+        self.auth_sockets: tuple[str | None, tuple[str, ...]] | None = None
 
     def slurm_conf_path(self) -> str:
         return self.slurm_conf or os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf"
@@ -353,14 +364,23 @@ def refresh_at(cfg: Config, iat: int, exp: int) -> int:
     return exp - min(cfg.refresh_margin, max(exp - iat, 0) // 2)
 
 
+def other_auth(cfg: Config) -> OtherAuth:
+    """Given the configuration, return how Slurm's commands on this host
+    authenticate without JWT (slurmconf.other_auth): slurm.conf is read once
+    per Config, the sockets are looked at on every call."""
+    # Imported here: slurmconf reads slurm.conf with this module's parser.
+    from pam_slurmjwt import slurmconf
+
+    if cfg.auth_sockets is None:
+        cfg.auth_sockets = slurmconf.auth_sockets(cfg.munge_socket, cfg.slurm_conf, os.environ)
+    return slurmconf.other_auth(*cfg.auth_sockets)
+
+
 def export_wanted(cfg: Config) -> bool:
     """Return the Export policy's answer for this host: always, never, or
-    (auto) only when munged's socket is absent, i.e. JWT is the only way in."""
+    (auto) only where Slurm's commands have no other way in than JWT."""
     if cfg.export == "always":
         return True
     if cfg.export == "never":
         return False
-    try:
-        return not stat.S_ISSOCK(os.stat(cfg.munge_socket).st_mode)
-    except OSError:
-        return True
+    return not other_auth(cfg).works

@@ -15,7 +15,8 @@ struct wrap_conf {
     char helper_socket[108];        /* sun_path's size */
     long long helper_timeout_ms;
     char slurm_bin_dir[PATH_MAX];
-    char munge_socket[PATH_MAX];
+    char munge_socket[PATH_MAX];    /* "": slurm.conf's AuthInfo=socket=, else munged's default */
+    char slurm_conf[PATH_MAX];      /* "": Slurm's default places; $SLURM_CONF goes first */
     long long min_uid;
     enum wrap_export export_mode;
 };
@@ -39,5 +40,21 @@ int wrap_conf_parse(struct wrap_conf *c, char *text, const char *file, char *why
  * *c then holds the defaults.
  */
 int wrap_conf_load(struct wrap_conf *c, const char *path, char *why, size_t whylen);
+
+/*
+ * The Export=auto rule of pam_slurmjwt/slurmconf.py (auth_sockets, other_auth):
+ * does Slurm have another way in than JWT here? Read the slurm.conf Slurm's
+ * commands read ($SLURM_CONF, else SlurmConf, else /etc/slurm/slurm.conf, else
+ * the configless /run/slurm/conf/slurm.conf), following Include lines; for
+ * AuthType=auth/munge look at munged's socket (MungeSocket, else AuthInfo's
+ * socket=, else /run/munge/munge.socket.2), for auth/slurm at sackd's
+ * ($SLURM_SACK_SOCKET alone when set, else /run/slurm-CLUSTER/sack.socket,
+ * /run/slurm, /run/slurmctld, /run/slurmdbd's sack.socket), for any other
+ * type at none; with no readable slurm.conf, at munged's and sackd's alike.
+ * Return 1 with the socket found in found (and AuthType in auth, "" when no
+ * slurm.conf was read), or 0. root prefixes the fixed paths, for tests ("").
+ */
+int wrap_other_auth(const struct wrap_conf *c, const char *root, char *auth, size_t authlen,
+                    char *found, size_t foundlen);
 
 #endif /* SLURMJWT_WRAP_CONF_H */

@@ -72,17 +72,14 @@ static int disabled(void)
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
-static int is_socket(const char *path)
-{
-    struct stat st;
-
-    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
 /*
- * The commands that reach slurmd, which never takes a JWT (26.05's srun
- * refuses to start with one): they lose SLURM_JWT wherever another way in
- * works.
+ * The commands that reach slurmd or slurmstepd, which never take a JWT (26.05's
+ * srun refuses to start with one): srun launches steps, sattach and sbcast talk
+ * to the job's nodes, sstat asks their slurmd for a step's usage (Slurm 22.05 to
+ * 26.05; salloc, sbatch and the rest talk to slurmctld or slurmdbd only). They
+ * lose SLURM_JWT wherever another way in works. Not here: scontrol, whose
+ * listpids, listjobs, liststeps and show slurmd ask the local slurmd on a compute
+ * node, and everything else it does asks slurmctld.
  */
 static const char *const TO_SLURMD[] = { "srun", "sattach", "sbcast", "sstat" };
 
@@ -97,12 +94,20 @@ static int reaches_slurmd(const char *name)
 }
 
 /*
- * True when Slurm has another authentication than JWT here: today munge's
- * socket (the one place to add sackd's).
+ * True when Slurm has another authentication than JWT here: munged's socket
+ * under AuthType=auth/munge, sackd's under auth/slurm (wrap_other_auth, the
+ * rule of config.py's export_wanted). Asked only where it matters: the commands
+ * that reach slurmd, and a command left without a live token.
  */
 static int other_auth_works(const struct wrap_conf *c)
 {
-    return is_socket(c->munge_socket);
+    char auth[64], found[PATH_MAX];
+
+    if (!wrap_other_auth(c, "", auth, sizeof(auth), found, sizeof(found)))
+        return 0;
+    debug("another way in than JWT works here: %s through %s", auth[0] ? auth : "slurm.conf "
+          "unreadable, a socket", found);
+    return 1;
 }
 
 /* The last component of argv[0], if it is a plain command name. */
@@ -389,7 +394,7 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
         debug("SLURM_JWT set (exp %lld, kid %s)", e.exp, e.kid);
         setenv("SLURM_JWT", e.token, 1);
     } else if (usable) {
-        debug("SLURM_JWT removed: the export policy says munge works here");
+        debug("SLURM_JWT removed: the export policy says another way in works here");
         unsetenv("SLURM_JWT");
     } else if ((inherited = getenv("SLURM_JWT")) != NULL
                && !(export_wanted(c) && inherited_is_good(inherited, kid, now))) {
@@ -438,7 +443,8 @@ int main(int argc, char **argv)
     if (find_real(&c, name, real, sizeof(real)) < 0)
         return 127;
     if (reaches_slurmd(name) && other_auth_works(&c)) {
-        debug("SLURM_JWT removed for %s: it reaches slurmd, and munge works here", name);
+        debug("SLURM_JWT removed for %s: it reaches slurmd, and another way in works here",
+              name);
         unsetenv("SLURM_JWT");
     } else if (disabled())
         debug("SLURMJWT_DISABLE is set: environment untouched");

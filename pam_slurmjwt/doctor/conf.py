@@ -3,10 +3,9 @@ auth/jwt), and what Export= means on this host."""
 
 from __future__ import annotations
 
-from pam_slurmjwt.config import export_wanted, load_config
+from pam_slurmjwt.config import export_wanted, load_config, other_auth
 from pam_slurmjwt.doctor.check import Check, advice
 from pam_slurmjwt.doctor.context import Context
-from pam_slurmjwt.doctor.host import is_socket
 from pam_slurmjwt.doctor.registry import check
 from pam_slurmjwt.slurmconf import parse_slurm_conf
 
@@ -39,16 +38,31 @@ class ConfChecks(Context):
 
     @check(34)
     def export(self) -> Check:
+        """What Export= decides here, and from which authentication (config.other_auth)."""
         assert self.cfg is not None
         wanted = export_wanted(self.cfg)
-        munge = is_socket(self.cfg.munge_socket)
-        why = {("auto", True): "no munge socket here: JWT is the only way in, so sessions get "
-                               "SLURM_JWT",
-               ("auto", False): f"munge works here ({self.cfg.munge_socket}): SLURM_JWT is "
-                                "not exported, Slurm commands use munge; `slurmjwt token` still "
-                                "serves REST clients"}.get((self.cfg.export, wanted))
-        if why is None:
+        found = other_auth(self.cfg)
+        # Without a slurm.conf, the first socket tried is munged's.
+        munge = found.auth == "auth/munge" or (found.auth is None and found.tried
+                                                and found.socket == found.tried[0])
+        daemon = "munge" if munge else "sackd"
+        if found.works:
+            way = f"{daemon} works here ({found.socket})"
+        elif found.auth == "auth/munge":
+            way = "no munge socket here"
+        elif found.auth == "auth/slurm":
+            way = f"AuthType=auth/slurm but no sackd socket here ({', '.join(found.tried)})"
+        elif found.auth:
+            way = f"AuthType={found.auth}"
+        else:
+            way = "no slurm.conf, and no munge or sackd socket here"
+        if self.cfg.export == "auto" and wanted:
+            why = f"{way}: JWT is the only way in, so sessions get SLURM_JWT"
+        elif self.cfg.export == "auto":
+            why = (f"{way}: SLURM_JWT is not exported, Slurm commands use {daemon}; "
+                   "`slurmjwt token` still serves REST clients")
+        else:
             why = f"Export={self.cfg.export}: SLURM_JWT is {'' if wanted else 'not '}exported"
-            if wanted and munge:
-                why += " although munge works here; srun needs the TaskProlog"
+            if wanted and found.works:
+                why += f" although {way}; srun needs the TaskProlog"
         return Check("OK", "export", why)

@@ -135,3 +135,25 @@ def test_export_auto_follows_the_munge_socket(tmp_path: Path) -> None:
         assert export_wanted(cfg) is False
     assert export_wanted(parse_config(f"MungeSocket={path}\nExport=always\n", "/c")) is True
     assert export_wanted(parse_config("Export=never\n", "/c")) is False
+
+
+def test_export_auto_on_auth_slurm_follows_sackd_not_munge(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    munge, sack = tmp_path / "munge.sock", tmp_path / "sack.socket"
+    (tmp_path / "slurm.conf").write_text("AuthType=auth/slurm\nAuthAltTypes=auth/jwt\n")
+    monkeypatch.setenv("SLURM_SACK_SOCKET", str(sack))
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    cfg = parse_config(f"SlurmConf={tmp_path}/slurm.conf\nMungeSocket={munge}\n", "/c")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(munge))
+        assert export_wanted(cfg) is True  # munged is there, but Slurm uses auth/slurm
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sack))
+        assert export_wanted(cfg) is False  # sackd is the way in: no SLURM_JWT
+        # slurm.conf is read once per Config; the sockets are looked at each time.
+        (tmp_path / "slurm.conf").write_text("AuthType=auth/munge\n")
+        assert export_wanted(cfg) is False
+    sack.unlink()  # sackd gone
+    assert export_wanted(cfg) is True

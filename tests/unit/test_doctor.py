@@ -61,18 +61,26 @@ def test_missing_hook_and_commented_hook_fail(tmp_path: Path) -> None:
     ("Export=auto", True, "munge works here"),
     ("Export=never", False, "Export=never: SLURM_JWT is not exported"),
     ("Export=always", True, "exported although munge works here"),
+    ("AuthType=auth/slurm", False, "AuthType=auth/slurm but no sackd socket here ("),
+    ("AuthType=auth/slurm", True, "sackd works here ("),
 ])
 def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bool,
-                                            expect: str) -> None:
+                                            expect: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
+    # The socket is munged's under auth/munge, sackd's under auth/slurm.
     sock_path = tmp_path / "munge.sock"
+    monkeypatch.setenv("SLURM_SACK_SOCKET", str(sock_path))
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    slurm = "AuthType=auth/slurm" if conf.startswith("AuthType") else "AuthType=auth/munge"
+    (tmp_path / "slurm.conf").write_text(slurm + "\n")
     sock = socket.socket(socket.AF_UNIX)
     if munge:
         sock.bind(str(sock_path))
     try:
         doctor = Doctor(None, None)
-        doctor.cfg = parse_config(f"{conf}\nMungeSocket={sock_path}\n", "/c")
+        doctor.cfg = parse_config(f"{'' if slurm == conf else conf}\nMungeSocket={sock_path}\n"
+                                  f"SlurmConf={tmp_path}/slurm.conf\n", "/c")
         assert expect in doctor.export().message
     finally:
         sock.close()
