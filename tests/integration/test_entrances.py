@@ -216,7 +216,8 @@ def test_roots_own_sudo_and_su_are_unchanged_quiet_and_do_not_wait_for_the_helpe
     # and get the same environment; alice, asked for, waits the timeout.
     hang = entrance.work / "hang"
     hang.mkdir()
-    lines = [f"session optional {installed.pam_module} socket={hang}/root.sock timeout=2000"]
+    lines = [f"session optional {installed.pam_module} socket={hang}/root.sock timeout=2000 "
+             "noninteractive"]
     hung = private_pam_d(hang / "pam.d", {s: lines for s in ("sudo", "sudo-i", "su")})
     with HangingHelper(hang / "root.sock") as helper:
         syslog.take()

@@ -49,7 +49,7 @@ def make(target: str) -> subprocess.CompletedProcess[str]:
 def test_deb_holds_every_piece_and_depends_on_debians_pyjwt() -> None:
     out = make("deb")
     assert out.returncode == 0, out.stderr
-    (deb,) = glob.glob(str(REPO / "build" / "pam-slurmjwt_*.deb"))
+    (deb,) = glob.glob(str(REPO / "build" / f"pam-slurmjwt_{VERSION}_*.deb"))
     assert Path(deb).name == f"pam-slurmjwt_{VERSION}_{ARCH}.deb"
     listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout
     files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
