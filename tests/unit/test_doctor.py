@@ -522,7 +522,7 @@ def test_user_timer_enabled_globally(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def _accounting_doctor(tmp_path: Path, conf: str, sacctmgr: str,
-                       token: str | None = "a.b.c") -> Doctor:
+                       token: str | None) -> Doctor:
     """A doctor whose slurm.conf is `conf`, whose sacctmgr is the shell
     `sacctmgr` (beside Scontrol), and to whom slurmctld accepted `token`."""
     bindir = tmp_path / "bin"
@@ -546,7 +546,7 @@ HS256 = "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
 
 def test_slurmdbd_check_is_absent_without_slurmdbd(tmp_path: Path) -> None:
     doctor = _accounting_doctor(tmp_path, "AccountingStorageType=accounting_storage/none\n",
-                                "exit 1")
+                                "exit 1", HS256)
     assert doctor.slurmdbd_accepts() is None
 
 
@@ -582,7 +582,7 @@ def test_slurmdbd_that_refuses_the_token_is_named_with_the_fix(tmp_path: Path) -
 def test_slurmdbd_that_is_down_is_told_apart_from_one_that_refuses(tmp_path: Path) -> None:
     doctor = _accounting_doctor(
         tmp_path, DBD_CONF + "AccountingStoragePort=7000\n",
-        "echo 'sacctmgr: error: Sending PersistInit msg: Connection refused' >&2; exit 1")
+        "echo 'sacctmgr: error: Sending PersistInit msg: Connection refused' >&2; exit 1", HS256)
     check = doctor.slurmdbd_accepts()
     assert check is not None and check.status == "FAIL"
     assert check.message.startswith("sacctmgr cannot reach slurmdbd at dbd.example:7000")
