@@ -1,8 +1,10 @@
 """Reading the few slurm.conf settings this project depends on: SlurmUser,
 AuthType, AuthInfo, AuthAltTypes, AuthAltParameters (jwt_key=, jwks=, ...),
-StateSaveLocation, TaskProlog, CliFilterPlugins and ClusterName, following Include
-lines as slurmctld does; and from them whether Slurm's commands here have
-another way in than JWT (munged's or sackd's socket).
+StateSaveLocation, TaskProlog, CliFilterPlugins, ClusterName and where
+accounting goes (AccountingStorageType, AccountingStorageHost,
+AccountingStoragePort), following Include lines as slurmctld does; and from
+them whether Slurm's commands here have another way in than JWT (munged's or
+sackd's socket).
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class SlurmConf(NamedTuple):
     state_save_location: str = "/var/spool"
     task_prolog: Optional[str] = None
     cli_filter_plugins: tuple[str, ...] = ()
+    accounting_storage_type: str = "accounting_storage/none"
+    accounting_storage_host: Optional[str] = None
+    accounting_storage_port: Optional[str] = None
 
     def alt_parameter(self, name: str) -> Optional[str]:
         for key, value in self.auth_alt_parameters:
@@ -58,6 +63,12 @@ class SlurmConf(NamedTuple):
     def has_alt_parameter(self, name: str) -> bool:
         """True when AuthAltParameters names `name`, with or without a value."""
         return any(key == name for key, _value in self.auth_alt_parameters)
+
+    @property
+    def slurmdbd(self) -> bool:
+        """True when accounting goes through slurmdbd (sacct, sacctmgr, sreport
+        and the job records reach it, and it must take tokens too)."""
+        return self.accounting_storage_type == "accounting_storage/slurmdbd"
 
     @property
     def jwt_enabled(self) -> bool:
@@ -136,6 +147,11 @@ def parse_slurm_conf(path: str) -> SlurmConf:
         kwargs["cluster_name"] = settings["clustername"]
     if settings.get("taskprolog"):
         kwargs["task_prolog"] = settings["taskprolog"]
+    if settings.get("accountingstoragetype"):
+        kwargs["accounting_storage_type"] = settings["accountingstoragetype"].lower()
+    for key in ("host", "port"):
+        if settings.get(f"accountingstorage{key}"):
+            kwargs[f"accounting_storage_{key}"] = settings[f"accountingstorage{key}"]
     plugins = tuple(p.strip().lower() for p in settings.get("clifilterplugins", "").split(",")
                     if p.strip())
     return SlurmConf(path=path, auth_alt_types=alt_types, auth_alt_parameters=tuple(params),

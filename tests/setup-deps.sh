@@ -17,6 +17,7 @@ python3-prometheus-client
 rpmlint selinux-policy-dev checkpolicy semodule-utils debootstrap
 build-essential debhelper dpkg-dev lintian
 cron sudo nginx-light fcgiwrap
+slurmdbd slurm-wlm-mysql-plugin mariadb-server
 "
 POLICY=/usr/sbin/policy-rc.d
 

@@ -3,7 +3,7 @@ link, OK or what is wrong and the exact fix. Root gets every check; a user
 gets those that concern them. Nothing here prints or logs a token.
 
 The checks live in one module per concern (conf, names, keys, units, slurm,
-pam, shells), each registered in order (registry.py); the renderers
+accounting, pam, shells), each registered in order (registry.py); the renderers
 (render.py) print what they found."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pam_slurmjwt.doctor import registry, render
+from pam_slurmjwt.doctor.accounting import AccountingChecks
 from pam_slurmjwt.doctor.check import Check
 from pam_slurmjwt.doctor.conf import ConfChecks
 from pam_slurmjwt.doctor.host import slurm_version as _slurm_version
@@ -28,8 +29,8 @@ from pam_slurmjwt.errors import SlurmJwtError
 __all__ = ["Check", "Doctor", "reload_jwks", "run_doctor"]
 
 
-class Doctor(ConfChecks, NameChecks, KeyChecks, UnitChecks, SlurmChecks, PamChecks,
-             ShellChecks):
+class Doctor(ConfChecks, NameChecks, KeyChecks, UnitChecks, SlurmChecks, AccountingChecks,
+             PamChecks, ShellChecks):
     """Runs the registered checks in order; later ones use what earlier ones found."""
 
     def __init__(self, config_path: str | None, user: str | None, **options: Any) -> None:

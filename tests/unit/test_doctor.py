@@ -527,3 +527,89 @@ def test_user_timer_enabled_globally(tmp_path: Path, monkeypatch: pytest.MonkeyP
             "slurmjwt-refresh.timer is disabled for users: tokens in long sessions and tmux stay "
             "fresh only while a shell prompts; run systemctl --global enable "
             "slurmjwt-refresh.timer")
+
+
+def _accounting_doctor(tmp_path: Path, conf: str, sacctmgr: str,
+                       token: str | None) -> Doctor:
+    """A doctor whose slurm.conf is `conf`, whose sacctmgr is the shell
+    `sacctmgr` (beside Scontrol), and to whom slurmctld accepted `token`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sacctmgr").write_text(f"#!/bin/sh\n{sacctmgr}\n")
+    (bindir / "sacctmgr").chmod(0o755)
+    (tmp_path / "slurm.conf").write_text(conf)
+    doctor = Doctor(None, "alice")
+    doctor.cfg = parse_config(f"Scontrol={bindir}/scontrol\n", "/c")
+    doctor.slurm = parse_slurm_conf(str(tmp_path / "slurm.conf"))
+    doctor.token = token
+    return doctor
+
+
+DBD_CONF = ("AuthAltTypes=auth/jwt\nAuthAltParameters=jwt_key=/etc/slurm/jwt.key\n"
+            "AccountingStorageType=accounting_storage/slurmdbd\n"
+            "AccountingStorageHost=dbd.example\n")
+# A token's shape only: the doctor reads its header (alg), never checks it.
+HS256 = "eyJhbGciOiJIUzI1NiJ9.e30.c2ln"
+
+
+def test_slurmdbd_check_is_absent_without_slurmdbd(tmp_path: Path) -> None:
+    doctor = _accounting_doctor(tmp_path, "AccountingStorageType=accounting_storage/none\n",
+                                "exit 1", HS256)
+    assert doctor.slurmdbd_accepts() is None
+
+
+def test_slurmdbd_that_takes_the_token_passes_and_says_it_reads_keys_at_start(
+        tmp_path: Path) -> None:
+    # The token reaches sacctmgr in its environment, never on its command line.
+    doctor = _accounting_doctor(tmp_path, DBD_CONF, '[ -n "$SLURM_JWT" ] && [ "$#" -eq 5 ]',
+                                token=HS256)
+    check = doctor.slurmdbd_accepts()
+    assert check is not None
+    assert (check.status, check.message) == (
+        "OK", "a token for alice from the helper works with sacctmgr: slurmdbd "
+        "(dbd.example:6819) takes this node's tokens (it reads its key only at start: "
+        "restart it after every change of key)")
+
+
+def test_slurmdbd_that_refuses_the_token_is_named_with_the_fix(tmp_path: Path) -> None:
+    doctor = _accounting_doctor(
+        tmp_path, DBD_CONF, "echo 'sacctmgr: error: Problem talking to the database: "
+        "Protocol authentication error' >&2; exit 1", token=HS256)
+    check = doctor.slurmdbd_accepts()
+    assert check is not None and check.status == "FAIL"
+    assert check.message == (
+        "sacctmgr with a fresh helper token for alice failed (sacctmgr: error: Problem talking "
+        "to the database: Protocol authentication error), while slurmctld accepts that token: "
+        "slurmdbd (dbd.example:6819) refuses this node's tokens: in slurmdbd.conf on the "
+        "slurmdbd host set AuthAltTypes=auth/jwt and AuthAltParameters=jwt_key=/etc/slurm/"
+        "jwt.key (the same key, byte for byte), then restart slurmdbd (it reads its key only "
+        "at start)")
+    assert check.fix.startswith("in slurmdbd.conf on the slurmdbd host")
+
+
+def test_slurmdbd_that_is_down_is_told_apart_from_one_that_refuses(tmp_path: Path) -> None:
+    doctor = _accounting_doctor(
+        tmp_path, DBD_CONF + "AccountingStoragePort=7000\n",
+        "echo 'sacctmgr: error: Sending PersistInit msg: Connection refused' >&2; exit 1", HS256)
+    check = doctor.slurmdbd_accepts()
+    assert check is not None and check.status == "FAIL"
+    assert check.message.startswith("sacctmgr cannot reach slurmdbd at dbd.example:7000")
+    assert check.fix.startswith("start slurmdbd there")
+
+
+def test_slurmdbd_check_waits_for_a_token_slurmctld_accepts(tmp_path: Path) -> None:
+    doctor = _accounting_doctor(tmp_path, DBD_CONF, "exit 0", token=None)
+    check = doctor.slurmdbd_accepts()
+    assert check is not None
+    assert (check.status, check.message) == ("SKIP", "needs a token that slurmctld accepts")
+
+
+def test_slurmdbd_refusing_an_rs256_token_is_told_to_take_the_jwks(tmp_path: Path) -> None:
+    conf = DBD_CONF.replace("jwt_key=/etc/slurm/jwt.key", "jwks=/etc/slurm/jwks.json")
+    doctor = _accounting_doctor(tmp_path, conf, "echo 'refused' >&2; exit 1",
+                                token="eyJhbGciOiJSUzI1NiJ9.e30.c2ln")
+    doctor.kid = "node-kid"
+    check = doctor.slurmdbd_accepts()
+    assert check is not None and check.status == "FAIL"
+    assert ("AuthAltParameters=jwks=/etc/slurm/jwks.json (a JWKS with this node's key, kid "
+            "node-kid), then restart slurmdbd") in check.fix
