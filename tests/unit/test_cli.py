@@ -198,3 +198,33 @@ def test_a_cache_that_cannot_be_made_still_gives_the_token(
     assert cli.main(["token"]) == 0
     out, err = capsys.readouterr()
     assert (out.count("."), err) == (2, "")
+
+
+def test_a_hung_helper_leaves_a_due_but_valid_cached_token_in_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As the wrappers do: `slurmjwt token` waits HelperTimeout once, then
+    prints the cached token that is due but has not expired."""
+    import socket
+    import time
+
+    from pam_slurmjwt.cache import Cache, Entry
+    from pam_slurmjwt.signing import HS256Signer
+    from tests.unit.inprocess import KEY, KID, ME
+
+    (tmp_path / "key").mkdir()
+    (tmp_path / "key" / "id").write_text(f"{KID}\n")
+    cache = Cache(str(tmp_path / "c"), str(tmp_path / "key"))
+    token = HS256Signer(KEY, KID).sign(make_claims(ME, 1234))
+    exp = int(time.time()) + 300
+    cache.store(Entry(exp, exp - 600, True, KID, token))  # due, valid 300 s
+    conf = tmp_path / "slurmjwt.conf"
+    conf.write_text(f"HelperSocket={tmp_path}/helper.sock\nHelperTimeout=1\n"
+                    f"MungeSocket={tmp_path}/none\n")
+    monkeypatch.setenv("SLURMJWT_CONF", str(conf))
+    monkeypatch.setattr(cli.Cache, "for_user", lambda _sock: cache)
+    with socket.socket(socket.AF_UNIX) as hung:
+        hung.bind(str(tmp_path / "helper.sock"))
+        hung.listen(8)
+        assert cli.main(["token"]) == 0
+        assert capsys.readouterr() == (f"{token}\n", "")
