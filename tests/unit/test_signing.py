@@ -427,7 +427,9 @@ def test_a_small_key_in_a_jwks_is_refused(tmp_path: Path) -> None:
 
 def test_an_hs256_key_or_a_missing_file_has_no_public_half(tmp_path: Path) -> None:
     raw = tmp_path / "jwt_hs256.key"
-    raw.write_bytes(os.urandom(32))
+    # Not random from its first byte: one in 256 random keys starts with "{"
+    # and is read as a JWKS that fails otherwise.
+    raw.write_bytes(b"\x80" + os.urandom(31))
     with pytest.raises(KeyFileError) as err:
         public_keys_of(str(raw))
     assert str(err.value) == (f'cannot use "{raw}": not a PEM key or a JWKS (an HS256 key has '
