@@ -19,7 +19,14 @@ import stat
 import time
 
 from pam_slurmjwt.errors import CacheUnsafe
-from pam_slurmjwt.protocol import MAX_TOKEN, TOKEN_CHARS, Grant, is_kid, key_dir
+from pam_slurmjwt.protocol import (
+    MAX_TOKEN,
+    TOKEN_CHARS,
+    USERDIR_SOCKET,
+    Grant,
+    is_kid,
+    key_dir,
+)
 
 FORMAT = "slurmjwt2"
 END = "end"
@@ -34,7 +41,6 @@ BOOT_ID_CHARS = frozenset("0123456789abcdef-")
 MAX_FILE = 16384
 LATE_FILE = ".helper-late"  # the helper did not answer in time: not asked before this epoch
 LATE_BACKOFF = 30  # seconds (c/common/cache.h SJWT_LATE_BACKOFF)
-USERDIR_SOCKET = "userdir.sock"  # slurmjwt-userdir's, beside the helper's socket
 USERDIR_TIMEOUT = 2.0
 
 
@@ -567,7 +573,7 @@ def ask_userdir(key_dir: str) -> bool:
     from pam_slurmjwt.errors import HelperUnreachable
     from pam_slurmjwt.protocol import check_peer
 
-    path = os.path.join(os.path.dirname(key_dir), USERDIR_SOCKET)
+    path = os.path.join(os.path.dirname(key_dir), USERDIR_SOCKET)  # key/'s sibling
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(USERDIR_TIMEOUT)

@@ -209,6 +209,14 @@ def check_peer(sock: _socket.socket, path: str) -> None:
                             f"the helper's user; refusing its answer (check HelperSocket)")
 
 
+USERDIR_SOCKET = "userdir.sock"  # slurmjwt-userdir's (c/common/userdir.h)
+
+
+def userdir_socket(helper_socket: str) -> str:
+    """Given HelperSocket, return slurmjwt-userdir's socket beside it."""
+    return os.path.join(os.path.dirname(helper_socket), USERDIR_SOCKET)
+
+
 def key_dir(helper_socket: str) -> str:
     """Given HelperSocket, return the directory where the helper publishes
     the id of its key (docs/internals.md, "Key id"); its owner is the

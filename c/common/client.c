@@ -104,15 +104,20 @@ static int connect_helper(const char *path, long long deadline, char *why, size_
     return -1;
 }
 
-int sjwt_key_dir(char *buf, size_t size, const char *socket_path)
+int sjwt_beside(char *buf, size_t size, const char *socket_path, const char *name)
 {
     const char *slash = strrchr(socket_path, '/');
     int n;
 
     if (slash == NULL)
         return -1;
-    n = snprintf(buf, size, "%.*s/key", (int) (slash - socket_path), socket_path);
+    n = snprintf(buf, size, "%.*s/%s", (int) (slash - socket_path), socket_path, name);
     return n < 0 || (size_t) n >= size ? -1 : 0;
+}
+
+int sjwt_key_dir(char *buf, size_t size, const char *socket_path)
+{
+    return sjwt_beside(buf, size, socket_path, "key");
 }
 
 /*

@@ -24,6 +24,12 @@ long long sjwt_now_ms(void);
 int sjwt_poll_ms(long long deadline);
 
 /*
+ * Given the helper's socket path, put in buf the path of `name` in the same
+ * directory; 0, or -1 when it does not fit or the path has no directory.
+ */
+int sjwt_beside(char *buf, size_t size, const char *socket_path, const char *name);
+
+/*
  * Given the helper's socket path, put in buf the directory beside it where
  * the helper publishes its key id (docs/internals.md, "Key id"), whose
  * owner is the helper's user; 0, or -1 when it does not fit or the path

@@ -61,15 +61,10 @@ out:
 int sjwt_userdir_ask(const char *helper_socket, char *why, size_t whylen)
 {
     char path[4096], resp[SJWT_RESPONSE_MAX], err[400] = "";
-    const char *slash = strrchr(helper_socket, '/');
     ssize_t len;
-    int n, missing;
+    int missing;
 
-    if (slash == NULL)
-        return -1;
-    n = snprintf(path, sizeof(path), "%.*s/%s", (int) (slash - helper_socket), helper_socket,
-                 SJWT_USERDIR_SOCKET);
-    if (n < 0 || (size_t) n >= sizeof(path))
+    if (sjwt_beside(path, sizeof(path), helper_socket, SJWT_USERDIR_SOCKET) < 0)
         return -1;
     /* sjwt_ask takes the answer of root (or of ourselves) only. */
     len = sjwt_ask(path, sjwt_now_ms() + SJWT_USERDIR_TIMEOUT_MS, "mkdir\n", 6, resp, err,

@@ -52,7 +52,7 @@ class UnitChecks(Context):
     def userdir_unit(self) -> Check:
         """slurmjwt-userdir makes the /run caches of users with no session."""
         assert self.cfg is not None
-        path = os.path.join(os.path.dirname(self.cfg.helper_socket), "userdir.sock")
+        path = protocol.userdir_socket(self.cfg.helper_socket)
         enabled = self.systemctl("is-enabled", USERDIR_UNIT)
         active = self.systemctl("is-active", USERDIR_UNIT)
         listen = self.systemctl("show", "--property=Listen", "--value", USERDIR_UNIT)

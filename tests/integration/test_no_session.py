@@ -34,7 +34,7 @@ from tests.integration.fixtures.login import (
     jwt_only_copy,
     token_claims,
 )
-from tests.integration.fixtures.userdir import serve_userdir
+from tests.integration.fixtures.userdir import serve_userdir, userdir_socket
 from tests.integration.fixtures.users import TestUser
 
 # Short, so that a loop outlives several tokens within a test.
@@ -367,7 +367,7 @@ def ask(path: Path, uid: int, gid: int, send: bytes = b"mkdir\n") -> bytes:
 
 
 def test_slurmjwt_userdir_makes_the_callers_directory_only(node: Node) -> None:
-    sock = node.helper.socket.parent / "userdir.sock"
+    sock = userdir_socket(node.helper)
     alice, bob = node.users["alice"], node.users["bob"]
     node.forget("alice")
     node.forget("bob")
@@ -391,7 +391,7 @@ def test_slurmjwt_userdir_leaves_another_owners_directory_alone(node: Node) -> N
     node.forget("alice")
     node.cache("alice").mkdir(mode=0o700)
     os.chown(node.cache("alice"), bob.uid, bob.gid)
-    assert ask(node.helper.socket.parent / "userdir.sock", alice.uid, alice.gid) == b"ok\n"
+    assert ask(userdir_socket(node.helper), alice.uid, alice.gid) == b"ok\n"
     assert node.cache("alice").stat().st_uid == bob.uid
     r = node.run(["slurmjwt", "token"])
     assert r.returncode == 6 and f"is owned by uid {bob.uid}, not by you" in r.stderr, r
@@ -404,7 +404,7 @@ def test_slurmjwt_userdir_leaves_another_owners_directory_alone(node: Node) -> N
 def test_a_stalled_client_holds_nobody_up(node: Node) -> None:
     """A client that connects and sends nothing gets its answer after at most
     0.2 s (the program drops it); meanwhile others are served."""
-    sock_path = node.helper.socket.parent / "userdir.sock"
+    sock_path = userdir_socket(node.helper)
     bob = node.users["bob"]
     with socket.socket(socket.AF_UNIX) as stalled:
         stalled.connect(str(sock_path))
