@@ -14,7 +14,7 @@ import time
 
 from pam_slurmjwt import __version__, protocol
 from pam_slurmjwt.cache import Cache, Entry, read_key_id
-from pam_slurmjwt.config import DEFAULT_PATH, load_config
+from pam_slurmjwt.config import DEFAULT_PATH, Config, load_config
 from pam_slurmjwt.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -60,7 +60,8 @@ def _left(exp: int) -> str:
     return f"{_duration(left)} left" if left > 0 else f"EXPIRED {_duration(left)} ago"
 
 
-def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
+def fresh_entry(config: str | None, lifespan: int | None = None,
+                cfg: Config | None = None) -> Entry:
     """Return a valid token: the cached one unless it is due, else the
     helper's, cached where the cache can take it. Outside a session (cron,
     sudo, a service) the cache is the /run fallback; where even that cannot
@@ -70,7 +71,7 @@ def fresh_entry(config: str | None, lifespan: int | None = None) -> Entry:
     opts.if_needed = lifespan is None
     opts.lifespan = lifespan
     opts.config = config
-    cfg = load_config(config)
+    cfg = cfg or load_config(config)
     cache = Cache.for_user(cfg.helper_socket)
     try:
         return refresh(opts, cfg, cache)
@@ -310,7 +311,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
         raise UsageError("exec needs a command: slurmjwt exec -- COMMAND [ARGS...]")
     cfg = load_config(args.config)
     # Where munge (or sackd) works, no token is wanted: none is asked for.
-    entry = fresh_entry(args.config, args.lifespan) if export_wanted(cfg) else None
+    entry = fresh_entry(args.config, args.lifespan, cfg) if export_wanted(cfg) else None
     env = exec_environment(dict(os.environ), entry, args.config, WRAPPER_DIR)
     try:
         os.execvpe(command[0], command, env)

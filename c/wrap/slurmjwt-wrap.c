@@ -396,14 +396,19 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     } else if (usable) {
         debug("SLURM_JWT removed: the export policy says another way in works here");
         unsetenv("SLURM_JWT");
-    } else if ((inherited = getenv("SLURM_JWT")) != NULL
-               && !(export_wanted(c) && inherited_is_good(inherited, kid, now))) {
-        debug("SLURM_JWT removed: no live token, and the inherited one is not good");
-        unsetenv("SLURM_JWT");
+    } else {
+        /* Asked once: it may read slurm.conf and look for sockets. */
+        int wanted = export_wanted(c);
+
+        if ((inherited = getenv("SLURM_JWT")) != NULL
+            && !(wanted && inherited_is_good(inherited, kid, now))) {
+            debug("SLURM_JWT removed: no live token, and the inherited one is not good");
+            unsetenv("SLURM_JWT");
+        }
+        /* Where a token is the way in, a command about to fail says why. */
+        if (getenv("SLURM_JWT") == NULL && wanted)
+            complain("no Slurm token for this command: %s", why);
     }
-    /* Where a token is the way in, a command about to fail says why. */
-    if (!usable && getenv("SLURM_JWT") == NULL && export_wanted(c))
-        complain("no Slurm token for this command: %s", why);
     explicit_bzero(&e, sizeof(e));
 }
 
