@@ -1,6 +1,7 @@
 #!/bin/sh
-# Demo controller: sssd (users from the directory), munged, slurmd, slurmrestd
-# in the background, slurmctld in the foreground. The JWT key was put at
+# Demo controller: sssd (users from the directory), munged, MariaDB and
+# slurmdbd (demo-accounting), slurmd, slurmrestd in the background, slurmctld
+# in the foreground. The JWT key was put at
 # /etc/slurm/jwt_hs256.key before start.
 # DEMO_RESTD_PLUGINS: slurmrestd's -s argument for this Slurm version.
 set -eu
@@ -10,6 +11,17 @@ set -eu
 # ("already running"), which ends the container here (set -e).
 rm -f /run/sssd.pid /run/munge/munged.pid /run/slurmd.pid /run/slurmctld.pid
 sh /usr/local/sbin/demo-slurm-side
+
+# Accounting: MariaDB, slurmdbd and the users' associations, in the
+# background while the other daemons start; slurmctld waits for it (its
+# cluster and users are then in the database at its first registration).
+start_accounting() {
+    /usr/local/sbin/demo-accounting start &
+    accounting=$!
+}
+wait_accounting() {
+    wait "$accounting"
+}
 
 # Users are in the directory: slurmctld and slurmd resolve them through sssd.
 sssd -D
@@ -28,6 +40,7 @@ chmod 0600 /etc/slurm/jwt_hs256.key
 install -d -o slurm -g slurm -m 0755 /var/lib/slurm /var/log/slurm
 install -d -o slurm -g slurm -m 0700 /var/lib/slurm/slurmctld
 install -d -o root -g root -m 0755 /var/lib/slurm/slurmd
+start_accounting
 
 slurmd
 # slurmrestd refuses root and SlurmUser; SLURM_JWT=daemon makes it pass each
@@ -36,4 +49,5 @@ slurmd
 SLURM_JWT=daemon SLURMRESTD_SECURITY=disable_unshare_sysv,disable_unshare_files setpriv --reuid=nobody --regid=nogroup --clear-groups \
     slurmrestd -a rest_auth/jwt -s "${DEMO_RESTD_PLUGINS:-openapi/v0.0.38}" 0.0.0.0:6820 \
     >> /var/log/slurm/slurmrestd.log 2>&1 &
+wait_accounting
 exec slurmctld -D -i

@@ -51,7 +51,8 @@ AUTHORIZED_KEYS = "/etc/ssh/authorized_keys/{user}"
 # Log files whose tails explain a container that did not come up.
 LOGS = {
     CONTROLLER: ("/var/log/slurm/slurmctld.log", "/var/log/slurm/slurmd.log",
-                 "/var/log/slurm/slurmrestd.log"),
+                 "/var/log/slurm/slurmrestd.log", "/var/log/slurm/slurmdbd.log",
+                 "/var/log/mysql/demo.log"),
     LOGIN: ("/var/log/slurmjwt-helper.log",),
 }
 
@@ -131,6 +132,7 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     wait_until(controller, f"{DEMO_USER} known through sssd",
                lambda: exec_ok(controller, ["getent", "passwd", DEMO_USER]), deadline,
                daemons=("sssd",))
+    # The entrypoint starts slurmctld once slurmdbd answers (demo-accounting).
     wait_until(controller, "the node idle in sinfo", lambda: node_idle(controller), deadline,
                daemons=("slurmctld", "slurmd", "munged"))
     wait_until(controller, "slurmrestd answering", lambda: restd_answers(controller, rel),

@@ -65,8 +65,9 @@ def helper(login: Container, mode: int) -> Outcome:
 
 def slurmctld(controller: Container, mode: int) -> Outcome:
     """Start a second slurmctld on the controller, on port PROOF_PORT with its
-    own state, pid and log files under PROOF_DIR and no real node (so the
-    demo's own slurmctld and slurmd are not disturbed), whose jwt_key is a copy
+    own state, pid and log files under PROOF_DIR, no real node and no
+    accounting (so the demo's own slurmctld, slurmd and slurmdbd are not
+    disturbed), whose jwt_key is a copy
     of the key with `mode`. A slurmctld that starts is stopped."""
     key = copy_key(controller, mode)
     conf = f"{PROOF_DIR}/slurm.conf"
@@ -77,6 +78,7 @@ def slurmctld(controller: Container, mode: int) -> Outcome:
             -e 's|^SlurmctldPidFile=.*|SlurmctldPidFile={PROOF_DIR}/slurmctld.pid|' \\
             -e 's|^SlurmctldLogFile=.*|SlurmctldLogFile={PROOF_DIR}/slurmctld.log|' \\
             -e 's|^NodeName=.*|NodeName=ghost CPUs=1 State=FUTURE|' \\
+            -e 's|^AccountingStorageType=.*|AccountingStorageType=accounting_storage/none|' \\
             -e '/^TaskProlog=/d' -e '/^CliFilterPlugins=/d' {SLURM_CONF} > {conf}
         echo SlurmctldPort={PROOF_PORT} >> {conf}
         chmod 0644 {conf}"""])

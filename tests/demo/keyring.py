@@ -2,7 +2,8 @@
 node its own RSA key (the demo's helper, and a second helper on the login
 container with its own key, socket and slurmjwt.conf, standing in for a
 second login node), the controller's JWKS holding both public keys, a key
-switched by SIGHUP while the user's cache follows, one node's key revoked,
+switched by SIGHUP while the user's cache follows, slurmdbd without and
+with the JWKS (it reads keys only at start), one node's key revoked,
 and on Slurm 26.05 identity claims for a user the controller cannot resolve.
 
 Run it with `python -m tests.demo keys [--release CODENAME]`; the
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 
 from docker.models.containers import Container
 
-from tests.demo import cluster, engine, images, keys, lock
+from tests.demo import accounting, cluster, engine, images, keys, lock
 from tests.demo.errors import DemoError, Say
 from tests.demo.releases import Release
 
@@ -255,6 +256,7 @@ def scenario(running: cluster.Running, rel: Release, say: Say = print) -> Seen:
     seen.said["job login1"] = wait_job(controller, job) if job else ""
     say(f"  sbatch with login1's token: job {job or 'refused'} {seen.said['job login1']}")
     seen.check("hs256 after the switch", ok(DEMO, "hs256"))
+    slurmdbd_and_the_jwks(running, seen, job)
 
     say("a second login node: its own helper, socket, slurmjwt.conf and key (login2)")
     must(login, "install -d -m 0755 /etc/slurm/login2")
@@ -285,6 +287,40 @@ def scenario(running: cluster.Running, rel: Release, say: Say = print) -> Seen:
     if rel.version >= (26, 5):
         identity_claims(running, seen)
     return seen
+
+
+def accounting_with(running: cluster.Running, seen: Seen, what: str, saved: str,
+                    job: str) -> None:
+    """Run sacct, sacctmgr, sreport and sshare as the demo user with a saved
+    token; record each as `what: command` and the output as said[what]."""
+    _, seen.said[what] = with_token(running.login, DEMO, saved,
+                                       accounting.script(DEMO, job or "0"))
+    for name, ok in accounting.worked(seen.said[what]).items():
+        seen.check(f"{what}: {name}", ok)
+
+
+def slurmdbd_and_the_jwks(running: cluster.Running, seen: Seen, job: str) -> None:
+    """slurmdbd takes a token only with its own key settings, read at its
+    start. As it runs since the controller started (22.05: restarted with
+    slurmctld for the JWKS; later: not restarted at all), then with a
+    slurmdbd.conf that names the HS256 key only while slurmctld has the JWKS
+    (doctor's view), then restarted with the JWKS."""
+    login, controller = running.login, running.controller
+    say = seen.say
+    say("accounting with login1's RS256 token: slurmdbd as it runs")
+    accounting_with(running, seen, "slurmdbd as started", "login1", job)
+    say("slurmdbd.conf naming the HS256 key only (AuthAltParameters=jwt_key=...), "
+        "slurmdbd restarted: slurmctld has the JWKS, slurmdbd does not")
+    must(controller, f"{accounting.RESTART_SLURMDBD} jwt_key={cluster.JWT_KEY}")
+    accounting_with(running, seen, "slurmdbd without the jwks", "login1", job)
+    seen.said["doctor dbd"] = sh(login, f"slurmjwt doctor --user {DEMO}")[1]
+    for line in seen.said["doctor dbd"].splitlines():
+        if line.startswith("FAIL"):
+            say(f"  doctor: {line}")
+    say("slurmdbd.conf with slurm.conf's AuthAltParameters (the JWKS), slurmdbd restarted")
+    must(controller, accounting.RESTART_SLURMDBD)
+    accounting_with(running, seen, "slurmdbd with the jwks", "login1", job)
+    seen.said["doctor dbd fixed"] = sh(login, f"slurmjwt doctor --user {DEMO}")[1]
 
 
 def identity_claims(running: cluster.Running, seen: Seen) -> None:

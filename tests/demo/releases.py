@@ -20,6 +20,8 @@ CLI_FILTER = "CliFilterPlugins=cli_filter/lua"
 # cleans what sbatch submits and salloc's shell.
 BOTH = (TASKPROLOG, CLI_FILTER)
 LUA_POSIX = ("lua-posix",)
+# slurmrestd's plugins from 23.11 on: slurmctld's endpoints and slurmdbd's.
+RESTD = "openapi/slurmctld,openapi/slurmdbd"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class Release:
     # submitted with the whole environment: 22.05's sbatch reads the token only
     # after the cli_filter ran, so the filter must leave it in place there.
     stores_token: bool
+    # What slurmdbd keeps of SLURM_JWT with the same job (AccountingStoreFlags=
+    # job_env, `sacct --env-vars`), observed.
+    dbd_keeps_token: bool
     # What `sbatch --export-file` does on a host where JWT is the only way in:
     # "yes" it works; "no" 23.11 has no such option (removed in 23.11.0, back in
     # 24.05); "munge" 22.05 clears its environment, the token with it, before it
@@ -103,6 +108,12 @@ class Release:
         return f"{self.restd_api}/ping"
 
     @property
+    def restd_db_associations(self) -> str:
+        # slurmdbd's endpoints (openapi/dbv0.0.38, openapi/slurmdbd): the
+        # same data parser's version under /slurmdb.
+        return f"{self.restd_api.replace('/slurm/', '/slurmdb/', 1)}/associations"
+
+    @property
     def restd_jobs(self) -> str:
         # Unlike ping, listing jobs needs slurmctld to accept the token (511 otherwise).
         return f"{self.restd_api}/jobs"
@@ -121,45 +132,52 @@ class Release:
 RELEASES: dict[str, Release] = {
     r.codename: r
     for r in (
-        # 22.05 without slurmdbd: only openapi/v0.0.38 loads (the db* ones need it).
-        Release("bookworm", "22.05.8", "openapi/v0.0.38", "/slurm/v0.0.38",
+        # 22.05: the accounting endpoints are a plugin of their own (dbv0.0.38).
+        Release("bookworm", "22.05.8", "openapi/v0.0.38,openapi/dbv0.0.38", "/slurm/v0.0.38",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=False, refuses_open_key=False, scrubs_jwt=False, stores_token=True,
+                dbd_keeps_token=True,
                 export_file="munge"),
-        Release("slurm-23.11", "23.11.11", "openapi/slurmctld", "/slurm/v0.0.40",
+        Release("slurm-23.11", "23.11.11", RESTD, "/slurm/v0.0.40",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                dbd_keeps_token=False,
                 export_file="no",
                 source=Source("23.11.11", "slurm-23-11-11-1",
                               "8a22252e33d444bbb918a476985e0ff746a19fde",
                               "d70e3e50403965ede5449493c73b2bad8a115927a425cbd393a3b473c54578dd")),
-        Release("slurm-24.05", "24.05.8", "openapi/slurmctld", "/slurm/v0.0.41",
+        Release("slurm-24.05", "24.05.8", RESTD, "/slurm/v0.0.41",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                dbd_keeps_token=False,
                 source=Source("24.05.8", "slurm-24-05-8-1",
                               "46879dc2d172fd362745d21730a6846888d10157",
                               "b1b1549ee80fbcd2e4a3b40f17b0e794f92893b6e059d32d964d8db92c399b0e")),
         # 24.11 serves every data parser (v0.0.40-42) through openapi/slurmctld.
-        Release("trixie", "24.11.5", "openapi/slurmctld", "/slurm/v0.0.42",
-                SlurmSide(conf=BOTH, packages=LUA_POSIX),
-                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False),
-        Release("slurm-25.05", "25.05.8", "openapi/slurmctld", "/slurm/v0.0.43",
+        Release("trixie", "24.11.5", RESTD, "/slurm/v0.0.42",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                dbd_keeps_token=False),
+        Release("slurm-25.05", "25.05.8", RESTD, "/slurm/v0.0.43",
+                SlurmSide(conf=BOTH, packages=LUA_POSIX),
+                bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                dbd_keeps_token=False,
                 source=Source("25.05.8", "slurm-25-05-8-1",
                               "90ff1dd4058b3ec2df25306a3917650efa59537f",
                               "31243560efb36d74505d2706701412209b2a21e9951e60889416c412e89926f6")),
-        Release("slurm-25.11", "25.11.7", "openapi/slurmctld", "/slurm/v0.0.44",
+        Release("slurm-25.11", "25.11.7", RESTD, "/slurm/v0.0.44",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
+                dbd_keeps_token=False,
                 source=Source("25.11.7", "slurm-25-11-7-1",
                               "f56e676bbd3e7cccbdd7c505c030c62bb983ebee",
                               "f71f1e5f33a72e7864104a6857e86862eac3c4e5e348c92dd0c10dbe03a82dec")),
         # 26.05 scrubs SLURM_JWT from a job only on sbatch's default export, and
         # its srun refuses to start with it: --export=ALL jobs need the same side.
-        Release("sid", "26.05.5", "openapi/slurmctld", "/slurm/v0.0.44",
+        Release("sid", "26.05.5", RESTD, "/slurm/v0.0.44",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=True, stores_token=False,
+                dbd_keeps_token=False,
                 cgroup2_only=True),
     )
 }

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from pam_slurmjwt import slurmside
-from tests.demo import cluster, engine, keyproof, run, steps
+from tests.demo import accounting, cluster, engine, keyproof, run, steps
 from tests.demo.cluster import exec_out
 from tests.demo.releases import RELEASES, Release, matrix
 
@@ -393,6 +393,83 @@ def test_slurmrestd_bearer_where_supported(shown: run.Shown) -> None:
         assert re.search(r'"user_name": "demo"', step.output), step.output
     else:  # 22.05: the README says 23.02+; it answers "Authentication failure"
         assert steps.http_status(step) == 401, step.output
+
+
+def test_slurmrestd_accounting_endpoint_takes_the_token_and_nothing_else(
+        shown: run.Shown) -> None:
+    """slurmdbd's endpoints (openapi/dbv0.0.38 on 22.05, openapi/slurmdbd
+    later) answer with the session's token, and not without one."""
+    url = (f"http://{cluster.CONTROLLER}:{cluster.RESTD_PORT}"
+           f"{shown.release.restd_db_associations}")
+    step = ssh(shown, "rest-db", f"slurmjwt token --header | curl -sS -H @- "
+               f"-w '\\nHTTP %{{http_code}}\\n' {url}")
+    assert steps.http_status(step) == 200, step.output
+    assert re.search(r'"user": "demo"', step.output), step.output
+    bare = ssh(shown, "rest-db-bare", f"curl -sS -o /dev/null -w 'HTTP %{{http_code}}\\n' {url}")
+    assert steps.http_status(bare) == 401, bare.output
+
+
+# -- accounting: slurmdbd from the login node (no munge), with the token
+
+@pytest.fixture(scope="module")
+def accounted(shown: run.Shown) -> steps.Step:
+    """The four accounting commands as demo over ssh, each after `== NAME`
+    with `rc=STATUS` after its output; sacct polled (0.2 s apart) until
+    slurmdbd has the demo's job as COMPLETED; then sacct without the token."""
+    job = shown.transcript.job_id
+    body = accounting.script(cluster.DEMO_USER, job)
+    return ssh(shown, "accounting", f"""
+        i=0; until sacct --jobs={job} --noheader --parsable2 --format=State \\
+            | grep -qx COMPLETED || [ $i -ge 150 ]; do i=$((i+1)); sleep 0.2; done
+        {body}
+        echo '== no token'; env -u SLURM_JWT /usr/bin/sacct --noheader; echo "rc=$?"
+    """)
+
+
+def accounting_part(step: steps.Step, name: str) -> str:
+    found = re.search(rf"^== {name}\n(.*?)(?=^== |\Z)", step.output, re.M | re.S)
+    assert found, step.output
+    return found.group(1)
+
+
+@pytest.mark.parametrize("name", list(accounting.COMMANDS))
+def test_accounting_commands_work_with_the_token_from_a_host_without_munge(
+        shown: run.Shown, accounted: steps.Step, name: str) -> None:
+    part = accounting_part(accounted, name)
+    assert part.rstrip().endswith("rc=0"), accounted.output
+    expected = accounting.EXPECTED[name].format(user=cluster.DEMO_USER,
+                                                job=shown.transcript.job_id)
+    assert re.search(expected, part, re.M), accounted.output
+
+
+def test_accounting_without_the_token_gets_nothing(accounted: steps.Step) -> None:
+    part = accounting_part(accounted, "no token")
+    assert not part.rstrip().endswith("rc=0"), accounted.output
+
+
+def dbd_environment(shown: run.Shown, job: str) -> str:
+    """Return the environment slurmdbd keeps with `job` (job_env), as the
+    submitting user sees it with `sacct --env-vars` over ssh; polled until
+    slurmdbd has it."""
+    step = ssh(shown, "env-vars", f"""
+        i=0; until out=$(sacct --jobs={job} --env-vars 2>&1) && [ -n "$out" ] \\
+            && printf '%s\\n' "$out" | grep -q '^HOME=' || [ $i -ge 150 ]; do
+            i=$((i+1)); sleep 0.2; done
+        printf '%s\\n' "$out" """)
+    assert "HOME=/home/demo" in step.output, step.output
+    return step.output
+
+
+@pytest.mark.parametrize("form", ["#SBATCH --export=ALL", UNFILTERED])
+def test_slurmdbd_keeps_the_token_only_where_documented(
+        shown: run.Shown, exported: dict[str, steps.Step], form: str) -> None:
+    """What slurmdbd keeps of SLURM_JWT (AccountingStoreFlags=job_env) with a
+    whole-environment job: what slurmctld stores, observed per release
+    (Release.dbd_keeps_token); without the cli_filter, the token."""
+    rel: Release = shown.release
+    env = dbd_environment(shown, job_of(exported[form]))
+    kept = re.search(r"^SLURM_JWT=", env, re.M) is not None
+    assert kept == (True if form == UNFILTERED else rel.dbd_keeps_token), (rel.codename, form)
 
 
 # -- slurmjwt doctor

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from tests.demo import engine, run
+from tests.demo import accounting, engine, run
 from tests.demo.keyring import GHOST, GHOST_UID, Seen, bring_up, scenario
 from tests.demo.releases import RELEASES, matrix
 
@@ -88,6 +89,43 @@ def test_doctor_on_the_revoked_node_names_its_key(seen: Seen) -> None:
     assert (f"this node's key (/etc/slurm/login2.pem), kid {seen.kids['login2']}, is not in "
             f"slurmctld's JWKS") in seen.said["doctor login2"], seen.said["doctor login2"]
     assert how in seen.said["doctor login2"]
+
+
+ACCOUNTING = list(accounting.COMMANDS)
+
+
+def test_slurmdbd_takes_rs256_tokens_once_it_has_the_jwks(seen: Seen) -> None:
+    """sacct, sacctmgr, sreport and sshare from the login node (no munge)
+    with login1's RS256 token, slurmdbd reading the JWKS."""
+    found = {name: seen.accepted[f"slurmdbd with the jwks: {name}"] for name in ACCOUNTING}
+    assert all(found.values()), (found, seen.said["slurmdbd with the jwks"])
+    assert re.search(r"^OK\s+slurmdbd accepts: ", seen.said["doctor dbd fixed"], re.M), (
+        seen.said["doctor dbd fixed"])
+
+
+def test_slurmdbd_reads_keys_only_at_start(seen: Seen) -> None:
+    """As it has run since the controller started: 22.05's controller was
+    restarted for the JWKS (slurmctld reads it only at start), slurmdbd with
+    it, so it takes the token; from 23.11 on slurmctld was only reconfigured,
+    and slurmdbd, never restarted, refuses it."""
+    restarted = seen.release.version < (23, 11)
+    for name in ("sacct", "sacctmgr", "sreport"):
+        assert seen.accepted[f"slurmdbd as started: {name}"] == restarted, (
+            name, seen.said["slurmdbd as started"])
+
+
+def test_a_jwks_on_slurmctld_but_not_on_slurmdbd_doctor_names_slurmdbd_and_the_fix(
+        seen: Seen) -> None:
+    assert seen.accepted["login1"]  # slurmctld takes the token
+    for name in ("sacct", "sacctmgr", "sreport"):
+        assert not seen.accepted[f"slurmdbd without the jwks: {name}"], (
+            name, seen.said["slurmdbd without the jwks"])
+    said = seen.said["doctor dbd"]
+    assert re.search(r"^FAIL\s+slurmdbd accepts: ", said, re.M), said
+    assert "slurmdbd (controller:6819) refuses this node's tokens" in said, said
+    assert (f"AuthAltTypes=auth/jwt and AuthAltParameters=jwks=/etc/slurm/jwks.json (a JWKS "
+            f"with this node's key, kid {seen.kids['login1']}), then restart slurmdbd") in said, (
+        said)
 
 
 def test_identity_claims_let_a_user_the_controller_cannot_resolve_in(seen: Seen) -> None:
