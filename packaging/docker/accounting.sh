@@ -12,7 +12,9 @@
 #                             (it reads its keys only at start)
 # slurmdbd creates its schema (slurm_acct_db) itself at its first start.
 set -eu
+# As mariadb-demo.cnf says.
 SOCKET=/run/mysqld/mysqld.sock
+DB_LOG=/var/log/mysql/demo.log
 DBD_CONF=/etc/slurm/slurmdbd.conf
 SLURM_CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
 DBD_PID=/run/slurmdbd.pid
@@ -40,17 +42,22 @@ poll() {  # poll WHAT COMMAND...: run COMMAND until it succeeds
 start_mariadb() {
     install -d -o mysql -g mysql -m 0755 /run/mysqld
     rm -f /run/mysqld/mysqld.pid "$SOCKET"
-    mariadbd --user=mysql >> /var/log/mysql/demo.log 2>&1 &
+    mariadbd --user=mysql >> "$DB_LOG" 2>&1 &
+}
+
+wait_mariadb() {
+    poll "MariaDB answering" mariadb-admin --socket="$SOCKET" ping \
+        || { tail -n 20 "$DB_LOG" >&2; exit 1; }
 }
 
 prepare() {
     install -d -o mysql -g mysql -m 0750 /var/log/mysql
     if [ ! -d /var/lib/mysql/mysql ]; then
         mariadb-install-db --user=mysql --auth-root-authentication-method=socket \
-            --skip-test-db > /dev/null
+            --datadir=/var/lib/mysql --skip-test-db > /dev/null
     fi
     start_mariadb
-    poll "MariaDB answering" mariadb-admin --socket="$SOCKET" ping
+    wait_mariadb
     mariadb --socket="$SOCKET" --execute \
         "CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED VIA unix_socket;
          GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';"
@@ -101,7 +108,7 @@ associations() {
 
 start() {
     start_mariadb
-    poll "MariaDB answering" mariadb-admin --socket="$SOCKET" ping
+    wait_mariadb
     start_slurmdbd
     associations
 }

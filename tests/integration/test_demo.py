@@ -109,6 +109,15 @@ def test_batch_job_with_srun_completes(shown: run.Shown) -> None:
     assert "step 0 ran on controller as demo; SLURM_JWT unset" in output.output
 
 
+def test_accounting_answers_the_user_with_the_token(shown: run.Shown) -> None:
+    """sacct and sacctmgr reach slurmdbd from the login node (no munge)."""
+    step = shown.transcript["accounting"]
+    assert step.status == 0, step.output
+    assert re.search(rf"^\s*{shown.transcript.job_id}\s+hello\s+demo\s", step.output, re.M), (
+        step.output)
+    assert re.search(r"^\s*demo\s+demo\s+demo\s*$", step.output, re.M), step.output
+
+
 def test_slurmrestd_accepts_the_token_headers(shown: run.Shown) -> None:
     step = shown.transcript["rest"]
     assert step.status == 0, step.output
