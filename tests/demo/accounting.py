@@ -24,15 +24,15 @@ EXPECTED = {
     "sacct": r"^{job}\|{user}\|COMPLETED$",
     "sacctmgr": rf"^demo\|{ACCOUNT}\|{{user}}$",
     "sreport": r"",
-    "sshare": rf"^{ACCOUNT}\|{{user}}$",
+    "sshare": rf"^ *{ACCOUNT}\|{{user}}$",  # indented by depth in the tree
 }
 
 
 def script(user: str, job: str) -> str:
     """A shell script running every command, each after a line `== NAME` and
-    followed by `rc=STATUS`."""
-    return "\n".join(f"echo '== {name}'; {command.format(user=user, job=job)}; echo \"rc=$?\""
-                     for name, command in COMMANDS.items())
+    followed by `rc=STATUS` (a failure ends no script, `sh -e` included)."""
+    return "\n".join(f"echo '== {name}'; {command.format(user=user, job=job)} "
+                     f"&& echo rc=0 || echo \"rc=$?\"" for name, command in COMMANDS.items())
 
 
 def worked(output: str) -> dict[str, bool]:

@@ -112,6 +112,8 @@ def test_slurmdbd_reads_keys_only_at_start(seen: Seen) -> None:
     for name in ("sacct", "sacctmgr", "sreport"):
         assert seen.accepted[f"slurmdbd as started: {name}"] == restarted, (
             name, seen.said["slurmdbd as started"])
+    # sshare asks slurmctld, which has the JWKS.
+    assert seen.accepted["slurmdbd as started: sshare"], seen.said["slurmdbd as started"]
 
 
 def test_a_jwks_on_slurmctld_but_not_on_slurmdbd_doctor_names_slurmdbd_and_the_fix(
@@ -120,6 +122,8 @@ def test_a_jwks_on_slurmctld_but_not_on_slurmdbd_doctor_names_slurmdbd_and_the_f
     for name in ("sacct", "sacctmgr", "sreport"):
         assert not seen.accepted[f"slurmdbd without the jwks: {name}"], (
             name, seen.said["slurmdbd without the jwks"])
+    assert seen.accepted["slurmdbd without the jwks: sshare"], (
+        seen.said["slurmdbd without the jwks"])
     said = seen.said["doctor dbd"]
     assert re.search(r"^FAIL\s+slurmdbd accepts: ", said, re.M), said
     assert "slurmdbd (controller:6819) refuses this node's tokens" in said, said
