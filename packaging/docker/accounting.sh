@@ -22,6 +22,7 @@ DB_USER=slurm
 DB_NAME=slurm_acct_db
 ACCOUNT=demo
 USERS=demo,eve,frank,grace
+# tests/demo/cluster.py waits for it.
 READY=/var/lib/slurm/accounting.ready
 # Polls give up after this many tries, 0.1 s apart.
 TRIES=600

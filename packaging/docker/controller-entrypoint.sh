@@ -15,12 +15,16 @@ sh /usr/local/sbin/demo-slurm-side
 # Accounting: MariaDB, slurmdbd and the users' associations, in the
 # background while the other daemons start; slurmctld waits for it (its
 # cluster and users are then in the database at its first registration).
+# Only where slurm.conf sends accounting to slurmdbd.
+accounting=
 start_accounting() {
+    grep -q '^AccountingStorageType=accounting_storage/slurmdbd' /etc/slurm/slurm.conf \
+        || return 0
     /usr/local/sbin/demo-accounting start &
     accounting=$!
 }
 wait_accounting() {
-    wait "$accounting"
+    if [ -n "$accounting" ]; then wait "$accounting"; fi
 }
 
 # Users are in the directory: slurmctld and slurmd resolve them through sssd.
