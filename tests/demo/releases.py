@@ -99,7 +99,10 @@ class Release:
     # (24.11.5) and sid (26.05.5) cannot start with their own MariaDB 11.8.9:
     # `mysql_query failed: 5027 Number of columns in result (=1) set execeeds
     # maxmimum allowed number of columns (=0)`, then `fatal:
-    # _check_mysql_concat_is_sane` (seen 2026-12-05); their demo runs without.
+    # _check_mysql_concat_is_sane` (seen 2026-12-05). It is their client
+    # library (libmariadb3 1:11.8.9): trixie's slurmdbd started and worked
+    # with the same server once given bookworm's libmariadb.so.3 (seen, by
+    # hand). Their demo runs without slurmdbd.
     slurmdbd: bool = True
     # Its systemd (258+) runs only on a cgroup v2 host: on a cgroup v1 host
     # (like the test machines) the login node cannot boot it as PID 1.
