@@ -10,7 +10,7 @@
 #                             slurmdbd.conf again from slurm.conf (or with
 #                             these AuthAltParameters), slurmdbd restarted
 #                             (it reads its keys only at start)
-# slurmdbd creates its schema (slurm_acct_db) itself at its first start.
+# slurmdbd creates its tables in slurm_acct_db itself at its first start.
 set -eu
 # As mariadb-demo.cnf says.
 SOCKET=/run/mysqld/mysqld.sock
@@ -59,8 +59,16 @@ prepare() {
     fi
     start_mariadb
     wait_mariadb
+    # The database too, before slurmdbd's first start: slurmdbd otherwise
+    # connects, fails (no such database), creates it and connects again on
+    # the same handle, which MariaDB Connector/C 3.4.10 (trixie's and sid's
+    # libmariadb3 11.8.9) leaves unable to read any result set: `5027 Number
+    # of columns in result (=1) set execeeds maxmimum allowed number of
+    # columns (=0)`, then `fatal: _check_mysql_concat_is_sane`. slurmdbd
+    # still makes its tables itself.
     mariadb --socket="$SOCKET" --execute \
-        "CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED VIA unix_socket;
+        "CREATE DATABASE IF NOT EXISTS $DB_NAME;
+         CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED VIA unix_socket;
          GRANT ALL ON $DB_NAME.* TO '$DB_USER'@'localhost';"
     mariadb-admin --socket="$SOCKET" shutdown
 }

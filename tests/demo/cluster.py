@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 import socket
 import tarfile
 import time
@@ -45,7 +44,6 @@ RESTD_PORT = 6820
 READY_TIMEOUT = 90.0
 POLL_INTERVAL = 0.25
 JWT_KEY = "/etc/slurm/jwt_hs256.key"
-NO_ACCOUNTING = "AccountingStorageType=accounting_storage/none"
 # Made by demo-accounting once slurmdbd answers and the users' associations
 # are in (the entrypoint starts slurmctld after that).
 ACCOUNTING_READY = "/var/lib/slurm/accounting.ready"
@@ -137,10 +135,9 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     wait_until(controller, f"{DEMO_USER} known through sssd",
                lambda: exec_ok(controller, ["getent", "passwd", DEMO_USER]), deadline,
                daemons=("sssd",))
-    if rel.slurmdbd:
-        # slurmctld starts once this is done; a failure ends the container.
-        wait_until(controller, "slurmdbd answering, the users' associations in",
-                   lambda: exec_ok(controller, ["test", "-e", ACCOUNTING_READY]), deadline)
+    # slurmctld starts once this is done; a failure ends the container.
+    wait_until(controller, "slurmdbd answering, the users' associations in",
+               lambda: exec_ok(controller, ["test", "-e", ACCOUNTING_READY]), deadline)
     wait_until(controller, "the node idle in sinfo", lambda: node_idle(controller), deadline,
                daemons=("slurmctld", "slurmd", "munged"))
     wait_until(controller, "slurmrestd answering", lambda: restd_answers(controller, rel),
@@ -182,14 +179,9 @@ def login_options(systemd: bool, home: dict[str, dict[str, str]]) -> dict[str, o
 
 def slurm_conf(rel: Release) -> bytes:
     """Return the demo's slurm.conf with the release's Slurm-side lines added
-    (the same file goes to both hosts); without accounting where the release
-    runs no slurmdbd (the entrypoint then starts none)."""
+    (the same file goes to both hosts)."""
     lines = "".join(f"{line}\n" for line in rel.slurm_side.conf)
-    text = SLURM_CONF_SOURCE.read_text()
-    if not rel.slurmdbd:
-        text = re.sub(r"^AccountingStorageType=.*$", NO_ACCOUNTING, text, flags=re.M)
-        text = re.sub(r"^AccountingStor(ageHost|eFlags)=.*\n", "", text, flags=re.M)
-    return (text + lines).encode()
+    return (SLURM_CONF_SOURCE.read_text() + lines).encode()
 
 
 def put_file(container: Container, path: str, data: bytes, mode: int) -> None:

@@ -256,8 +256,7 @@ def scenario(running: cluster.Running, rel: Release, say: Say = print) -> Seen:
     seen.said["job login1"] = wait_job(controller, job) if job else ""
     say(f"  sbatch with login1's token: job {job or 'refused'} {seen.said['job login1']}")
     seen.check("hs256 after the switch", ok(DEMO, "hs256"))
-    if rel.slurmdbd:
-        slurmdbd_and_the_jwks(running, seen, job)
+    slurmdbd_and_the_jwks(running, seen, job)
 
     say("a second login node: its own helper, socket, slurmjwt.conf and key (login2)")
     must(login, "install -d -m 0755 /etc/slurm/login2")

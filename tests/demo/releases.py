@@ -95,15 +95,6 @@ class Release:
     export_file: str = "yes"
     # Built from this tarball instead of installed from Debian's archive.
     source: Source | None = None
-    # Runs slurmdbd (on MariaDB, demo-accounting). Debian's slurmdbd on trixie
-    # (24.11.5) and sid (26.05.5) cannot start with their own MariaDB 11.8.9:
-    # `mysql_query failed: 5027 Number of columns in result (=1) set execeeds
-    # maxmimum allowed number of columns (=0)`, then `fatal:
-    # _check_mysql_concat_is_sane` (seen 2026-12-05). It is their client
-    # library (libmariadb3 1:11.8.9): trixie's slurmdbd started and worked
-    # with the same server once given bookworm's libmariadb.so.3 (seen, by
-    # hand). Their demo runs without slurmdbd.
-    slurmdbd: bool = True
     # Its systemd (258+) runs only on a cgroup v2 host: on a cgroup v1 host
     # (like the test machines) the login node cannot boot it as PID 1.
     cgroup2_only: bool = False
@@ -163,10 +154,10 @@ RELEASES: dict[str, Release] = {
                               "46879dc2d172fd362745d21730a6846888d10157",
                               "b1b1549ee80fbcd2e4a3b40f17b0e794f92893b6e059d32d964d8db92c399b0e")),
         # 24.11 serves every data parser (v0.0.40-42) through openapi/slurmctld.
-        Release("trixie", "24.11.5", "openapi/slurmctld", "/slurm/v0.0.42",
+        Release("trixie", "24.11.5", RESTD, "/slurm/v0.0.42",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
-                dbd_keeps_token=False, slurmdbd=False),
+                dbd_keeps_token=False),
         Release("slurm-25.05", "25.05.8", RESTD, "/slurm/v0.0.43",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=False, stores_token=False,
@@ -183,10 +174,10 @@ RELEASES: dict[str, Release] = {
                               "f71f1e5f33a72e7864104a6857e86862eac3c4e5e348c92dd0c10dbe03a82dec")),
         # 26.05 scrubs SLURM_JWT from a job only on sbatch's default export, and
         # its srun refuses to start with it: --export=ALL jobs need the same side.
-        Release("sid", "26.05.5", "openapi/slurmctld", "/slurm/v0.0.44",
+        Release("sid", "26.05.5", RESTD, "/slurm/v0.0.44",
                 SlurmSide(conf=BOTH, packages=LUA_POSIX),
                 bearer=True, refuses_open_key=True, scrubs_jwt=True, stores_token=False,
-                dbd_keeps_token=False, slurmdbd=False,
+                dbd_keeps_token=False,
                 cgroup2_only=True),
     )
 }

@@ -144,11 +144,11 @@ def run_transcript(keys: Keys, port: int, rel: Release, systemd: bool) -> Transc
     steps += [
         run_step(keys, port, "output", f"cat hello-{job}.out"),
         run_step(keys, port, "state", f"squeue --states=all --jobs={job} --format='%i %j %T'"),
-        *([run_step(keys, port, "accounting",
-                    f"sacct --jobs={job} --format=JobID,JobName,User,State; "
-                    f"sacctmgr show assoc user={DEMO_USER} format=Cluster,Account,User",
-                    note="accounting: slurmdbd takes the same token (sacct, sacctmgr, sreport, "
-                         "sshare)")] if rel.slurmdbd else []),
+        run_step(keys, port, "accounting",
+                 f"sacct --jobs={job} --format=JobID,JobName,User,State; "
+                 f"sacctmgr show assoc user={DEMO_USER} format=Cluster,Account,User",
+                 note="accounting: slurmdbd takes the same token (sacct, sacctmgr, sreport, "
+                      "sshare)"),
         run_step(keys, port, "rest",
                  f"slurmjwt token --header | curl -sS -H @- -w '\\nHTTP %{{http_code}}\\n' "
                  f"{url} | grep -E '\"job_id\"|\"name\": \"hello\"|^HTTP'",

@@ -395,17 +395,10 @@ def test_slurmrestd_bearer_where_supported(shown: run.Shown) -> None:
         assert steps.http_status(step) == 401, step.output
 
 
-def needs_slurmdbd(rel: Release) -> None:
-    if not rel.slurmdbd:
-        pytest.skip(f"Debian's slurmdbd {rel.slurm} does not start with {rel.debian}'s "
-                    "MariaDB (releases.py, slurmdbd)")
-
-
 def test_slurmrestd_accounting_endpoint_takes_the_token_and_nothing_else(
         shown: run.Shown) -> None:
     """slurmdbd's endpoints (openapi/dbv0.0.38 on 22.05, openapi/slurmdbd
     later) answer with the session's token, and not without one."""
-    needs_slurmdbd(shown.release)
     url = (f"http://{cluster.CONTROLLER}:{cluster.RESTD_PORT}"
            f"{shown.release.restd_db_associations}")
     step = ssh(shown, "rest-db", f"slurmjwt token --header | curl -sS -H @- "
@@ -423,7 +416,6 @@ def accounted(shown: run.Shown) -> steps.Step:
     """The four accounting commands as demo over ssh, each after `== NAME`
     with `rc=STATUS` after its output; sacct polled (0.2 s apart) until
     slurmdbd has the demo's job as COMPLETED; then sacct without the token."""
-    needs_slurmdbd(shown.release)
     job = shown.transcript.job_id
     body = accounting.script(cluster.DEMO_USER, job)
     return ssh(shown, "accounting", f"""
@@ -475,7 +467,6 @@ def test_slurmdbd_keeps_the_token_only_where_documented(
     whole-environment job: what slurmctld stores, observed per release
     (Release.dbd_keeps_token); without the cli_filter, the token."""
     rel: Release = shown.release
-    needs_slurmdbd(rel)
     env = dbd_environment(shown, job_of(exported[form]))
     kept = re.search(r"^SLURM_JWT=", env, re.M) is not None
     assert kept == (True if form == UNFILTERED else rel.dbd_keeps_token), (rel.codename, form)

@@ -94,17 +94,9 @@ def test_doctor_on_the_revoked_node_names_its_key(seen: Seen) -> None:
 ACCOUNTING = list(accounting.COMMANDS)
 
 
-def needs_slurmdbd(seen: Seen) -> None:
-    rel = seen.release
-    if not rel.slurmdbd:
-        pytest.skip(f"Debian's slurmdbd {rel.slurm} does not start with {rel.debian}'s "
-                    "MariaDB (releases.py, slurmdbd)")
-
-
 def test_slurmdbd_takes_rs256_tokens_once_it_has_the_jwks(seen: Seen) -> None:
     """sacct, sacctmgr, sreport and sshare from the login node (no munge)
     with login1's RS256 token, slurmdbd reading the JWKS."""
-    needs_slurmdbd(seen)
     found = {name: seen.accepted[f"slurmdbd with the jwks: {name}"] for name in ACCOUNTING}
     assert all(found.values()), (found, seen.said["slurmdbd with the jwks"])
     assert re.search(r"^OK\s+slurmdbd accepts: ", seen.said["doctor dbd fixed"], re.M), (
@@ -116,7 +108,6 @@ def test_slurmdbd_reads_keys_only_at_start(seen: Seen) -> None:
     restarted for the JWKS (slurmctld reads it only at start), slurmdbd with
     it, so it takes the token; from 23.11 on slurmctld was only reconfigured,
     and slurmdbd, never restarted, refuses it."""
-    needs_slurmdbd(seen)
     restarted = seen.release.version < (23, 11)
     for name in ("sacct", "sacctmgr", "sreport"):
         assert seen.accepted[f"slurmdbd as started: {name}"] == restarted, (
@@ -127,7 +118,6 @@ def test_slurmdbd_reads_keys_only_at_start(seen: Seen) -> None:
 
 def test_a_jwks_on_slurmctld_but_not_on_slurmdbd_doctor_names_slurmdbd_and_the_fix(
         seen: Seen) -> None:
-    needs_slurmdbd(seen)
     assert seen.accepted["login1"]  # slurmctld takes the token
     for name in ("sacct", "sacctmgr", "sreport"):
         assert not seen.accepted[f"slurmdbd without the jwks: {name}"], (
