@@ -57,6 +57,6 @@ class ClusterChecks(Context):
             return (f"add this node's key (kid {self.kid}; slurmjwt jwks {key} gives its entry) "
                     "to the JWKS of that cluster's slurmctld (AuthAltParameters=jwks=FILE) and "
                     f"{reload_jwks(self.slurm_version())}")
-        return ("this node signs HS256, which one cluster alone can share: give it an RS256 "
-                "key (slurmjwt keygen) and publish it in every cluster's JWKS, or drop that "
-                "cluster from Clusters=")
+        return ("this node signs HS256, so every listed cluster would need its key byte for "
+                "byte: give this node an RS256 key (slurmjwt keygen) and publish it in every "
+                "cluster's JWKS, or drop that cluster from Clusters=")
