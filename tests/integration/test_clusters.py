@@ -111,8 +111,9 @@ def site(installed: Installed, test_users: dict[str, TestUser]) -> Iterator[Site
         confs = {x.name: _jwt_only(x, a, work / f"{x.name}-jwt-only.conf") for x in (a, b, c)}
         fakebin = work / "fakebin"
         fakebin.mkdir(mode=0o755)
-        (fakebin / "squeue").write_text(PROBE)
-        (fakebin / "squeue").chmod(0o755)
+        for probe in ("squeue", "srun"):
+            (fakebin / probe).write_text(PROBE)
+            (fakebin / probe).chmod(0o755)
         (work / "helper").mkdir(mode=0o755)
         helper = start_helper(installed, a.slurm_conf, work / "helper",
                               extra=f"JwtKey={node}\nMungeSocket={work}/no-munged.socket\n")
@@ -137,15 +138,16 @@ def test_one_rs256_token_serves_both_clusters_and_their_slurmdbd(site: Site) -> 
 
     one = _ok(site.run(["squeue", "-M", a], clusters=f"{a},{b}"))
     both = _ok(site.run(["squeue", f"--clusters={a},{b}"], clusters=f"{a},{b}"))
-    submitted = _ok(site.run(["sbatch", "-M", b, "--parsable", "--wrap", "id -un"],
-                             clusters=f"{a},{b}"))
-    on_b = submitted.strip().split(";")[0]
-    under_b = _ok(site.run(["sbatch", "--parsable", "--wrap", "true"], clusters=f"{a},{b}",
-                           SLURM_CONF=str(site.confs[b]))).strip().split(";")[0]
-    queue_b = _ok(site.run(["squeue", "--noheader", "--format=%i"], clusters=f"{a},{b}",
-                           SLURM_CONF=str(site.confs[b])))
-    on_a = _ok(site.run(["sbatch", "--parsable", "--wrap", "true"],
+    # Job names tell the clusters' jobs apart: each cluster counts its ids from 1.
+    on_a = _ok(site.run(["sbatch", "--parsable", "-J", "on-a", "--wrap", "sleep 2"],
                         clusters=f"{a},{b}")).strip().split(";")[0]
+    submitted = _ok(site.run(["sbatch", "-M", b, "--parsable", "-J", "via-M", "--wrap",
+                              "id -un"], clusters=f"{a},{b}"))
+    on_b = submitted.strip().split(";")[0]
+    under_b = _ok(site.run(["sbatch", "--parsable", "-J", "via-conf", "--wrap", "sleep 2"],
+                           clusters=f"{a},{b}", SLURM_CONF=str(site.confs[b]))).split(";")[0]
+    queue_b = _ok(site.run(["squeue", "--noheader", "--format=%j"], clusters=f"{a},{b}",
+                           SLURM_CONF=str(site.confs[b])))
     clusters = _ok(site.run(["sacctmgr", "--noheader", "--parsable2", "show", "cluster",
                              "format=Cluster"], clusters=f"{a},{b}"))
 
@@ -154,10 +156,9 @@ def test_one_rs256_token_serves_both_clusters_and_their_slurmdbd(site: Site) -> 
     assert f"CLUSTER: {a}" in both and f"CLUSTER: {b}" in both, both
     assert submitted.strip() == f"{on_b};{b}"
     assert site.b.wait_job(on_b) == "COMPLETED"
-    # Under b's own slurm.conf, no -M: the job is b's, as its squeue there shows.
-    assert site.b.job_state(under_b) != "" and site.a.job_state(under_b) in ("", "COMPLETED")
-    assert queue_b.split() in ([], [under_b]), queue_b
-    assert site.b.wait_job(under_b) == "COMPLETED"
+    # Under b's own slurm.conf, no -M: squeue and sbatch go to b, not a.
+    assert "via-conf" in queue_b.split() and "on-a" not in queue_b.split(), queue_b
+    assert site.b.wait_job(under_b.strip()) == "COMPLETED"
     assert set(clusters.split()) == {a, b, site.c.name}
     assert site.a.wait_job(on_a) == "COMPLETED"
     # slurmdbd has the job once slurmctld has sent it: poll sacct -M a for it.
@@ -192,14 +193,16 @@ def test_a_cluster_outside_clusters_stops_in_one_line_before_slurm_runs(site: Si
     refused = site.run(["squeue", "-M", c], clusters=allowed, text=probe)
     taken = site.run(["squeue", "-M", b], clusters=allowed, text=probe)
     every = site.run(["squeue", "-M", "all"], clusters=allowed, text=probe)
-    untokened = site.run(["squeue", "-M", c], clusters=allowed, text=probe + "Export=never\n")
+    # munged's socket here (a's): srun, which reaches slurmd, goes without the token.
+    munge = f"{probe}MungeSocket={site.a.munge_socket}\n"
+    untokened = site.run(["srun", "-M", c, "hostname"], clusters=allowed, text=munge)
     sacct = site.run(["sacct", "-M", c, "-X", "--noheader"], clusters=allowed)
 
     assert (refused.returncode, refused.stdout) == (1, ""), "Slurm's squeue ran"
     assert taken.returncode == 0 and taken.stdout.startswith("squeue JWT=ey"), taken
     assert every.returncode == 0 and every.stdout.startswith("squeue JWT=ey"), every
-    # No token (Export=never): nothing to protect, nothing checked.
-    assert untokened.returncode == 0 and untokened.stdout == "squeue JWT=<unset>\n", untokened
+    # No token: nothing to protect, nothing checked.
+    assert untokened.returncode == 0 and untokened.stdout == "srun JWT=<unset>\n", untokened
     # sacct asks slurmdbd alone, which takes the token: -M only picks the jobs.
     assert sacct.returncode == 0 and sacct.stderr == "", sacct.stderr
 
