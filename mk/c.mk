@@ -36,8 +36,8 @@ COMMON_HDRS := c/common/protocol.h c/common/client.h c/common/token.h c/common/c
 	c/common/userdir.h
 PAM_SRCS := c/pam/pam_slurmjwt.c c/pam/handoff.c $(COMMON_SRCS)
 PAM_HDRS := c/pam/handoff.h $(COMMON_HDRS)
-WRAP_SRCS := c/wrap/slurmjwt-wrap.c c/wrap/conf.c $(COMMON_SRCS)
-WRAP_HDRS := c/wrap/conf.h $(COMMON_HDRS)
+WRAP_SRCS := c/wrap/slurmjwt-wrap.c c/wrap/conf.c c/wrap/clusters.c $(COMMON_SRCS)
+WRAP_HDRS := c/wrap/conf.h c/wrap/clusters.h $(COMMON_HDRS)
 USERDIR_SRCS := c/userdir/slurmjwt-userdir.c c/common/userdir.c c/common/client.c
 USERDIR_HDRS := c/common/userdir.h c/common/client.h c/common/cache.h
 # Hardening and warnings are not optional: they come before $(CFLAGS) only so
@@ -59,7 +59,7 @@ C_VALGRIND := valgrind --quiet --error-exitcode=99 --leak-check=full \
 	--errors-for-leak-kinds=all
 C_FUZZ_CC ?= clang
 C_FUZZ_SECONDS ?= 30
-C_TESTS := test_protocol test_token test_cache test_client test_conf
+C_TESTS := test_protocol test_token test_cache test_client test_conf test_clusters
 
 .PHONY: c c-test c-harness c-fuzz c-clean c-paths
 
@@ -88,6 +88,8 @@ $(USERDIR): $(USERDIR_SRCS) $(USERDIR_HDRS) $(C_PATHS) | $(C_BUILD)
 # A test of a front end's own file names it in TEST_SRCS.
 $(C_BUILD)/test_conf $(C_BUILD)/plain_conf: TEST_SRCS := c/wrap/conf.c
 $(C_BUILD)/test_conf $(C_BUILD)/plain_conf: c/wrap/conf.c c/wrap/conf.h
+$(C_BUILD)/test_clusters $(C_BUILD)/plain_clusters: TEST_SRCS := c/wrap/clusters.c
+$(C_BUILD)/test_clusters $(C_BUILD)/plain_clusters: c/wrap/clusters.c c/wrap/clusters.h
 
 $(C_BUILD)/test_%: c/tests/test_%.c c/tests/check.h $(COMMON_SRCS) $(COMMON_HDRS) | $(C_BUILD)
 	$(CC) $(C_TEST_CFLAGS) $(C_SAN) -o $@ $< $(TEST_SRCS) $(COMMON_SRCS)

@@ -142,6 +142,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("SlurmBinDir", "path", "/usr/bin",
            "Where Slurm's client commands are: the wrappers in /usr/lib/slurmjwt/bin run "
            "SlurmBinDir/NAME, and `slurmjwt wrappers --update` lists them from there."),
+    Option("Clusters", "list", (),
+           "Comma-separated names of the clusters whose slurmctld takes this node's tokens "
+           "(its key in each one's JWKS). When set, a Slurm command about to send a token to "
+           "another cluster (named by -M/--clusters, SLURM_CLUSTERS, or the ClusterName of "
+           "its slurm.conf) stops before Slurm runs, saying so in one line (exit 1); "
+           "sacct, sacctmgr, sreport (slurmdbd's alone) and -M all are not checked. Unset: "
+           "no check. `slurmjwt doctor` asks each listed cluster."),
     Option("MetricsListen", "address", None,
            "ADDRESS:PORT (numeric; `[::1]:9101` for IPv6) where the helper serves its "
            "Prometheus metrics over HTTP, without authentication; unset, the helper keeps "
@@ -160,7 +167,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("The helper", ("HelperSocket", "RootSocket", "HelperTimeout", "ReadTimeout", "Workers",
                     "MaxConnections", "MaxConnectionsPerUser", "MaxRequestsPerUser",
                     "LookupTimeout", "MungeSocket", "MetricsListen", "Debug")),
-    ("Slurm commands", ("SlurmBinDir",)),
+    ("Slurm commands", ("SlurmBinDir", "Clusters")),
 )
 
 BY_KEY = {opt.name.lower(): opt for opt in OPTIONS}
@@ -196,6 +203,7 @@ class Config:
     munge_socket: str | None
     scontrol: str
     slurm_bin_dir: str
+    clusters: tuple[str, ...]
     metrics_listen: str | None
     debug: bool
 

@@ -91,6 +91,26 @@ static void test_helper_timeout(void)
           && strstr(why, ":1: bad value for HelperTimeout") != NULL, "HelperTimeout=0 is bad");
 }
 
+/* Clusters=: config.py's list (items trimmed, empty ones dropped), in Slurm's lower case. */
+static void test_clusters(void)
+{
+    struct wrap_conf c;
+    char why[600], big[700];
+
+    check(parse("HelperTimeout=5\n", &c, why, sizeof(why)) == 0 && c.clusters[0] == '\0',
+          "Clusters: unset, no check");
+    check(parse("Clusters = A, b ,,\n", &c, why, sizeof(why)) == 0
+          && strcmp(c.clusters, "a,b") == 0, "Clusters: trimmed, lower case");
+    check(parse("clusters=\"x\"\n", &c, why, sizeof(why)) == 0 && strcmp(c.clusters, "x") == 0,
+          "Clusters: any case of the key, quoted");
+    memset(big, 'a', 600);
+    memcpy(big, "Clusters=", 9);
+    big[600] = '\0';
+    check(wrap_conf_parse(&c, big, "slurmjwt.conf", why, sizeof(why)) < 0
+          && strcmp(why, "slurmjwt.conf:1: bad value for Clusters") == 0
+          && c.clusters[0] == '\0', "Clusters: too long is refused");
+}
+
 #define MUNGE "/run/munge/munge.socket.2"
 #define SACK "/run/slurm/sack.socket"
 #define CTLD_SACK "/run/slurmctld/sack.socket"
@@ -230,6 +250,7 @@ int main(void)
         return 2;
     snprintf(file, sizeof(file), "%s/slurmjwt.conf", base);
     test_helper_timeout_bound();
+    test_clusters();
     test_other_auth();
     if (geteuid() == 0)
         test_helper_timeout();

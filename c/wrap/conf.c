@@ -6,7 +6,8 @@
  * must be root's, a regular file, not a symlink, not writable by group or
  * others, and at most 1 MiB: anything else is refused whole. And the few
  * slurm.conf settings the Export=auto rule needs (AuthType, AuthInfo,
- * ClusterName), read as pam_slurmjwt/slurmconf.py reads them.
+ * ClusterName, which Clusters= is checked against too), read as
+ * pam_slurmjwt/slurmconf.py reads them.
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -65,6 +66,36 @@ static int whole(const char *v, long long min, long long *out)
     return *out < min ? -1 : 0;
 }
 
+/*
+ * A comma-separated list as config.py takes it (items trimmed, empty ones
+ * dropped), in lower case as Slurm keeps cluster names.
+ */
+static int names(const char *v, char *out, size_t size)
+{
+    size_t n = 0, len;
+    const char *item = v, *end;
+
+    out[0] = '\0';
+    for (; *item != '\0'; item = *end ? end + 1 : end) {
+        end = item + strcspn(item, ",");
+        while (item < end && isspace((unsigned char) *item))
+            item++;
+        len = (size_t) (end - item);
+        while (len > 0 && isspace((unsigned char) item[len - 1]))
+            len--;
+        if (len == 0)
+            continue;
+        if (n + len + 2 > size)
+            return -1;
+        if (n > 0)
+            out[n++] = ',';
+        while (len-- > 0)
+            out[n++] = (char) tolower((unsigned char) *item++);
+        out[n] = '\0';
+    }
+    return 0;
+}
+
 static int path(const char *v, char *out, size_t size)
 {
     if (v[0] != '/' || strlen(v) >= size)
@@ -101,7 +132,9 @@ static int apply(struct wrap_conf *c, const char *key, const char *v, const char
         }
         if (rc == 0)
             c->helper_timeout_ms = n * 1000;
-    } else if (strcasecmp(key, "MinUid") == 0)
+    } else if (strcasecmp(key, "Clusters") == 0)
+        rc = names(v, c->clusters, sizeof(c->clusters));
+    else if (strcasecmp(key, "MinUid") == 0)
         rc = whole(v, 0, &c->min_uid);
     else if (strcasecmp(key, "Export") == 0) {
         if (strcasecmp(v, "auto") == 0)
@@ -355,24 +388,45 @@ static int try_sack(const char *root, const char *cluster, char *found, size_t f
     return 0;
 }
 
+/* The slurm.conf the command about to run reads. */
+static void slurm_conf_path(const struct wrap_conf *c, const char *root, char *conf,
+                            size_t size)
+{
+    const char *env = getenv("SLURM_CONF");
+
+    if (env != NULL && env[0] != '\0')
+        snprintf(conf, size, "%s", env);
+    else if (c->slurm_conf[0] != '\0')
+        snprintf(conf, size, "%s", c->slurm_conf);
+    else {
+        snprintf(conf, size, "%s/etc/slurm/slurm.conf", root);
+        if (access(conf, F_OK) < 0)
+            snprintf(conf, size, "%s/run/slurm/conf/slurm.conf", root);
+    }
+}
+
+int wrap_cluster_name(const struct wrap_conf *c, char *out, size_t outlen)
+{
+    struct slurm_auth sa;
+    char conf[PATH_MAX];
+
+    memset(&sa, 0, sizeof(sa));
+    slurm_conf_path(c, "", conf, sizeof(conf));
+    if (read_slurm_conf(conf, &sa, 0) < 0 || sa.cluster[0] == '\0')
+        return -1;
+    snprintf(out, outlen, "%s", sa.cluster);
+    return 0;
+}
+
 int wrap_other_auth(const struct wrap_conf *c, const char *root, char *auth, size_t authlen,
                     char *found, size_t foundlen)
 {
     struct slurm_auth sa;
     char conf[PATH_MAX], munge[PATH_MAX];
-    const char *env = getenv("SLURM_CONF");
     int read;
 
     memset(&sa, 0, sizeof(sa));
-    if (env != NULL && env[0] != '\0')   /* what the command about to run reads */
-        snprintf(conf, sizeof(conf), "%s", env);
-    else if (c->slurm_conf[0] != '\0')
-        snprintf(conf, sizeof(conf), "%s", c->slurm_conf);
-    else {
-        snprintf(conf, sizeof(conf), "%s/etc/slurm/slurm.conf", root);
-        if (access(conf, F_OK) < 0)
-            snprintf(conf, sizeof(conf), "%s/run/slurm/conf/slurm.conf", root);
-    }
+    slurm_conf_path(c, root, conf, sizeof(conf));
     read = read_slurm_conf(conf, &sa, 0) == 0;
     if (read && sa.type[0] == '\0')
         strcpy(sa.type, "auth/munge");   /* Slurm's default */

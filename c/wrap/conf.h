@@ -19,6 +19,7 @@ struct wrap_conf {
     char slurm_conf[PATH_MAX];      /* "": Slurm's default places; $SLURM_CONF goes first */
     long long min_uid;
     enum wrap_export export_mode;
+    char clusters[512];             /* Clusters=: lower case, "a,b"; "": no check */
 };
 
 /* Fill *c with the defaults of pam_slurmjwt/config.py. */
@@ -56,5 +57,12 @@ int wrap_conf_load(struct wrap_conf *c, const char *path, char *why, size_t whyl
  */
 int wrap_other_auth(const struct wrap_conf *c, const char *root, char *auth, size_t authlen,
                     char *found, size_t foundlen);
+
+/*
+ * The ClusterName (lower case, as Slurm keeps it) of the slurm.conf Slurm's
+ * commands read (as wrap_other_auth finds it, Include lines followed) into
+ * out; 0, or -1 when none is readable or it sets no ClusterName.
+ */
+int wrap_cluster_name(const struct wrap_conf *c, char *out, size_t outlen);
 
 #endif /* SLURMJWT_WRAP_CONF_H */

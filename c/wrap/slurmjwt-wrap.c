@@ -36,6 +36,7 @@
 #include "../common/protocol.h"
 #include "../common/token.h"
 #include "../common/userdir.h"
+#include "clusters.h"
 #include "conf.h"
 
 #ifndef SLURMJWT_CONF_PATH
@@ -412,6 +413,30 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
     explicit_bzero(&e, sizeof(e));
 }
 
+/*
+ * With Clusters= set, a command about to send this node's token to a
+ * cluster outside it (named by -M/--clusters, else SLURM_CLUSTERS, else the
+ * ClusterName of its slurm.conf) stops here, in one line, instead of failing
+ * with Slurm's "Zero Bytes were transmitted or received": 1 then, else 0.
+ */
+static int cluster_refused(const struct wrap_conf *c, const char *conf, const char *name,
+                           int argc, char **argv)
+{
+    char cluster[160], local[128];
+    const char *list;
+
+    if (c->clusters[0] == '\0' || getenv("SLURM_JWT") == NULL || !wrap_cluster_command(name))
+        return 0;
+    if ((list = wrap_argv_clusters(name, argc, argv)) == NULL
+        && ((list = getenv("SLURM_CLUSTERS")) == NULL || list[0] == '\0'))
+        list = wrap_cluster_name(c, local, sizeof(local)) == 0 ? local : "";
+    if (!wrap_cluster_outside(c->clusters, list, cluster, sizeof(cluster)))
+        return 0;
+    complain("cluster %s does not take this login node's token (Clusters=%s in %s); ask your "
+             "admins", cluster, c->clusters, conf);
+    return 1;
+}
+
 static int usage(FILE *out, int code)
 {
     fputs("usage: link a Slurm command name to " PROG " (slurmjwt wrappers --update)\n"
@@ -457,7 +482,10 @@ int main(int argc, char **argv)
         debug("inside a job (SLURMD_NODENAME): environment untouched");
     else if (uid == 0 || (long long) uid < c.min_uid)
         debug("uid %lu gets no token (root or below MinUid)", (unsigned long) uid);
-    else
+    else {
         place_token(&c, uid);
+        if (cluster_refused(&c, conf, name, argc, argv))
+            return 1;
+    }
     return run_real(name, real, argv);
 }

@@ -3,7 +3,7 @@ link, OK or what is wrong and the exact fix. Root gets every check; a user
 gets those that concern them. Nothing here prints or logs a token.
 
 The checks live in one module per concern (conf, names, keys, units, slurm,
-accounting, pam, shells), each registered in order (registry.py); the renderers
+accounting, clusters, pam, shells), each registered in order (registry.py); the renderers
 (render.py) print what they found."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from pam_slurmjwt.doctor import registry, render
 from pam_slurmjwt.doctor.accounting import AccountingChecks
 from pam_slurmjwt.doctor.check import Check
+from pam_slurmjwt.doctor.clusters import ClusterChecks
 from pam_slurmjwt.doctor.conf import ConfChecks
 from pam_slurmjwt.doctor.host import slurm_version as _slurm_version
 from pam_slurmjwt.doctor.host import systemctl as _systemctl
@@ -30,7 +31,7 @@ __all__ = ["Check", "Doctor", "reload_jwks", "run_doctor"]
 
 
 class Doctor(ConfChecks, NameChecks, KeyChecks, UnitChecks, SlurmChecks, AccountingChecks,
-             PamChecks, ShellChecks):
+             ClusterChecks, PamChecks, ShellChecks):
     """Runs the registered checks in order; later ones use what earlier ones found."""
 
     def __init__(self, config_path: str | None, user: str | None, **options: Any) -> None:

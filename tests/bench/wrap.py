@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.integration.fixtures.cluster import Cluster
-from tests.integration.fixtures.helperd import start_helper
+from tests.integration.fixtures.helperd import start_helper, write_config
 from tests.integration.fixtures.install import Installed
 
 TARGET_MS = 1.0
@@ -53,6 +53,10 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
            f"SLURMJWT_CONF={helper.config}", f"SLURMJWT_CACHE_DIR={cache}"]
     drop = ["setpriv", "--reuid", "alice", "--regid", "alice", "--init-groups", *env]
     wrapper = str(installed.wrappers / "squeue")
+    # Clusters= set: the check reads argv and slurm.conf's ClusterName.
+    clusters_conf = work / "clusters.conf"
+    write_config(clusters_conf, helper.config.read_text() + f"Clusters={cluster.name}\n")
+    checked = [*drop, f"SLURMJWT_CONF={clusters_conf}"]
     try:
         token = subprocess.run([*drop, installed.cmd("slurmjwt"), "token"], capture_output=True,
                                text=True, check=True).stdout.strip()
@@ -60,6 +64,7 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
         cases = {
             "squeue --version, real": [*real_env, "/usr/bin/squeue", "--version"],
             "squeue --version, wrapper": [*drop, wrapper, "--version"],
+            "squeue --version, Clusters=": [*checked, wrapper, "--version"],
             "squeue -h, real": [*real_env, "/usr/bin/squeue", "-h"],
             "squeue -h, wrapper": [*drop, wrapper, "-h"],
         }
@@ -80,6 +85,10 @@ def run(installed: Installed, cluster: Cluster, args: argparse.Namespace) -> lis
         real, wrapped = med[f"{what}, real"], med[f"{what}, wrapper"]
         rows.append(f"{what + ', real':<30}{real:>10.2f}")
         rows.append(f"{what + ', wrapper':<30}{wrapped:>10.2f}{wrapped - real:>+10.2f}")
+    with_check = med["squeue --version, Clusters="]
+    rows.append(f"{'squeue --version, Clusters=':<30}{with_check:>10.2f}"
+                f"{with_check - med['squeue --version, real']:>+10.2f}  (the cluster check: "
+                f"{with_check - med['squeue --version, wrapper']:+.2f} ms)")
     cold_ms = statistics.median(cold) * 1000
     rows.append(f"{'squeue --version, cold cache':<30}{cold_ms:>10.2f}"
                 f"{cold_ms - med['squeue --version, real']:>+10.2f}  (helper round trip, "

@@ -613,3 +613,56 @@ def test_slurmdbd_refusing_an_rs256_token_is_told_to_take_the_jwks(tmp_path: Pat
     assert check is not None and check.status == "FAIL"
     assert ("AuthAltParameters=jwks=/etc/slurm/jwks.json (a JWKS with this node's key, kid "
             "node-kid), then restart slurmdbd") in check.fix
+
+
+def _clusters_doctor(tmp_path: Path, clusters: str, squeue: str, token: str | None) -> Doctor:
+    """A doctor with Clusters=`clusters`, whose squeue is the shell `squeue`
+    (beside Scontrol), and to whom slurmctld accepted `token`."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "squeue").write_text(f"#!/bin/sh\n{squeue}\n")
+    (bindir / "squeue").chmod(0o755)
+    doctor = Doctor(None, "alice")
+    doctor.cfg = parse_config(f"Scontrol={bindir}/scontrol\n{clusters}", "/c")
+    doctor.token = token
+    return doctor
+
+
+def test_clusters_check_is_absent_without_clusters(tmp_path: Path) -> None:
+    assert _clusters_doctor(tmp_path, "", "exit 1", HS256).clusters_accept() is None
+
+
+def test_clusters_check_names_a_cluster_slurmdbd_does_not_know(tmp_path: Path) -> None:
+    # The token reaches squeue in its environment, never on its command line.
+    doctor = _clusters_doctor(
+        tmp_path, "Clusters=a, zz\n", '[ -n "$SLURM_JWT" ] && [ "$3" = a ] && exit 0; echo '
+        '"squeue: error: \'$3\' can\'t be reached now, or it is an invalid entry for '
+        '--cluster.  Use \'sacctmgr list clusters\' to see available clusters." >&2; exit 1',
+        HS256)
+    check = doctor.clusters_accept()
+    assert check is not None and check.status == "FAIL"
+    assert check.message == (
+        "slurmdbd knows no cluster zz (squeue: error: 'zz' can't be reached now, or it is an "
+        "invalid entry for --cluster.  Use 'sacctmgr list clusters' to see available "
+        "clusters.), which Clusters=a,zz names: correct Clusters= in /c (sacctmgr show cluster "
+        "lists the clusters), or register the cluster with slurmdbd (its slurm.conf's "
+        "AccountingStorageHost)")
+
+
+def test_clusters_refusing_an_hs256_token_are_told_one_key_cannot_serve_them(
+        tmp_path: Path) -> None:
+    doctor = _clusters_doctor(tmp_path, "Clusters=a,b\n",
+                              '[ "$3" = a ] && exit 0; echo "squeue: error: Zero Bytes were '
+                              'transmitted or received" >&2; exit 1', HS256)
+    check = doctor.clusters_accept()
+    assert check is not None and check.status == "FAIL"
+    assert check.message.startswith("squeue -M with a fresh helper token for alice failed for "
+                                    "b (squeue: error: Zero Bytes were transmitted or received)")
+    assert check.fix.startswith("this node signs HS256, so every listed cluster would need its "
+                                "key byte for byte: give this node an RS256 key")
+
+
+def test_clusters_check_waits_for_a_token_slurmctld_accepts(tmp_path: Path) -> None:
+    check = _clusters_doctor(tmp_path, "Clusters=a\n", "exit 0", None).clusters_accept()
+    assert check is not None and (check.status, check.message) == (
+        "SKIP", "needs a token that slurmctld accepts")
