@@ -145,7 +145,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("Clusters", "list", (),
            "Comma-separated names of the clusters whose slurmctld takes this node's tokens "
            "(its key in each one's JWKS). When set, a Slurm command about to send a token to "
-           "another cluster (named by -M/--clusters, SLURM_CLUSTERS, or the ClusterName of "
+           "another cluster (named by -M/--clusters, SLURM_CLUSTERS, SBATCH_CLUSTERS or "
+           "SALLOC_CLUSTERS, or the ClusterName of "
            "its slurm.conf) stops before Slurm runs, saying so in one line (exit 1); "
            "sacct, sacctmgr, sreport (slurmdbd's alone) and -M all are not checked. Unset: "
            "no check. `slurmjwt doctor` asks each listed cluster."),

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../wrap/clusters.h"
@@ -95,9 +96,36 @@ static void test_outside(void)
           && !wrap_cluster_command("sreport"), "commands: slurmdbd's alone are not checked");
 }
 
+static void test_environment(void)
+{
+    const char *got;
+
+    unsetenv("SLURM_CLUSTERS");
+    setenv("SBATCH_CLUSTERS", "c", 1);
+    setenv("SALLOC_CLUSTERS", "d", 1);
+    got = wrap_env_clusters("sbatch");
+    check(got != NULL && strcmp(got, "c") == 0, "environment: SBATCH_CLUSTERS for sbatch");
+    got = wrap_env_clusters("salloc");
+    check(got != NULL && strcmp(got, "d") == 0, "environment: SALLOC_CLUSTERS for salloc");
+    check(wrap_env_clusters("squeue") == NULL, "environment: not for squeue");
+    setenv("SLURM_CLUSTERS", "b", 1);
+    got = wrap_env_clusters("sbatch");
+    check(got != NULL && strcmp(got, "b") == 0, "environment: SLURM_CLUSTERS over SBATCH_CLUSTERS");
+    got = wrap_env_clusters("squeue");
+    check(got != NULL && strcmp(got, "b") == 0, "environment: SLURM_CLUSTERS for squeue");
+    setenv("SLURM_CLUSTERS", "", 1);
+    got = wrap_env_clusters("sbatch");
+    check(got != NULL && strcmp(got, "c") == 0, "environment: an empty SLURM_CLUSTERS is none");
+    unsetenv("SLURM_CLUSTERS");
+    unsetenv("SBATCH_CLUSTERS");
+    unsetenv("SALLOC_CLUSTERS");
+    check(wrap_env_clusters("sbatch") == NULL, "environment: none set");
+}
+
 int main(void)
 {
     test_forms();
+    test_environment();
     test_outside();
     return report();
 }

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -129,6 +130,18 @@ const char *wrap_argv_clusters(const char *name, int argc, char *const argv[])
             i++;
     }
     return found;
+}
+
+const char *wrap_env_clusters(const char *name)
+{
+    const char *list = getenv("SLURM_CLUSTERS");
+
+    /* sbatch and salloc read their own variable first, then SLURM_CLUSTERS over it. */
+    if ((list == NULL || list[0] == '\0') && strcmp(name, "sbatch") == 0)
+        list = getenv("SBATCH_CLUSTERS");
+    if ((list == NULL || list[0] == '\0') && strcmp(name, "salloc") == 0)
+        list = getenv("SALLOC_CLUSTERS");
+    return list != NULL && list[0] != '\0' ? list : NULL;
 }
 
 /* Whether name (len bytes, any case) is an item of allowed. */

@@ -26,6 +26,14 @@ int wrap_cluster_command(const char *name);
 const char *wrap_argv_clusters(const char *name, int argc, char *const argv[]);
 
 /*
+ * The clusters the environment names for the command NAME, as Slurm reads
+ * it: SLURM_CLUSTERS, else (sbatch, salloc) SBATCH_CLUSTERS or
+ * SALLOC_CLUSTERS, which SLURM_CLUSTERS overrides there. NULL when none
+ * is set or it is empty.
+ */
+const char *wrap_env_clusters(const char *name);
+
+/*
  * Given Clusters= (lower case, comma-separated, no blanks) and a cluster list
  * as Slurm takes it (comma-separated, any case), return 1 with the first
  * listed cluster that Clusters= lacks in out; 0 when all are in it, when the

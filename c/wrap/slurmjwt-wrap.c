@@ -415,7 +415,8 @@ static void place_token(const struct wrap_conf *c, uid_t uid)
 
 /*
  * With Clusters= set, a command about to send this node's token to a
- * cluster outside it (named by -M/--clusters, else SLURM_CLUSTERS, else the
+ * cluster outside it (named by -M/--clusters, else SLURM_CLUSTERS or
+ * SBATCH_/SALLOC_CLUSTERS, else the
  * ClusterName of its slurm.conf) stops here, in one line, instead of failing
  * with Slurm's "Zero Bytes were transmitted or received": 1 then, else 0.
  */
@@ -428,7 +429,7 @@ static int cluster_refused(const struct wrap_conf *c, const char *conf, const ch
     if (c->clusters[0] == '\0' || getenv("SLURM_JWT") == NULL || !wrap_cluster_command(name))
         return 0;
     if ((list = wrap_argv_clusters(name, argc, argv)) == NULL
-        && ((list = getenv("SLURM_CLUSTERS")) == NULL || list[0] == '\0'))
+        && (list = wrap_env_clusters(name)) == NULL)
         list = wrap_cluster_name(c, local, sizeof(local)) == 0 ? local : "";
     if (!wrap_cluster_outside(c->clusters, list, cluster, sizeof(cluster)))
         return 0;

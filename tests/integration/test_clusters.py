@@ -183,6 +183,7 @@ def test_a_cluster_outside_clusters_stops_in_one_line_before_slurm_runs(site: Si
         "--clusters c": (["squeue", "--clusters", c], {}),
         "sbatch -M c": (["sbatch", "-M", c, "--wrap", "true"], {}),
         "SLURM_CLUSTERS": (["squeue"], {"SLURM_CLUSTERS": c}),
+        "SBATCH_CLUSTERS": (["sbatch", "--wrap", "true"], {"SBATCH_CLUSTERS": c}),
         "c's SLURM_CONF": (["squeue"], {"SLURM_CONF": str(site.confs[c])}),
     }
     for what, (argv, env) in forms.items():
