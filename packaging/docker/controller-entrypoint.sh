@@ -26,6 +26,15 @@ setpriv --reuid=munge --regid=munge --clear-groups munged
 chown slurm:slurm /etc/slurm/jwt_hs256.key
 chmod 0600 /etc/slurm/jwt_hs256.key
 install -d -o slurm -g slurm -m 0755 /var/lib/slurm /var/log/slurm
+
+# auth/slurm (Slurm 23.11+, tests/demo/sackd.py): the cluster's slurm.key,
+# put here before start where slurm.conf has AuthType=auth/slurm; slurmctld
+# refuses a key others can read. munged still runs: the key-mode proof
+# (tests/demo/keyproof.py) starts its slurmctld with auth/munge.
+if [ -e /etc/slurm/slurm.key ]; then
+    chown slurm:slurm /etc/slurm/slurm.key
+    chmod 0600 /etc/slurm/slurm.key
+fi
 install -d -o slurm -g slurm -m 0700 /var/lib/slurm/slurmctld
 install -d -o root -g root -m 0755 /var/lib/slurm/slurmd
 
