@@ -136,6 +136,35 @@ def start_sackd(sackd: SackdNode) -> None:
                        time.monotonic() + cluster.READY_TIMEOUT)
 
 
+def start_cluster_sackd(sackd: SackdNode, cluster_name: str) -> str:
+    """With sackd stopped, start one for the cluster alone as a 25.05+ site
+    would (a unit with RuntimeDirectory=slurm-NAME: sackd listens in
+    $RUNTIME_DIRECTORY), the socket of the stopped one removed; wait until
+    squeue works through it and return its socket's path."""
+    node = sackd.container
+    runtime = f"/run/slurm-{cluster_name}"
+    code, out = cluster.exec_out(node, ["sh", "-euc", f"""
+        rm -f {SACK_SOCKET}
+        install -d -o slurm -g slurm -m 0755 {runtime}"""])
+    if code != 0:
+        raise DemoError(f"{node.name}: cannot prepare {runtime}: {out}")
+    node.exec_run(["sh", "-c", f"RUNTIME_DIRECTORY={runtime} setpriv --reuid=slurm "
+                   f"--regid=slurm --clear-groups sackd -D >> {SACKD_LOG} 2>&1"], detach=True)
+    cluster.wait_until(node, "squeue through the cluster's sackd", lambda: slurm_works(node),
+                       time.monotonic() + cluster.READY_TIMEOUT)
+    return f"{runtime}/sack.socket"
+
+
+def stop_cluster_sackd(sackd: SackdNode, cluster_name: str) -> None:
+    """Stop what start_cluster_sackd started and remove its directory."""
+    code, out = cluster.exec_out(sackd.container, ["sh", "-euc", f"""
+        pid=$(pgrep -x sackd); kill $pid
+        while kill -0 $pid 2>/dev/null; do sleep 0.1; done
+        rm -rf /run/slurm-{cluster_name}"""])
+    if code != 0:
+        raise DemoError(f"{sackd.container.name}: cannot stop the cluster's sackd: {out}")
+
+
 def slurm_works(node: Container) -> bool:
     """True when Slurm's own squeue works on the node as root without a token."""
     return cluster.exec_ok(node, ["env", "-u", "SLURM_JWT", "/usr/bin/squeue", "--noheader"])

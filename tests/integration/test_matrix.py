@@ -634,3 +634,30 @@ def test_sackd_stopped(shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
     after = on_sackd(shown, sackd_node, "sackd-again", "squeue --noheader >/dev/null && "
                      "echo squeue=ok; printenv SLURM_JWT >/dev/null || echo token=unset")
     assert {"squeue=ok", "token=unset"} <= set(after.output.splitlines()), after.output
+
+
+# 25.05+ clients look for /run/slurm-CLUSTER/sack.socket first (23.11 and
+# 24.05 clients only at the fixed paths, where their sackd listens).
+SACKD_CLUSTER_MATRIX = [c for c in SACKD_MATRIX if RELEASES[c].version >= (25, 5)]
+
+
+@pytest.mark.parametrize("shown", SACKD_CLUSTER_MATRIX, indirect=True,
+                         ids=lambda c: f"{c}-{RELEASES[c].slurm}")
+def test_sackd_of_the_cluster_alone(shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    """sackd for the cluster alone (RuntimeDirectory=slurm-demo), no socket at
+    /run/slurm: Export=auto finds it where Slurm's client does, and srun works."""
+    sackd.stop_sackd(sackd_node)
+    try:
+        socket = sackd.start_cluster_sackd(sackd_node, "demo")
+        step = on_sackd(shown, sackd_node, "sackd-cluster", f"""
+            ls {sackd.SACK_SOCKET} 2>/dev/null || echo socket=none
+            if printenv SLURM_JWT >/dev/null; then echo token=set; else echo token=unset; fi
+            srun hostname; echo "srun rc=$?"
+            slurmjwt doctor | grep 'export:'""")
+        sackd.stop_cluster_sackd(sackd_node, "demo")
+    finally:
+        sackd.start_sackd(sackd_node)
+    lines = step.output.splitlines()
+    assert "socket=none" in lines and "token=unset" in lines, step.output
+    assert "controller" in lines and "srun rc=0" in lines, step.output
+    assert f"AuthType=auth/slurm: sackd works here ({socket})" in step.output, step.output
