@@ -1,7 +1,10 @@
 """The compatibility matrix: the demo's cluster (directory; controller; login
 node with sshd, the hook and the helper, no munge) once per Slurm release,
 with that release's Slurm side configured as the README says. Every
-user-facing check goes through a real ssh login.
+user-facing check goes through a real ssh login. From 23.11 the cluster runs
+auth/slurm (JWT-only login node unchanged: no sackd, no slurm.key there), and
+the tests at the end add a second login node with sackd to it
+(tests/demo/sackd.py).
 
 Which releases (tests/demo/releases.py) is SLURMJWT_MATRIX's choice: `debian`
 (the default, what `make test` runs: bookworm 22.05, trixie 24.11, sid 26.05,
