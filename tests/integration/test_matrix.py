@@ -482,9 +482,13 @@ def test_slurmctld_and_the_helper_agree_on_a_key_others_can_read(shown: run.Show
 SACKD_MATRIX = [c for c in MATRIX if RELEASES[c].auth_slurm]
 on_sackd_releases = pytest.mark.parametrize("shown", SACKD_MATRIX, indirect=True,
                                             ids=lambda c: f"{c}-{RELEASES[c].slurm}")
+# A step that prints a line every quarter second until the file
+# sattach-stop.JOBID appears in /home/demo (shared by every node), for at most
+# a minute.
 SACKD_JOB = """#!/bin/sh
 #SBATCH --output=/dev/null
-srun sh -c 'i=0; while [ $i -lt 24 ]; do echo tick $i; i=$((i+1)); sleep 0.5; done'
+srun sh -c 'i=0; while [ ! -e "sattach-stop.$SLURM_JOB_ID" ] && [ $i -lt 240 ]; do
+    echo tick $i; i=$((i+1)); sleep 0.25; done'
 """
 BCAST = "hello-sbcast"
 
@@ -552,9 +556,10 @@ def test_sackd_a_users_own_token_is_kept_from_srun_by_the_wrapper(
 @on_sackd_releases
 def test_sackd_sattach_and_sbcast_with_and_without_a_users_own_token(
         shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
-    """While a job's step prints a line every half second: sbcast copies a
+    """While a job's step prints a line every quarter second: sbcast copies a
     file to the job's node and sattach follows the step, each once as the
-    session is (no token) and once with the user's own SLURM_JWT exported."""
+    session is (no token) and once with the user's own SLURM_JWT exported;
+    the step ends once both sattach have shown a line of it."""
     step = on_sackd(shown, sackd_node, "sackd-sattach", f"""
         cat > sattach.sh <<'EOF'
 {SACKD_JOB}EOF
@@ -567,10 +572,18 @@ def test_sackd_sattach_and_sbcast_with_and_without_a_users_own_token(
         sbcast --jobid="$id" bcast.txt /tmp/sbcast-plain-$id; echo "sbcast plain rc=$?"
         (SLURM_JWT=$(slurmjwt token); export SLURM_JWT
          sbcast --jobid="$id" bcast.txt /tmp/sbcast-token-$id; echo "sbcast token rc=$?")
-        timeout 60 sattach "$id.0" > sattach-plain.out 2>&1 &
+        : > sattach-plain.out; : > sattach-token.out
+        timeout 60 sattach "$id.0" > sattach-plain.out 2>&1 & plain=$!
         (SLURM_JWT=$(slurmjwt token); export SLURM_JWT
-         timeout 60 sattach "$id.0" > sattach-token.out 2>&1; echo "sattach token rc=$?")
-        wait $!; echo "sattach plain rc=$?"
+         exec timeout 60 sattach "$id.0" > sattach-token.out 2>&1) & token=$!
+        n=0
+        until grep -q '^tick' sattach-plain.out && grep -q '^tick' sattach-token.out; do
+            n=$((n + 1)); [ $n -lt 240 ] || break; sleep 0.25
+        done
+        touch "sattach-stop.$id"
+        wait $plain; echo "sattach plain rc=$?"
+        wait $token; echo "sattach token rc=$?"
+        rm -f "sattach-stop.$id"
         echo "plain ticks=$(grep -c '^tick' sattach-plain.out)"
         echo "token ticks=$(grep -c '^tick' sattach-token.out)"
         cat sattach-plain.out sattach-token.out | grep -v '^tick' || true""")
