@@ -646,6 +646,7 @@ def test_sackd_stopped(shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
     else:
         assert "socket=left" in lines and "token=unset" in lines, step.output
         assert "squeue rc=0" not in lines, step.output
+        assert "failed to connect to any sack sockets" in step.output, step.output
         assert f"sackd works here ({sackd.SACK_SOCKET})" in step.output, step.output
     after = on_sackd(shown, sackd_node, "sackd-again", "squeue --noheader >/dev/null && "
                      "echo squeue=ok; printenv SLURM_JWT >/dev/null || echo token=unset")
