@@ -38,7 +38,12 @@ fi
 install -d -o slurm -g slurm -m 0700 /var/lib/slurm/slurmctld
 install -d -o root -g root -m 0755 /var/lib/slurm/slurmd
 
-slurmd
+# Not daemonized (-D, in the background): 23.11's slurmd under auth/slurm
+# serves its sack socket (/run/slurm/sack.socket, the first one this host's
+# clients try) from threads it starts before it forks to the background; the
+# daemon then has a bound socket nobody answers, and sinfo, squeue, salloc
+# here hang (seen on 23.11.11; 24.11 and 26.05 were not affected).
+slurmd -D >> /var/log/slurm/slurmd.stderr 2>&1 &
 # slurmrestd refuses root and SlurmUser; SLURM_JWT=daemon makes it pass each
 # request's own token on to slurmctld. Its unshare() lock-down is refused by
 # Docker's seccomp profile (no CAP_SYS_ADMIN), hence SLURMRESTD_SECURITY.
