@@ -108,6 +108,13 @@ class Release:
         return self.version >= (23, 11)
 
     @property
+    def sattach_through_sackd(self) -> bool:
+        """sattach works on a sackd node without slurm.key (24.05+); 23.11's
+        exits with `fatal: auth/slurm: Could not load key file` (seen on
+        23.11.11)."""
+        return self.version >= (24, 5)
+
+    @property
     def sackd_packages(self) -> tuple[str, ...]:
         """Debian's packages the login image needs for sackd (a source build
         installs sackd with the rest of Slurm)."""
