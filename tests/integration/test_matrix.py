@@ -577,8 +577,8 @@ def test_sackd_sattach_and_sbcast_with_and_without_a_users_own_token(
         (SLURM_JWT=$(slurmjwt token); export SLURM_JWT
          exec timeout 60 sattach "$id.0" > sattach-token.out 2>&1) & token=$!
         n=0
-        until { grep -q '^tick' sattach-plain.out || ! kill -0 $plain 2>/dev/null; } &&
-              { grep -q '^tick' sattach-token.out || ! kill -0 $token 2>/dev/null; }; do
+        until {{ grep -q '^tick' sattach-plain.out || ! kill -0 $plain 2>/dev/null; }} &&
+              {{ grep -q '^tick' sattach-token.out || ! kill -0 $token 2>/dev/null; }}; do
             n=$((n + 1)); [ $n -lt 240 ] || break; sleep 0.25
         done
         touch "sattach-stop.$id"
