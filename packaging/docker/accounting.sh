@@ -77,13 +77,16 @@ write_slurmdbd_conf() {  # write_slurmdbd_conf [AUTH_ALT_PARAMETERS]
     # By default the same AuthAltParameters as slurmctld's (key file or
     # JWKS): a token slurmctld takes, slurmdbd takes.
     alt=${1:-$(sed -n 's/^AuthAltParameters=//p' "$SLURM_CONF" | tail -n 1)}
+    # And slurmctld's AuthType (auth/munge, or auth/slurm with slurm.key from
+    # 23.11): slurmctld and the commands reach slurmdbd with it.
+    auth=$(sed -n 's/^AuthType=//p' "$SLURM_CONF" | tail -n 1)
     umask 077
     cat > "$DBD_CONF" <<EOF
 # Written by demo-accounting from $SLURM_CONF at slurmdbd's start.
 # "localhost" spares slurmdbd's check that DbdHost is this host's name.
 DbdHost=localhost
 SlurmUser=slurm
-AuthType=auth/munge
+AuthType=${auth:-auth/munge}
 AuthAltTypes=auth/jwt
 AuthAltParameters=$alt
 StorageType=accounting_storage/mysql

@@ -42,11 +42,25 @@ setpriv --reuid=munge --regid=munge --clear-groups munged
 chown slurm:slurm /etc/slurm/jwt_hs256.key
 chmod 0600 /etc/slurm/jwt_hs256.key
 install -d -o slurm -g slurm -m 0755 /var/lib/slurm /var/log/slurm
+
+# auth/slurm (Slurm 23.11+, tests/demo/sackd.py): the cluster's slurm.key,
+# put here before start where slurm.conf has AuthType=auth/slurm; slurmctld
+# refuses a key others can read. munged still runs: the key-mode proof
+# (tests/demo/keyproof.py) starts its slurmctld with auth/munge.
+if [ -e /etc/slurm/slurm.key ]; then
+    chown slurm:slurm /etc/slurm/slurm.key
+    chmod 0600 /etc/slurm/slurm.key
+fi
 install -d -o slurm -g slurm -m 0700 /var/lib/slurm/slurmctld
 install -d -o root -g root -m 0755 /var/lib/slurm/slurmd
 start_accounting
 
-slurmd
+# Not daemonized (-D, in the background): 23.11's slurmd under auth/slurm
+# serves its sack socket (/run/slurm/sack.socket, the first one this host's
+# clients try) from threads it starts before it forks to the background; the
+# daemon then has a bound socket nobody answers, and sinfo, squeue, salloc
+# here hang (seen on 23.11.11; 24.11 and 26.05 were not affected).
+slurmd -D >> /var/log/slurm/slurmd.stderr 2>&1 &
 # slurmrestd refuses root and SlurmUser; SLURM_JWT=daemon makes it pass each
 # request's own token on to slurmctld. Its unshare() lock-down is refused by
 # Docker's seccomp profile (no CAP_SYS_ADMIN), hence SLURMRESTD_SECURITY.

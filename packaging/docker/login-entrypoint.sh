@@ -19,6 +19,15 @@ install -d -m 0755 /run/sshd
 
 # Users are in the directory: sshd and the helper resolve them through sssd.
 sssd -D
+# The sackd login node (tests/demo/sackd.py, DEMO_SACKD=1): sackd with the
+# cluster's slurm.key, as SlurmUser, in /run/slurm as sackd.service's
+# RuntimeDirectory=slurm makes it where systemd runs.
+if [ "${DEMO_SACKD:-}" = 1 ]; then
+    chown slurm:slurm /etc/slurm/slurm.key
+    chmod 0600 /etc/slurm/slurm.key
+    install -d -o slurm -g slurm -m 0755 /run/slurm
+    setpriv --reuid=slurm --regid=slurm --clear-groups sackd -D >> /var/log/sackd.log 2>&1 &
+fi
 # Started as root: it binds /run/slurmjwt/helper.sock, then drops to SlurmUser.
 slurmjwt-helper --stderr >> /var/log/slurmjwt-helper.log 2>&1 &
 exec /usr/sbin/sshd -D -e

@@ -59,7 +59,8 @@ class ConfChecks(Context):
         if self.cfg.export == "auto" and wanted:
             why = f"{way}: JWT is the only way in, so sessions get SLURM_JWT"
         elif self.cfg.export == "auto":
-            why = (f"{way}: SLURM_JWT is not exported, Slurm commands use {daemon}; "
+            named = f"AuthType={found.auth}: " if found.auth else ""
+            why = (f"{named}{way}: SLURM_JWT is not exported, Slurm commands use {daemon}; "
                    "`slurmjwt token` still serves REST clients")
         else:
             why = f"Export={self.cfg.export}: SLURM_JWT is {'' if wanted else 'not '}exported"

@@ -50,6 +50,12 @@ ACCOUNTING_READY = "/var/lib/slurm/accounting.ready"
 SLURM_CONF = "/etc/slurm/slurm.conf"
 SLURM_CONF_SOURCE = Path(__file__).resolve().parents[2] / "packaging" / "docker" / "slurm.conf"
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+# auth/slurm (releases with sackd, 23.11+; tests/demo/sackd.py): the cluster's
+# key, on the controller and the sackd login node, never on the JWT-only one.
+SLURM_KEY = "/etc/slurm/slurm.key"
+SLURM_KEY_BYTES = 64
+AUTH_SLURM = ((b"AuthType=auth/munge\n", b"AuthType=auth/slurm\n"),
+              (b"CredType=cred/munge\n", b"CredType=auth/slurm\n"))
 AUTHORIZED_KEYS = "/etc/ssh/authorized_keys/{user}"
 # Log files whose tails explain a container that did not come up.
 LOGS = {
@@ -57,6 +63,7 @@ LOGS = {
                  "/var/log/slurm/slurmrestd.log", "/var/log/slurm/slurmdbd.log",
                  "/var/log/mysql/demo.log"),
     LOGIN: ("/var/log/slurmjwt-helper.log",),
+    "sackd": ("/var/log/slurmjwt-helper.log", "/var/log/sackd.log"),
 }
 
 
@@ -123,6 +130,8 @@ def start(client: docker.DockerClient, rel: Release, images: Images, secrets: Se
     for container in (controller, login):
         put_file(container, SLURM_CONF, conf, 0o644)
     put_file(controller, JWT_KEY, secrets.jwt_key, 0o600)
+    if rel.auth_slurm:
+        put_file(controller, SLURM_KEY, os.urandom(SLURM_KEY_BYTES), 0o600)
     put_file(login, JWT_KEY, secrets.jwt_key, 0o600)
     put_file(login, HOST_KEY, secrets.host_key, 0o600)
     for user in DIRECTORY_USERS:
@@ -179,9 +188,16 @@ def login_options(systemd: bool, home: dict[str, dict[str, str]]) -> dict[str, o
 
 def slurm_conf(rel: Release) -> bytes:
     """Return the demo's slurm.conf with the release's Slurm-side lines added
-    (the same file goes to both hosts)."""
+    (the same file goes to every host), and AuthType and CredType auth/slurm
+    where the release has it."""
     lines = "".join(f"{line}\n" for line in rel.slurm_side.conf)
-    return (SLURM_CONF_SOURCE.read_text() + lines).encode()
+    conf = SLURM_CONF_SOURCE.read_bytes()
+    if rel.auth_slurm:
+        for munge, slurm in AUTH_SLURM:
+            if munge not in conf:
+                raise DemoError(f"{SLURM_CONF_SOURCE} has no line {munge.decode().strip()}")
+            conf = conf.replace(munge, slurm)
+    return conf + lines.encode()
 
 
 def put_file(container: Container, path: str, data: bytes, mode: int) -> None:

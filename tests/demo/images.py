@@ -66,7 +66,7 @@ def ensure_images(client: docker.DockerClient, rel: Release, say: Say) -> Images
                            ("login", images.login)):
             say(f"building image {name}")
             build(client, context, role, name, base, rel.slurm_side.packages,
-                  from_source=rel.source is not None)
+                  from_source=rel.source is not None, sackd=rel.sackd_packages)
     return images
 
 
@@ -182,15 +182,19 @@ def stage_project(dest: Path, skip: tuple[str, ...] = PROJECT_SKIP) -> None:
 
 
 def build(client: docker.DockerClient, context: Path, target: str, name: str,
-          base: str, packages: tuple[str, ...] = (), from_source: bool = False) -> None:
+          base: str, packages: tuple[str, ...] = (), from_source: bool = False,
+          sackd: tuple[str, ...] = ()) -> None:
     """Build stage `target` of the Dockerfile in `context` as `name` (host
     network: apt inside reaches the same mirrors as the host); with
     `from_source`, `base` has Slurm already and no Slurm package is installed;
-    raise DemoError with the end of the build log on failure."""
+    raise DemoError with the end of the build log on failure. `sackd`: Debian's
+    sackd packages for the login image (tests/demo/sackd.py)."""
     previous = client.images.get(name).id if has_image(client, name) else None
     buildargs = {"BASE": base, "SLURM_SIDE_PACKAGES": " ".join(packages)}
     if from_source:
         buildargs.update(SLURM_PACKAGES="", SLURM_DAEMON_PACKAGES="")
+    if target == "login" and sackd:
+        buildargs["SACKD_PACKAGES"] = " ".join(sackd)
     try:
         built, _ = client.images.build(path=str(context), target=target, tag=name, rm=True,
                                        forcerm=True, network_mode="host", buildargs=buildargs)

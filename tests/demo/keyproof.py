@@ -71,9 +71,13 @@ def slurmctld(controller: Container, mode: int) -> Outcome:
     of the key with `mode`. A slurmctld that starts is stopped."""
     key = copy_key(controller, mode)
     conf = f"{PROOF_DIR}/slurm.conf"
+    # auth/munge whatever the cluster runs: under auth/slurm this slurmctld
+    # would look for slurm.key beside its slurm.conf and take over the real
+    # slurmctld's sack socket (munged runs on every demo controller).
     code, out = exec_out(controller, ["sh", "-euc", f"""
         install -d -o slurm -g slurm -m 0700 {PROOF_DIR}/state
         sed -e 's|^AuthAltParameters=.*|AuthAltParameters=jwt_key={key}|' \\
+            -e 's|^AuthType=.*|AuthType=auth/munge|' -e 's|^CredType=.*|CredType=cred/munge|' \\
             -e 's|^StateSaveLocation=.*|StateSaveLocation={PROOF_DIR}/state|' \\
             -e 's|^SlurmctldPidFile=.*|SlurmctldPidFile={PROOF_DIR}/slurmctld.pid|' \\
             -e 's|^SlurmctldLogFile=.*|SlurmctldLogFile={PROOF_DIR}/slurmctld.log|' \\

@@ -71,3 +71,11 @@ def write_known_hosts(keys: Keys, port: int) -> None:
     runs with StrictHostKeyChecking=yes against this file)."""
     public = keys.host_key.with_suffix(".pub").read_text().split()
     keys.known_hosts.write_text(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")
+
+
+def add_known_host(keys: Keys, port: int) -> None:
+    """Pin the same host key for another node at 127.0.0.1:port too (the sackd
+    login node, tests/demo/sackd.py), beside what is pinned already."""
+    public = keys.host_key.with_suffix(".pub").read_text().split()
+    with keys.known_hosts.open("a") as known:
+        known.write(f"[127.0.0.1]:{port} {public[0]} {public[1]}\n")

@@ -104,6 +104,28 @@ class Release:
         return self.scrubs_jwt
 
     @property
+    def auth_slurm(self) -> bool:
+        """Slurm has auth/slurm and sackd (23.11+). Such a release's cluster runs
+        AuthType=auth/slurm and CredType=auth/slurm (slurm.key on the controller
+        and the sackd login node; tests/demo/sackd.py), munge on none of its
+        hosts' Slurm paths; AuthAltTypes=auth/jwt stays for the JWT-only login
+        node and slurmrestd."""
+        return self.version >= (23, 11)
+
+    @property
+    def sattach_through_sackd(self) -> bool:
+        """sattach works on a sackd node without slurm.key (24.05+); 23.11's
+        exits with `fatal: auth/slurm: Could not load key file` (seen on
+        23.11.11)."""
+        return self.version >= (24, 5)
+
+    @property
+    def sackd_packages(self) -> tuple[str, ...]:
+        """Debian's packages the login image needs for sackd (a source build
+        installs sackd with the rest of Slurm)."""
+        return ("sackd",) if self.auth_slurm and self.source is None else ()
+
+    @property
     def restd_ping(self) -> str:
         return f"{self.restd_api}/ping"
 

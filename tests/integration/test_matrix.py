@@ -1,7 +1,10 @@
 """The compatibility matrix: the demo's cluster (directory; controller; login
 node with sshd, the hook and the helper, no munge) once per Slurm release,
 with that release's Slurm side configured as the README says. Every
-user-facing check goes through a real ssh login.
+user-facing check goes through a real ssh login. From 23.11 the cluster runs
+auth/slurm (JWT-only login node unchanged: no sackd, no slurm.key there), and
+the tests at the end add a second login node with sackd to it
+(tests/demo/sackd.py).
 
 Which releases (tests/demo/releases.py) is SLURMJWT_MATRIX's choice: `debian`
 (the default, what `make test` runs: bookworm 22.05, trixie 24.11, sid 26.05,
@@ -27,7 +30,7 @@ from typing import Any
 import pytest
 
 from pam_slurmjwt import slurmside
-from tests.demo import accounting, cluster, engine, keyproof, run, steps
+from tests.demo import accounting, cluster, engine, keyproof, run, sackd, steps
 from tests.demo.cluster import exec_out
 from tests.demo.releases import RELEASES, Release, matrix
 
@@ -294,9 +297,10 @@ def test_a_stored_token_is_the_submitters_and_slurmctld_takes_it_until_it_expire
 
 
 def salloc_on_controller(shown: run.Shown, conf: str) -> tuple[int, str]:
-    """As demo on the controller (a host where munge works, like a login node
-    with Export=always), with SLURM_JWT in the environment: run salloc whose
-    command reports the token and runs srun."""
+    """As demo on the controller (a host where Slurm's own authentication
+    works, like a login node with Export=always: munge, or from 23.11
+    auth/slurm through slurmd's sack socket), with SLURM_JWT in the
+    environment: run salloc whose command reports the token and runs srun."""
     return exec_out(shown.running.controller, ["sh", "-c", f"""
         cd /home/demo && SLURM_JWT=$(cat salloc.jwt) && export SLURM_JWT
         {conf}
@@ -545,3 +549,215 @@ def test_slurmctld_and_the_helper_agree_on_a_key_others_can_read(shown: run.Show
         assert bad.started, bad.said
     helper = keyproof.helper(shown.running.login, 0o604)
     assert not helper.started  # never laxer than slurmctld
+
+
+# -- auth/slurm and sackd (Slurm 23.11+): the same cluster's second login node
+# (tests/demo/sackd.py), with sackd and the project installed the same way.
+# Here, on the cluster run.up brought up for the rest of this module: a test
+# module of their own would bring up a whole second cluster per release.
+
+SACKD_MATRIX = [c for c in MATRIX if RELEASES[c].auth_slurm]
+on_sackd_releases = pytest.mark.parametrize("shown", SACKD_MATRIX, indirect=True,
+                                            ids=lambda c: f"{c}-{RELEASES[c].slurm}")
+# A step that prints a line every quarter second until the file
+# sattach-stop.JOBID appears in /home/demo (shared by every node), for at most
+# a minute.
+SACKD_JOB = """#!/bin/sh
+#SBATCH --output=/dev/null
+srun sh -c 'i=0; while [ ! -e "sattach-stop.$SLURM_JOB_ID" ] && [ $i -lt 240 ]; do
+    echo tick $i; i=$((i+1)); sleep 0.25; done'
+"""
+BCAST = "hello-sbcast"
+
+
+@pytest.fixture(scope="module")
+def sackd_node(shown: run.Shown) -> sackd.SackdNode:
+    """The release's sackd login node, started once (removed with the cluster)."""
+    said: list[str] = []
+    return sackd.start(shown, said.append)
+
+
+def on_sackd(shown: run.Shown, node: sackd.SackdNode, key: str, command: str) -> steps.Step:
+    return steps.run_step(shown.keys, node.ssh_port, key, command)
+
+
+@on_sackd_releases
+def test_sackd_sessions_get_no_token_and_slurm_commands_use_sackd(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    step = on_sackd(shown, sackd_node, "sackd-session", """
+        if printenv SLURM_JWT >/dev/null; then echo token=set; else echo token=unset; fi
+        env -u SLURM_JWT /usr/bin/squeue --noheader >/dev/null && echo own-squeue=ok
+        squeue --noheader >/dev/null && echo squeue=ok""")
+    lines = step.output.splitlines()
+    assert "token=unset" in lines, step.output  # Export=auto saw sackd's socket
+    assert "own-squeue=ok" in lines and "squeue=ok" in lines, step.output
+    shell = steps.run_interactive(shown.keys, sackd_node.ssh_port, "sackd-interactive", (
+        "printenv SLURM_JWT >/dev/null || echo \"token=un\"\"set\"\n"
+        "squeue --noheader >/dev/null && echo \"squeue=o\"\"k\"\n"
+        "exit\n"))
+    assert {"token=unset", "squeue=ok"} <= set(shell.output.splitlines()), shell.output
+
+
+@on_sackd_releases
+def test_sackd_interactive_srun_and_a_batch_job_calling_srun(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    step = on_sackd(shown, sackd_node, "sackd-srun", """
+        srun hostname; echo "srun rc=$?"
+        id=$(sbatch --parsable --wait hello.sbatch); echo "job=$id rc=$?"
+        cat "hello-$id.out" """)
+    lines = step.output.splitlines()
+    assert "controller" in lines and "srun rc=0" in lines, step.output
+    assert re.search(r"^job=\d+ rc=0$", step.output, re.M), step.output
+    assert "step 0 ran on controller as demo; SLURM_JWT unset" in lines, step.output
+
+
+@on_sackd_releases
+def test_sackd_a_users_own_token_is_kept_from_srun_by_the_wrapper(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    """A user who exports SLURM_JWT (from `slurmjwt token`) still runs srun:
+    the wrapper takes the token away, as sackd works here; Slurm's own srun
+    with it fails (slurmd takes no JWT)."""
+    step = on_sackd(shown, sackd_node, "sackd-own-token", """
+        SLURM_JWT=$(slurmjwt token); export SLURM_JWT
+        srun hostname; echo "wrapped rc=$?"
+        /usr/bin/srun hostname 2>&1; echo "own rc=$?" """)
+    lines = step.output.splitlines()
+    assert "controller" in lines and "wrapped rc=0" in lines, step.output
+    assert "own rc=0" not in lines, step.output
+    if shown.release.srun_refuses_jwt:
+        assert "srun: fatal: auth/jwt is not supported for use with srun." in lines, step.output
+    else:
+        assert re.search(r"Task launch for StepId=\d+\.0 failed", step.output), step.output
+
+
+@on_sackd_releases
+def test_sackd_sattach_and_sbcast_with_and_without_a_users_own_token(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    """While a job's step prints a line every quarter second: sbcast copies a
+    file to the job's node and sattach follows the step, each once as the
+    session is (no token) and once with the user's own SLURM_JWT exported;
+    the step ends once both sattach have shown a line of it."""
+    step = on_sackd(shown, sackd_node, "sackd-sattach", f"""
+        cat > sattach.sh <<'EOF'
+{SACKD_JOB}EOF
+        echo {BCAST} > bcast.txt
+        id=$(sbatch --parsable sattach.sh); echo "job=$id"
+        n=0
+        until squeue --noheader --steps --jobs="$id" --format=%i | grep -qx "$id.0"; do
+            n=$((n + 1)); [ $n -lt 240 ] || break; sleep 0.25
+        done
+        sbcast --jobid="$id" bcast.txt /tmp/sbcast-plain-$id; echo "sbcast plain rc=$?"
+        (SLURM_JWT=$(slurmjwt token); export SLURM_JWT
+         sbcast --jobid="$id" bcast.txt /tmp/sbcast-token-$id; echo "sbcast token rc=$?")
+        : > sattach-plain.out; : > sattach-token.out
+        timeout 60 sattach "$id.0" > sattach-plain.out 2>&1 & plain=$!
+        (SLURM_JWT=$(slurmjwt token); export SLURM_JWT
+         exec timeout 60 sattach "$id.0" > sattach-token.out 2>&1) & token=$!
+        n=0
+        until {{ grep -q '^tick' sattach-plain.out || ! kill -0 $plain 2>/dev/null; }} &&
+              {{ grep -q '^tick' sattach-token.out || ! kill -0 $token 2>/dev/null; }}; do
+            n=$((n + 1)); [ $n -lt 240 ] || break; sleep 0.25
+        done
+        touch "sattach-stop.$id"
+        wait $plain; echo "sattach plain rc=$?"
+        wait $token; echo "sattach token rc=$?"
+        rm -f "sattach-stop.$id"
+        echo "plain ticks=$(grep -c '^tick' sattach-plain.out)"
+        echo "token ticks=$(grep -c '^tick' sattach-token.out)"
+        cat sattach-plain.out sattach-token.out | grep -v '^tick' || true""")
+    lines = step.output.splitlines()
+    assert "sbcast plain rc=0" in lines and "sbcast token rc=0" in lines, step.output
+    for way in ("plain", "token"):
+        found = re.search(rf"^{way} ticks=(\d+)$", step.output, re.M)
+        assert found, step.output
+        if shown.release.sattach_through_sackd:
+            assert f"sattach {way} rc=0" in lines and int(found.group(1)) > 0, step.output
+        else:
+            assert f"sattach {way} rc=0" not in lines, step.output
+    if not shown.release.sattach_through_sackd:
+        assert ("sattach: fatal: auth/slurm: Could not load key file (/etc/slurm/slurm.key)"
+                in lines), step.output
+    job = re.search(r"^job=(\d+)$", step.output, re.M)
+    assert job, step.output
+    for way in ("plain", "token"):
+        copied = cluster.get_file(shown.running.controller, f"/tmp/sbcast-{way}-{job.group(1)}")
+        assert copied == f"{BCAST}\n".encode(), (way, copied)
+
+
+@on_sackd_releases
+def test_sackd_slurmjwt_token_still_serves_slurmrestd(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    url = f"http://{cluster.CONTROLLER}:{cluster.RESTD_PORT}{shown.release.restd_jobs}"
+    step = on_sackd(shown, sackd_node, "sackd-rest", "slurmjwt token --header | curl -sS -H @- "
+                    f"-w '\\nHTTP %{{http_code}}\\n' {url}")
+    assert steps.http_status(step) == 200, step.output
+    assert re.search(r'"user_name": "demo"', step.output), step.output
+
+
+@on_sackd_releases
+def test_sackd_doctor_export_line_names_auth_slurm_and_the_sack_socket(
+        shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    step = on_sackd(shown, sackd_node, "sackd-doctor", "slurmjwt doctor")
+    assert step.status == 0, step.output
+    assert doctor_lines(step.output).get("export") == "OK", step.output
+    assert (f"export: AuthType=auth/slurm: sackd works here ({sackd.SACK_SOCKET}): SLURM_JWT "
+            "is not exported, Slurm commands use sackd") in step.output, step.output
+
+
+@on_sackd_releases
+def test_sackd_stopped(shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    """With sackd stopped: under systemd (sackd.service's RuntimeDirectory=
+    goes with it, the socket too) Export=auto sees no other way in, a new
+    session gets a token and squeue works with it. Without systemd, sackd
+    leaves its socket behind: Export=auto still counts it (sockets are looked
+    at, never connected to), no token is exported and Slurm's commands fail
+    until sackd is back: the caveat the README states."""
+    sackd.stop_sackd(sackd_node)
+    try:
+        step = on_sackd(shown, sackd_node, "sackd-stopped", f"""
+            if [ -S {sackd.SACK_SOCKET} ]; then echo socket=left; else echo socket=gone; fi
+            if printenv SLURM_JWT >/dev/null; then echo token=set; else echo token=unset; fi
+            squeue --noheader >/dev/null; echo "squeue rc=$?"
+            slurmjwt doctor | grep 'export:'""")
+    finally:
+        sackd.start_sackd(sackd_node)
+    lines = step.output.splitlines()
+    if sackd_node.systemd:
+        assert "socket=gone" in lines and "token=set" in lines, step.output
+        assert "squeue rc=0" in lines, step.output
+        assert "AuthType=auth/slurm but no sackd socket here" in step.output, step.output
+    else:
+        assert "socket=left" in lines and "token=unset" in lines, step.output
+        assert "squeue rc=0" not in lines, step.output
+        assert "failed to connect to any sack sockets" in step.output, step.output
+        assert f"sackd works here ({sackd.SACK_SOCKET})" in step.output, step.output
+    after = on_sackd(shown, sackd_node, "sackd-again", "squeue --noheader >/dev/null && "
+                     "echo squeue=ok; printenv SLURM_JWT >/dev/null || echo token=unset")
+    assert {"squeue=ok", "token=unset"} <= set(after.output.splitlines()), after.output
+
+
+# 25.05+ clients look for /run/slurm-CLUSTER/sack.socket first (23.11 and
+# 24.05 clients only at the fixed paths, where their sackd listens).
+SACKD_CLUSTER_MATRIX = [c for c in SACKD_MATRIX if RELEASES[c].version >= (25, 5)]
+
+
+@pytest.mark.parametrize("shown", SACKD_CLUSTER_MATRIX, indirect=True,
+                         ids=lambda c: f"{c}-{RELEASES[c].slurm}")
+def test_sackd_of_the_cluster_alone(shown: run.Shown, sackd_node: sackd.SackdNode) -> None:
+    """sackd for the cluster alone (RuntimeDirectory=slurm-demo), no socket at
+    /run/slurm: Export=auto finds it where Slurm's client does, and srun works."""
+    sackd.stop_sackd(sackd_node)
+    try:
+        socket = sackd.start_cluster_sackd(sackd_node, "demo")
+        step = on_sackd(shown, sackd_node, "sackd-cluster", f"""
+            ls {sackd.SACK_SOCKET} 2>/dev/null || echo socket=none
+            if printenv SLURM_JWT >/dev/null; then echo token=set; else echo token=unset; fi
+            srun hostname; echo "srun rc=$?"
+            slurmjwt doctor | grep 'export:'""")
+        sackd.stop_cluster_sackd(sackd_node, "demo")
+    finally:
+        sackd.start_sackd(sackd_node)
+    lines = step.output.splitlines()
+    assert "socket=none" in lines and "token=unset" in lines, step.output
+    assert "controller" in lines and "srun rc=0" in lines, step.output
+    assert f"AuthType=auth/slurm: sackd works here ({socket})" in step.output, step.output

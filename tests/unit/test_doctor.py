@@ -58,11 +58,11 @@ def test_missing_hook_and_commented_hook_fail(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("conf", "munge", "expect"), [
     ("Export=auto", False, "no munge socket here: JWT is the only way in"),
-    ("Export=auto", True, "munge works here"),
+    ("Export=auto", True, "AuthType=auth/munge: munge works here"),
     ("Export=never", False, "Export=never: SLURM_JWT is not exported"),
     ("Export=always", True, "exported although munge works here"),
     ("AuthType=auth/slurm", False, "AuthType=auth/slurm but no sackd socket here ("),
-    ("AuthType=auth/slurm", True, "sackd works here ("),
+    ("AuthType=auth/slurm", True, "AuthType=auth/slurm: sackd works here ("),
 ])
 def test_export_explains_what_it_means_here(tmp_path: Path, conf: str, munge: bool,
                                             expect: str, monkeypatch: pytest.MonkeyPatch) -> None:
