@@ -149,7 +149,7 @@ OPTIONS: tuple[Option, ...] = (
            "SALLOC_CLUSTERS, or the ClusterName of "
            "its slurm.conf) stops before Slurm runs, saying so in one line (exit 1); "
            "sacct, sacctmgr, sreport (slurmdbd's alone) and -M all are not checked. Unset: "
-           "no check. `slurmjwt doctor` asks each listed cluster."),
+           "no check. `slurmjwt doctor` asks each listed cluster.", maximum=4095),
     Option("MetricsListen", "address", None,
            "ADDRESS:PORT (numeric; `[::1]:9101` for IPv6) where the helper serves its "
            "Prometheus metrics over HTTP, without authentication; unset, the helper keeps "
@@ -256,7 +256,11 @@ def _convert(opt: Option, raw: str, where: str) -> object:
             raise ConfigError(f"{where}: {opt.name}={number} is above the maximum {opt.maximum}")
         return number
     if opt.kind == "list":
-        return tuple(v.strip() for v in value.split(",") if v.strip())
+        items = tuple(v.strip() for v in value.split(",") if v.strip())
+        # A list the C wrapper reads too has its buffer's bound (bytes, joined by ",").
+        if opt.maximum is not None and len(",".join(items).encode()) > opt.maximum:
+            raise ConfigError(f"{where}: {opt.name}= is longer than {opt.maximum} bytes")
+        return items
     if opt.kind == "caps":
         return _caps(opt, value, where)
     if opt.kind == "choice":

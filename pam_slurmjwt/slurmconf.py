@@ -92,8 +92,12 @@ class SlurmConf(NamedTuple):
 
 
 def _read(path: str) -> str:
+    # SLURM_CONF may name any file: a FIFO is not waited on, nor a device read.
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ConfigError(f'cannot read slurm.conf "{path}": not a regular file')
             data = fh.read(MAX_BYTES + 1)
     except OSError as err:
         raise ConfigError(f'cannot read slurm.conf "{path}": {err.strerror}; '
@@ -118,8 +122,13 @@ def _collect(path: str, settings: dict[str, str], depth: int) -> None:
                 _collect(included, settings, depth + 1)
         else:
             # Multi-pair lines (NodeName=... CPUs=...) keep only their first
-            # word; none of the keys read here ever shares a line.
-            settings[lowered] = value.split()[0] if value.split() else ""
+            # word; none of the keys read here ever shares a line. A quoted
+            # value (ClusterName="a") is taken without its quotes, as Slurm
+            # takes it, and as the C wrapper does.
+            if value.startswith('"'):
+                settings[lowered] = value[1:].partition('"')[0]
+            else:
+                settings[lowered] = value.split()[0] if value.split() else ""
 
 
 def parse_slurm_conf(path: str) -> SlurmConf:

@@ -37,6 +37,12 @@ static const struct form FORMS[] = {
     { "squeue", { "--clust=c" }, NULL },                      /* abbreviated: left to Slurm */
     { "squeue", { "-hM", "c" }, NULL },                       /* bundle, flags unknown here */
     { "sbatch", { "-M", "b", "--wrap", "hostname" }, "b" },
+    { "sbatch", { "--stepmgr", "job.sh", "-M", "c" }, NULL },    /* newer flags: the script's -M */
+    { "sbatch", { "--whole", "job.sh", "-M", "c" }, NULL },
+    { "sbatch", { "--export", "NONE", "-M", "c", "job.sh" }, "c" },  /* --export takes a value */
+    { "srun", { "-W", "30", "-M", "c", "hostname" }, "c" },   /* srun's -W takes one */
+    { "srun", { "--wait", "30", "-M", "c", "hostname" }, "c" },
+    { "sbatch", { "-W", "job.sh", "-M", "c" }, NULL },         /* sbatch's -W does not */
     { "sbatch", { "-p", "debug", "-M", "c", "job.sh" }, "c" },
     { "sbatch", { "--partition", "debug", "--clusters", "c", "job.sh" }, "c" },
     { "sbatch", { "job.sh", "-M", "c" }, NULL },              /* the script's arguments */
@@ -108,6 +114,9 @@ static void test_environment(void)
     got = wrap_env_clusters("salloc");
     check(got != NULL && strcmp(got, "d") == 0, "environment: SALLOC_CLUSTERS for salloc");
     check(wrap_env_clusters("squeue") == NULL, "environment: not for squeue");
+    setenv("SLURM_CLUSTERS", "c", 1);
+    check(wrap_env_clusters("sshare") == NULL, "environment: sshare reads no SLURM_CLUSTERS");
+    unsetenv("SLURM_CLUSTERS");
     setenv("SLURM_CLUSTERS", "b", 1);
     got = wrap_env_clusters("sbatch");
     check(got != NULL && strcmp(got, "b") == 0, "environment: SLURM_CLUSTERS over SBATCH_CLUSTERS");

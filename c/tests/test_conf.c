@@ -95,7 +95,7 @@ static void test_helper_timeout(void)
 static void test_clusters(void)
 {
     struct wrap_conf c;
-    char why[600], big[700];
+    char why[600], big[4300];
 
     check(parse("HelperTimeout=5\n", &c, why, sizeof(why)) == 0 && c.clusters[0] == '\0',
           "Clusters: unset, no check");
@@ -103,9 +103,9 @@ static void test_clusters(void)
           && strcmp(c.clusters, "a,b") == 0, "Clusters: trimmed, lower case");
     check(parse("clusters=\"x\"\n", &c, why, sizeof(why)) == 0 && strcmp(c.clusters, "x") == 0,
           "Clusters: any case of the key, quoted");
-    memset(big, 'a', 600);
+    memset(big, 'a', 4200);   /* over the 4095 bytes config.py allows too */
     memcpy(big, "Clusters=", 9);
-    big[600] = '\0';
+    big[4200] = '\0';
     check(wrap_conf_parse(&c, big, "slurmjwt.conf", why, sizeof(why)) < 0
           && strcmp(why, "slurmjwt.conf:1: bad value for Clusters") == 0
           && c.clusters[0] == '\0', "Clusters: too long is refused");
@@ -197,6 +197,8 @@ static void test_other_auth(void)
          "rule: auth/slurm, the cluster's sackd first");
     rule("AuthType=auth/slurm\nClusterName=Big", SACK, NULL, SACK,
          "rule: auth/slurm, the cluster's sackd absent");
+    rule("AuthType=\"auth/slurm\"\nClusterName=\"Big\"", CLUSTER_SACK, SACK, CLUSTER_SACK,
+         "rule: quoted values, without their quotes");
     rule("AuthType=auth/slurm\nClusterName=other", CLUSTER_SACK, NULL, NULL,
          "rule: auth/slurm, another cluster's sackd");
     rule("AuthType=auth/none", MUNGE, SACK, NULL, "rule: another AuthType");

@@ -19,25 +19,33 @@
 /* Commands whose token reaches slurmdbd only: -M names whose jobs, not whom to ask. */
 static const char *const DBD_ONLY[] = { "sacct", "sacctmgr", "sreport" };
 
+/* Commands that read SLURM_CLUSTERS (Slurm 22.05 to 26.05); the others go to their own cluster. */
+static const char *const ENV_READERS[] = {
+    "salloc", "sbatch", "scancel", "scontrol", "sdiag", "sinfo", "sprio", "squeue", "srun",
+};
+
 /* Commands whose getopt stops at the script or program they run (the "+" of their optstring). */
 static const char *const OPERANDS[] = { "sbatch", "salloc", "srun" };
 
 /*
  * The options of sbatch, salloc and srun that take no value, or an optional
- * one that must be attached (Slurm 22.05 to 26.05, their --help). Any other
- * option is taken to take one: the word after it is its value, not the
- * script. A flag missing here makes the script's own arguments look like
- * options; one listed wrongly only stops the scan early.
+ * one that must be attached (Slurm 22.05 to 26.05, src/common/slurm_opt.c and
+ * their --help). Any other option is taken to take one: the word after it is
+ * its value, not the script. A flag missing here makes the script's own
+ * arguments look like options; one listed wrongly only stops the scan early.
+ * srun's -W/--wait takes a value (sbatch's and salloc's do not).
  */
 static const char SHORT_FLAGS[] = "EHIKOQVWXZhklsuv";
 static const char *const LONG_FLAGS[] = {
-    "bell", "compress", "contiguous", "disable-status", "exact", "exclusive", "export",
-    "get-user-env", "help", "hold", "ignore-pbs", "immediate", "kill-command",
-    "kill-on-bad-exit", "label", "multi-prog", "nice", "no-allocate", "no-bell", "no-kill",
-    "no-requeue", "no-shell", "overcommit", "overlap", "oversubscribe", "parsable",
-    "preserve-env", "propagate", "pty", "quiet", "quit-on-interrupt", "reboot", "requeue",
-    "resv-ports", "send-libs", "spread-job", "test-only", "unbuffered", "usage",
-    "use-min-nodes", "verbose", "version", "wait", "x11",
+    "async", "bcast", "bell", "compress", "consolidate-segments", "contiguous",
+    "debugger-test", "disable-status", "exact", "exclusive", "external",
+    "external-launcher", "get-user-env", "help", "hold", "ignore-pbs", "immediate",
+    "interactive", "kill-command", "kill-on-bad-exit", "label", "multi-prog", "nice",
+    "no-allocate", "no-bell", "no-kill", "no-requeue", "no-shell", "oom-kill-step",
+    "overcommit", "overlap", "oversubscribe", "parsable", "preserve-env", "propagate", "pty",
+    "quiet", "quit-on-interrupt", "reboot", "requeue", "resv-ports", "send-libs",
+    "spread-job", "spread-segments", "stepmgr", "test-only", "unbuffered", "usage",
+    "use-min-nodes", "verbose", "version", "wait", "wait-for-children", "whole", "x11",
 };
 
 static int listed(const char *const *list, size_t n, const char *name, size_t len)
@@ -73,25 +81,35 @@ static int clusters_option(const char *word, const char **value)
     return 0;
 }
 
+/* Whether the short option c takes no value for the command. */
+static int short_flag(int srun, char c)
+{
+    return strchr(SHORT_FLAGS, c) != NULL && !(srun && c == 'W');
+}
+
 /* For a command with operands: does the option word take the next word as its value? */
-static int takes_next(const char *word)
+static int takes_next(int srun, const char *word)
 {
     const char *eq, *p;
 
     if (word[1] == '-') {
         eq = strchr(word, '=');
-        return eq == NULL && !LISTED(LONG_FLAGS, word + 2, strlen(word + 2));
+        if (eq != NULL)
+            return 0;
+        if (srun && strcmp(word + 2, "wait") == 0)
+            return 1;
+        return !LISTED(LONG_FLAGS, word + 2, strlen(word + 2));
     }
     /* A bundle of short options: the first that takes a value takes the rest, if any. */
     for (p = word + 1; *p != '\0'; p++)
-        if (strchr(SHORT_FLAGS, *p) == NULL)
+        if (!short_flag(srun, *p))
             return p[1] == '\0';
     return 0;
 }
 
 const char *wrap_argv_clusters(const char *name, int argc, char *const argv[])
 {
-    int operands = LISTED(OPERANDS, name, strlen(name)), i;
+    int operands = LISTED(OPERANDS, name, strlen(name)), srun = strcmp(name, "srun") == 0, i;
     const char *found = NULL, *value, *word, *p;
 
     for (i = 1; i < argc; i++) {
@@ -120,13 +138,13 @@ const char *wrap_argv_clusters(const char *name, int argc, char *const argv[])
                         found = argv[i];
                     break;
                 }
-                if (!operands || strchr(SHORT_FLAGS, *p) == NULL)
+                if (!operands || !short_flag(srun, *p))
                     break;
             }
             if (*p == 'M')
                 continue;
         }
-        if (operands && takes_next(word))
+        if (operands && takes_next(srun, word))
             i++;
     }
     return found;
@@ -134,8 +152,11 @@ const char *wrap_argv_clusters(const char *name, int argc, char *const argv[])
 
 const char *wrap_env_clusters(const char *name)
 {
-    const char *list = getenv("SLURM_CLUSTERS");
+    const char *list;
 
+    if (!LISTED(ENV_READERS, name, strlen(name)))
+        return NULL;
+    list = getenv("SLURM_CLUSTERS");
     /* sbatch and salloc read their own variable first, then SLURM_CLUSTERS over it. */
     if ((list == NULL || list[0] == '\0') && strcmp(name, "sbatch") == 0)
         list = getenv("SBATCH_CLUSTERS");

@@ -27,7 +27,8 @@ const char *wrap_argv_clusters(const char *name, int argc, char *const argv[]);
 
 /*
  * The clusters the environment names for the command NAME, as Slurm reads
- * it: SLURM_CLUSTERS, else (sbatch, salloc) SBATCH_CLUSTERS or
+ * it: SLURM_CLUSTERS (for the commands that read it: salloc, sbatch,
+ * scancel, scontrol, sdiag, sinfo, sprio, squeue, srun), else (sbatch, salloc) SBATCH_CLUSTERS or
  * SALLOC_CLUSTERS, which SLURM_CLUSTERS overrides there. NULL when none
  * is set or it is empty.
  */

@@ -247,7 +247,13 @@ struct slurm_auth {
 
 static void take(char *out, size_t size, const char *v, int lower)
 {
-    size_t i, n = strcspn(v, " \t");   /* the first word, as slurmconf.py keeps it */
+    size_t i, n;
+
+    /* The first word, or a quoted value without its quotes, as slurmconf.py keeps it. */
+    if (v[0] == '"')
+        n = strcspn(++v, "\"");
+    else
+        n = strcspn(v, " \t");
 
     if (n >= size)
         n = size - 1;
@@ -286,11 +292,22 @@ static int read_slurm_conf(const char *file, struct slurm_auth *sa, int depth)
     char *line = NULL, *key, *v, *cut;
     size_t cap = 0, total = 0, n;
     ssize_t len;
+    struct stat st;
     FILE *f;
-    int rc = 0;
+    int fd, rc = 0;
 
-    if (depth > INCLUDE_DEPTH_MAX || (f = fopen(file, "re")) == NULL)
+    /*
+     * The user may name any file in SLURM_CONF: only a regular one of
+     * bounded size is read (no FIFO to wait on, no /dev/zero to fill memory).
+     */
+    if (depth > INCLUDE_DEPTH_MAX
+        || (fd = open(file, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)) < 0)
         return -1;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > SLURM_CONF_MAX
+        || (f = fdopen(fd, "r")) == NULL) {
+        close(fd);
+        return -1;
+    }
     while (rc == 0 && (len = getline(&line, &cap, f)) > 0) {
         if ((total += (size_t) len) > SLURM_CONF_MAX) {
             rc = -1;

@@ -19,7 +19,7 @@ struct wrap_conf {
     char slurm_conf[PATH_MAX];      /* "": Slurm's default places; $SLURM_CONF goes first */
     long long min_uid;
     enum wrap_export export_mode;
-    char clusters[512];             /* Clusters=: lower case, "a,b"; "": no check */
+    char clusters[4096];            /* Clusters=: lower case, "a,b"; "": no check */
 };
 
 /* Fill *c with the defaults of pam_slurmjwt/config.py. */

@@ -25,6 +25,15 @@ class ClusterChecks(Context):
         assert self.cfg is not None
         if not self.cfg.clusters:
             return None  # no Clusters=: the wrapper checks nothing, nor does doctor
+        listed = ",".join(self.cfg.clusters)
+        where = self.cfg.path or "slurmjwt.conf"
+        local = self.slurm.cluster_name if self.slurm is not None else None
+        if local and local.lower() not in (c.lower() for c in self.cfg.clusters):
+            # The wrapper refuses every command that names no cluster.
+            return advice("FAIL", NAME, f"this node's own cluster {local} (slurm.conf's "
+                          f"ClusterName) is not in Clusters={listed}, so every Slurm command "
+                          "without -M stops", f"add {local} to Clusters= in {where}",
+                          joint=": ")
         if self.token is None:
             return Check("SKIP", NAME, "needs a token that slurmctld accepts")
         unknown: list[str] = []
@@ -36,8 +45,6 @@ class ClusterChecks(Context):
                 continue
             last = (out.stderr.strip().splitlines() or ["no output"])[-1]
             (unknown if UNKNOWN in out.stderr else refused).append(f"{cluster} ({last})")
-        listed = ",".join(self.cfg.clusters)
-        where = self.cfg.path or "slurmjwt.conf"
         if unknown:
             return advice("FAIL", NAME, f"slurmdbd knows no cluster {', '.join(unknown)}, "
                           f"which Clusters={listed} names", f"correct Clusters= in {where} "

@@ -157,3 +157,11 @@ def test_export_auto_on_auth_slurm_follows_sackd_not_munge(tmp_path: Path,
         assert export_wanted(cfg) is False
     sack.unlink()  # sackd gone
     assert export_wanted(cfg) is True
+
+
+def test_clusters_longer_than_the_wrappers_buffer_is_refused_in_one_line() -> None:
+    # The C wrapper keeps Clusters= in 4096 bytes: both refuse what it cannot hold.
+    names = ",".join(f"cluster{i:04d}" for i in range(400))
+    with pytest.raises(ConfigError, match=r"^/c:1: Clusters= is longer than 4095 bytes$"):
+        parse_config(f"Clusters={names}\n", "/c")
+    assert len(parse_config(f"Clusters={names[:4000]}\n", "/c").clusters) > 300

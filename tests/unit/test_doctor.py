@@ -18,7 +18,7 @@ from pam_slurmjwt.config import parse_config
 from pam_slurmjwt.doctor import Doctor
 from pam_slurmjwt.errors import NameServiceError
 from pam_slurmjwt.signing import signer_of_pem
-from pam_slurmjwt.slurmconf import parse_slurm_conf
+from pam_slurmjwt.slurmconf import SlurmConf, parse_slurm_conf
 
 
 def _doctor(tmp_path: Path, sshd: str, systemd: bool = False) -> Doctor:
@@ -660,6 +660,19 @@ def test_clusters_refusing_an_hs256_token_are_told_one_key_cannot_serve_them(
                                     "b (squeue: error: Zero Bytes were transmitted or received)")
     assert check.fix.startswith("this node signs HS256, so every listed cluster would need its "
                                 "key byte for byte: give this node an RS256 key")
+
+
+def test_clusters_check_fails_when_the_nodes_own_cluster_is_not_listed(tmp_path: Path) -> None:
+    doctor = _clusters_doctor(tmp_path, "Clusters=b\n", "exit 0", HS256)
+    doctor.slurm = SlurmConf("/s", cluster_name="a")
+    check = doctor.clusters_accept()
+    assert check is not None and check.status == "FAIL"
+    assert check.message == ("this node's own cluster a (slurm.conf's ClusterName) is not in "
+                             "Clusters=b, so every Slurm command without -M stops: add a to "
+                             "Clusters= in /c")
+    doctor.slurm = SlurmConf("/s", cluster_name="B")  # Slurm lowers it; so does the wrapper
+    check = doctor.clusters_accept()
+    assert check is not None and check.status == "OK"
 
 
 def test_clusters_check_waits_for_a_token_slurmctld_accepts(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -91,6 +92,7 @@ RULE = [
     ("AuthType=auth/slurm", [CTLD_SACK], CTLD_SACK),
     ("AuthType=auth/slurm\nClusterName=Big", [CLUSTER_SACK, SACK], CLUSTER_SACK),
     ("AuthType=auth/slurm\nClusterName=Big", [SACK], SACK),
+    ("AuthType=\"auth/slurm\"\nClusterName=\"Big\"", [CLUSTER_SACK, SACK], CLUSTER_SACK),
     ("AuthType=auth/slurm\nClusterName=other", [CLUSTER_SACK], None),
     ("AuthType=auth/none", [MUNGE, SACK], None),
     (None, [MUNGE], MUNGE),
@@ -118,7 +120,16 @@ def test_other_auth_follows_authtype_and_its_sockets(tmp_path: Path, conf: str |
     assert answer.works is (found is not None)
     if conf is not None:
         assert answer.auth == ("auth/munge" if "AuthType" not in conf
-                               else conf.split("\n")[0].split("=")[1])
+                               else conf.split("\n")[0].split("=")[1].strip('"'))
+
+
+def test_a_fifo_or_device_as_slurm_conf_is_refused_at_once(tmp_path: Path) -> None:
+    """SLURM_CONF is the user's to set: a FIFO is not waited on, /dev/zero not read."""
+    fifo = tmp_path / "fifo.conf"
+    os.mkfifo(fifo)
+    for path in (str(fifo), "/dev/zero"):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            parse_slurm_conf(path)
 
 
 def test_other_auth_takes_slurm_conf_from_the_environment_then_slurmjwt_conf(
