@@ -103,6 +103,10 @@ EOF
 start_slurmdbd() {  # start_slurmdbd [AUTH_ALT_PARAMETERS]
     write_slurmdbd_conf "${1:-}"
     rm -f "$DBD_PID"
+    # Under auth/slurm slurmdbd serves a sack socket in /run/slurmdbd, which
+    # it cannot make once it runs as SlurmUser (slurmdbd.service has
+    # RuntimeDirectory=slurmdbd): `fatal: _prepare_run_dir: failed to create`.
+    install -d -o slurm -g slurm -m 0755 /run/slurmdbd
     # libmariadb takes the socket from MYSQL_UNIX_PORT (slurmdbd.conf has no
     # setting for it); slurmdbd daemonizes itself and drops to SlurmUser.
     MYSQL_UNIX_PORT=$SOCKET slurmdbd
