@@ -41,7 +41,7 @@ from tests.integration.fixtures.login import (
 from tests.integration.fixtures.users import TestUser
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-LIFESPAN = 30
+LIFESPAN = 20
 LIFETIMES = 3  # the loops run longer than this many token lifespans
 STEP = 5  # seconds between a loop's Slurm commands
 ROUNDS = LIFESPAN * LIFETIMES // STEP + 2
@@ -70,7 +70,7 @@ def world(installed: Installed, cluster: Cluster, test_users: dict[str, TestUser
     """A login node whose helper mints 30-second tokens (refreshed at 15 s)."""
     with cache_base() as base, login_world(
             installed, cluster, ("alice", "bob"),
-            helper_extra=f"Lifespan={LIFESPAN}\nRefreshMargin=15\n") as made:
+            helper_extra=f"Lifespan={LIFESPAN}\nRefreshMargin=10\n") as made:
         yield made
         for user in ("alice", "bob"):
             shutil.rmtree(base / str(test_users[user].uid), ignore_errors=True)

@@ -38,7 +38,7 @@ from tests.integration.fixtures.userdir import serve_userdir, userdir_socket
 from tests.integration.fixtures.users import TestUser
 
 # Short, so that a loop outlives several tokens within a test.
-LIFESPAN = 30
+LIFESPAN = 20
 HELPER_TIMEOUT = 2
 # Every helper here: short tokens, refreshed in their last third.
 TOKENS = f"Lifespan={LIFESPAN}\nRefreshMargin=10\n"
