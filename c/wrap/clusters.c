@@ -183,11 +183,8 @@ int wrap_cluster_outside(const char *allowed, const char *list, char *out, size_
     const char *item, *end;
     size_t len;
 
-    for (item = list; *item != '\0'; item = *end ? end + 1 : end) {
-        end = item + strcspn(item, ",");
-        if (end - item == 3 && strncasecmp(item, "all", 3) == 0)
-            return 0;
-    }
+    if (allows(list, "all", 3))
+        return 0;
     for (item = list; *item != '\0'; item = *end ? end + 1 : end) {
         end = item + strcspn(item, ",");
         len = (size_t) (end - item);

@@ -109,6 +109,18 @@ def sack_socket(node: Container) -> bool:
     return cluster.exec_ok(node, ["test", "-S", SACK_SOCKET])
 
 
+# Stop the sackd running without systemd, and return once it has exited.
+KILL_SACKD = "pid=$(pgrep -x sackd); kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.1; done"
+
+
+def spawn_sackd(node: Container, runtime: str = "") -> None:
+    """Start sackd as SlurmUser in the background, without systemd; with
+    `runtime`, in that RuntimeDirectory (a sackd for one cluster)."""
+    env = f"RUNTIME_DIRECTORY={runtime} " if runtime else ""
+    node.exec_run(["sh", "-c", f"{env}setpriv --reuid=slurm --regid=slurm --clear-groups "
+                   f"sackd -D >> {SACKD_LOG} 2>&1"], detach=True)
+
+
 def stop_sackd(sackd: SackdNode) -> None:
     """Stop sackd as a site would: `systemctl stop sackd` (its
     RuntimeDirectory, the socket with it, goes), or without systemd a SIGTERM
@@ -116,8 +128,7 @@ def stop_sackd(sackd: SackdNode) -> None:
     if sackd.systemd:
         argv = ["systemctl", "stop", "sackd.service"]
     else:
-        argv = ["sh", "-euc", "pid=$(pgrep -x sackd); kill $pid; "
-                "while kill -0 $pid 2>/dev/null; do sleep 0.1; done"]
+        argv = ["sh", "-euc", KILL_SACKD]
     code, out = cluster.exec_out(sackd.container, argv)
     if code != 0:
         raise DemoError(f"{sackd.container.name}: cannot stop sackd: {out}")
@@ -131,8 +142,7 @@ def start_sackd(sackd: SackdNode) -> None:
         if code != 0:
             raise DemoError(f"{node.name}: systemctl start sackd failed: {out}")
     else:
-        node.exec_run(["sh", "-c", "setpriv --reuid=slurm --regid=slurm --clear-groups "
-                       f"sackd -D >> {SACKD_LOG} 2>&1"], detach=True)
+        spawn_sackd(node)
     # Without systemd the old socket is still there: wait until sackd answers.
     cluster.wait_until(node, "squeue through sackd", lambda: slurm_works(node),
                        time.monotonic() + cluster.READY_TIMEOUT)
@@ -150,8 +160,7 @@ def start_cluster_sackd(sackd: SackdNode, cluster_name: str) -> str:
         install -d -o slurm -g slurm -m 0755 {runtime}"""])
     if code != 0:
         raise DemoError(f"{node.name}: cannot prepare {runtime}: {out}")
-    node.exec_run(["sh", "-c", f"RUNTIME_DIRECTORY={runtime} setpriv --reuid=slurm "
-                   f"--regid=slurm --clear-groups sackd -D >> {SACKD_LOG} 2>&1"], detach=True)
+    spawn_sackd(node, runtime)
     cluster.wait_until(node, "squeue through the cluster's sackd", lambda: slurm_works(node),
                        time.monotonic() + cluster.READY_TIMEOUT)
     return f"{runtime}/sack.socket"
@@ -159,10 +168,8 @@ def start_cluster_sackd(sackd: SackdNode, cluster_name: str) -> str:
 
 def stop_cluster_sackd(sackd: SackdNode, cluster_name: str) -> None:
     """Stop what start_cluster_sackd started and remove its directory."""
-    code, out = cluster.exec_out(sackd.container, ["sh", "-euc", f"""
-        pid=$(pgrep -x sackd); kill $pid
-        while kill -0 $pid 2>/dev/null; do sleep 0.1; done
-        rm -rf /run/slurm-{cluster_name}"""])
+    script = f"{KILL_SACKD}; rm -rf /run/slurm-{cluster_name}"
+    code, out = cluster.exec_out(sackd.container, ["sh", "-euc", script])
     if code != 0:
         raise DemoError(f"{sackd.container.name}: cannot stop the cluster's sackd: {out}")
 
